@@ -1,0 +1,127 @@
+// Package apierror is the one place where errors become HTTP responses.
+// Handlers and middlewares hand any error to Abort; Render, run once per
+// request, answers with {"error", "code"[, "fields"]} and a status. Known
+// errors keep their message; anything else becomes a 500 whose detail is
+// logged and never sent.
+package apierror
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"tokenauth/models"
+)
+
+// Error is an error with its HTTP form.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	Fields  map[string]string
+	// Header holds headers the response must carry, such as
+	// WWW-Authenticate or Retry-After.
+	Header map[string]string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// New returns an error with a status, a stable code and a message for
+// humans.
+func New(status int, code, message string) *Error {
+	return &Error{Status: status, Code: code, Message: message}
+}
+
+// WithHeader returns a copy of e that sets a response header.
+func (e *Error) WithHeader(name, value string) *Error {
+	c := *e
+	c.Header = map[string]string{name: value}
+	for k, v := range e.Header {
+		if k != name {
+			c.Header[k] = v
+		}
+	}
+	return &c
+}
+
+// Validation reports bad fields of the input.
+func Validation(fields map[string]string) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: "validation_failed",
+		Message: "The request has invalid fields.", Fields: fields}
+}
+
+// Errors with a fixed form, shared by handlers and middlewares.
+var (
+	ErrInvalidJSON   = New(http.StatusBadRequest, "invalid_json", "The request body must be one JSON object.")
+	ErrBodyTooLarge  = New(http.StatusRequestEntityTooLarge, "body_too_large", "The request body is too large.")
+	ErrNotFound      = New(http.StatusNotFound, "not_found", "Not found.")
+	ErrMethod        = New(http.StatusMethodNotAllowed, "method_not_allowed", "This method is not allowed here.")
+	ErrForbidden     = New(http.StatusForbidden, "forbidden", "You may not change this resource.")
+	ErrInternal      = New(http.StatusInternalServerError, "internal_error", "Something went wrong on our side.")
+	ErrUnavailable   = New(http.StatusServiceUnavailable, "unavailable", "The service is temporarily unavailable; try again shortly.")
+	ErrConflict      = New(http.StatusConflict, "conflict", "This conflicts with an existing resource.")
+	ErrTokenLimit    = New(http.StatusConflict, "token_limit_reached", "You hold the maximum number of tokens; revoke one first.")
+	ErrInvalidCreds  = New(http.StatusUnauthorized, "invalid_credentials", "Invalid username or password.")
+	ErrAccountOff    = New(http.StatusUnauthorized, "account_disabled", "This account is disabled.")
+	ErrAuthRequired  = New(http.StatusUnauthorized, "authentication_required", "Authentication is required: send Authorization: Bearer <token>.").WithHeader("WWW-Authenticate", `Bearer realm="api"`)
+	ErrInvalidToken  = New(http.StatusUnauthorized, "invalid_token", "The token is invalid, expired or revoked.").WithHeader("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
+	ErrInvalidAuthzn = New(http.StatusBadRequest, "invalid_request", "The Authorization header is malformed: send exactly one Bearer token.").WithHeader("WWW-Authenticate", `Bearer realm="api", error="invalid_request"`)
+	ErrTokenInURL    = New(http.StatusBadRequest, "invalid_request", "Tokens are accepted only in the Authorization header, never in the URL.").WithHeader("WWW-Authenticate", `Bearer realm="api", error="invalid_request"`)
+)
+
+// InsufficientScope is the 403 for a token that lacks scope.
+func InsufficientScope(scope string) *Error {
+	return New(http.StatusForbidden, "insufficient_scope", "This token lacks the scope "+scope+".").
+		WithHeader("WWW-Authenticate", `Bearer realm="api", error="insufficient_scope", scope="`+scope+`"`)
+}
+
+// Abort records err for Render and stops the handler chain.
+func Abort(c *gin.Context, err error) {
+	_ = c.Error(err)
+	c.Abort()
+}
+
+// From resolves any error to its HTTP form. The second result is false when
+// the error was not one the service knows, so its detail must be logged.
+func From(err error) (*Error, bool) {
+	var (
+		apiErr  *Error
+		invalid *models.ValidationError
+		tooBig  *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &apiErr):
+		return apiErr, true
+	case errors.As(err, &invalid):
+		return Validation(invalid.Fields), true
+	case errors.As(err, &tooBig):
+		return ErrBodyTooLarge, true
+	case errors.Is(err, models.ErrNotFound):
+		return ErrNotFound, true
+	case errors.Is(err, models.ErrConflict):
+		return ErrConflict, true
+	case errors.Is(err, models.ErrTokenLimit):
+		return ErrTokenLimit, true
+	case errors.Is(err, models.ErrInvalidCredentials):
+		return ErrInvalidCreds, true
+	case errors.Is(err, models.ErrAccountDisabled):
+		return ErrAccountOff, true
+	case errors.Is(err, models.ErrUnavailable):
+		// Known, but the cause is worth a log line.
+		return ErrUnavailable, false
+	}
+	return ErrInternal, false
+}
+
+// Write sends e as the response.
+func Write(c *gin.Context, e *Error) {
+	for name, value := range e.Header {
+		c.Header(name, value)
+	}
+	body := gin.H{"error": e.Message, "code": e.Code}
+	if len(e.Fields) > 0 {
+		body["fields"] = e.Fields
+	}
+	c.AbortWithStatusJSON(e.Status, body)
+}

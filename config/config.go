@@ -1,0 +1,264 @@
+// Package config loads the service's settings from the environment (and an
+// optional .env file) and opens the database they name.
+package config
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"tokenauth/models"
+)
+
+// Config holds every setting of the service. Load fills it from the
+// environment; tests build one with Default and change what they need.
+type Config struct {
+	DatabaseURL string
+	Addr        string
+
+	TokenTTL         time.Duration
+	TokenMaxTTL      time.Duration
+	TokenIdleTimeout time.Duration
+	TokenSliding     bool
+	MaxTokensPerUser int
+	TokenCacheTTL    time.Duration
+
+	AllowRegistration bool
+	PasswordMinLength int
+
+	LoginUserFailures int
+	LoginUserWindow   time.Duration
+	LoginIPPerMinute  int
+	TrustedProxies    []string
+	RedisURL          string
+
+	CORSAllowedOrigins []string
+	MaxBodyBytes       int64
+	ReadHeaderTimeout  time.Duration
+	ShutdownGrace      time.Duration
+
+	LogLevel  string
+	LogFormat string
+}
+
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		DatabaseURL:       "tokenauth.db",
+		Addr:              ":8080",
+		TokenTTL:          720 * time.Hour,
+		TokenMaxTTL:       8760 * time.Hour,
+		TokenIdleTimeout:  2160 * time.Hour,
+		MaxTokensPerUser:  50,
+		TokenCacheTTL:     30 * time.Second,
+		PasswordMinLength: 10,
+		LoginUserFailures: 5,
+		LoginUserWindow:   15 * time.Minute,
+		LoginIPPerMinute:  20,
+		MaxBodyBytes:      1 << 20,
+		ReadHeaderTimeout: 5 * time.Second,
+		ShutdownGrace:     20 * time.Second,
+		LogLevel:          "info",
+		LogFormat:         "json",
+	}
+}
+
+// Load reads the configuration from the environment. Values from a .env file
+// at envFile (if it exists) fill in what the environment does not set. A bad
+// value is an error that names the setting.
+func Load(getenv func(string) string, envFile string) (Config, error) {
+	file, err := readDotEnv(envFile)
+	if err != nil {
+		return Config{}, err
+	}
+	lookup := func(key string) string {
+		if v := getenv(key); v != "" {
+			return v
+		}
+		return file[key]
+	}
+	p := parser{lookup: lookup}
+	c := Default()
+	p.str("DATABASE_URL", &c.DatabaseURL)
+	p.str("ADDR", &c.Addr)
+	p.duration("TOKEN_TTL", &c.TokenTTL, false)
+	p.duration("TOKEN_MAX_TTL", &c.TokenMaxTTL, false)
+	p.duration("TOKEN_IDLE_TIMEOUT", &c.TokenIdleTimeout, true)
+	p.boolean("TOKEN_SLIDING", &c.TokenSliding)
+	p.integer("MAX_TOKENS_PER_USER", &c.MaxTokensPerUser, 1, 100000)
+	p.duration("TOKEN_CACHE_TTL", &c.TokenCacheTTL, true)
+	p.boolean("ALLOW_REGISTRATION", &c.AllowRegistration)
+	p.integer("PASSWORD_MIN_LENGTH", &c.PasswordMinLength, 1, models.PasswordMaxLength)
+	p.integer("LOGIN_USER_FAILURES", &c.LoginUserFailures, 1, 1000000)
+	p.duration("LOGIN_USER_WINDOW", &c.LoginUserWindow, false)
+	p.integer("LOGIN_IP_PER_MINUTE", &c.LoginIPPerMinute, 1, 1000000)
+	p.list("TRUSTED_PROXIES", &c.TrustedProxies)
+	p.str("REDIS_URL", &c.RedisURL)
+	p.list("CORS_ALLOWED_ORIGINS", &c.CORSAllowedOrigins)
+	var maxBody int
+	p.integer("MAX_BODY_BYTES", &maxBody, 1, 1<<30)
+	if maxBody > 0 {
+		c.MaxBodyBytes = int64(maxBody)
+	}
+	p.duration("READ_HEADER_TIMEOUT", &c.ReadHeaderTimeout, false)
+	p.duration("SHUTDOWN_GRACE", &c.ShutdownGrace, true)
+	p.oneOf("LOG_LEVEL", &c.LogLevel, "debug", "info", "warn", "error")
+	p.oneOf("LOG_FORMAT", &c.LogFormat, "json", "text")
+	if p.err == nil {
+		p.err = c.validate()
+	}
+	return c, p.err
+}
+
+func (c Config) validate() error {
+	if c.TokenTTL > c.TokenMaxTTL {
+		return errors.New("TOKEN_TTL: must not be longer than TOKEN_MAX_TTL")
+	}
+	for _, proxy := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(proxy); err == nil {
+			continue
+		}
+		if _, err := netip.ParseAddr(proxy); err != nil {
+			return fmt.Errorf("TRUSTED_PROXIES: %q is neither an IP address nor a CIDR range", proxy)
+		}
+	}
+	for _, origin := range c.CORSAllowedOrigins {
+		if origin == "*" || !strings.HasPrefix(origin, "http://") && !strings.HasPrefix(origin, "https://") {
+			return fmt.Errorf("CORS_ALLOWED_ORIGINS: %q is not an origin like https://app.example.com", origin)
+		}
+	}
+	return nil
+}
+
+// parser reads typed settings and keeps the first error.
+type parser struct {
+	lookup func(string) string
+	err    error
+}
+
+func (p *parser) get(key string) (string, bool) {
+	if p.err != nil {
+		return "", false
+	}
+	v := strings.TrimSpace(p.lookup(key))
+	return v, v != ""
+}
+
+func (p *parser) fail(key, value, want string) {
+	p.err = fmt.Errorf("%s: %q is not %s", key, value, want)
+}
+
+func (p *parser) str(key string, dst *string) {
+	if v, ok := p.get(key); ok {
+		*dst = v
+	}
+}
+
+func (p *parser) duration(key string, dst *time.Duration, zeroAllowed bool) {
+	v, ok := p.get(key)
+	if !ok {
+		return
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		p.fail(key, v, "a duration such as 90s, 15m or 720h")
+	case d < 0 || d == 0 && !zeroAllowed:
+		p.fail(key, v, "a positive duration")
+	default:
+		*dst = d
+	}
+}
+
+func (p *parser) boolean(key string, dst *bool) {
+	v, ok := p.get(key)
+	if !ok {
+		return
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.fail(key, v, "true or false")
+		return
+	}
+	*dst = b
+}
+
+func (p *parser) integer(key string, dst *int, lo, hi int) {
+	v, ok := p.get(key)
+	if !ok {
+		return
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		p.fail(key, v, fmt.Sprintf("a whole number from %d to %d", lo, hi))
+		return
+	}
+	*dst = n
+}
+
+func (p *parser) list(key string, dst *[]string) {
+	v, ok := p.get(key)
+	if !ok {
+		return
+	}
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	*dst = out
+}
+
+func (p *parser) oneOf(key string, dst *string, allowed ...string) {
+	v, ok := p.get(key)
+	if !ok {
+		return
+	}
+	for _, a := range allowed {
+		if strings.EqualFold(v, a) {
+			*dst = a
+			return
+		}
+	}
+	p.fail(key, v, "one of "+strings.Join(allowed, ", "))
+}
+
+// readDotEnv reads KEY=VALUE lines; a missing file is not an error.
+func readDotEnv(path string) (map[string]string, error) {
+	values := map[string]string{}
+	if path == "" {
+		return values, nil
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return values, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer f.Close()
+	scanner := bufio.NewScanner(f)
+	for n := 1; scanner.Scan(); n++ {
+		line := strings.TrimSpace(scanner.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, value, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")
+		if !ok {
+			return nil, fmt.Errorf("%s line %d: expected KEY=VALUE", path, n)
+		}
+		value = strings.TrimSpace(value)
+		if len(value) >= 2 && (value[0] == '"' || value[0] == '\'') && value[len(value)-1] == value[0] {
+			value = value[1 : len(value)-1]
+		}
+		values[strings.TrimSpace(key)] = value
+	}
+	return values, scanner.Err()
+}

@@ -1,0 +1,84 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"tokenauth/models"
+)
+
+// IsPostgres tells whether a database URL selects PostgreSQL; anything else
+// is the path of a SQLite file.
+func IsPostgres(databaseURL string) bool {
+	return strings.HasPrefix(databaseURL, "postgres://") || strings.HasPrefix(databaseURL, "postgresql://")
+}
+
+// OpenDatabase opens the database the URL names. Errors from both drivers
+// are translated by GORM (TranslateError), so a duplicate key is
+// gorm.ErrDuplicatedKey on either. Times are stored in UTC.
+func OpenDatabase(databaseURL string) (*gorm.DB, error) {
+	gcfg := &gorm.Config{
+		TranslateError: true,
+		Logger:         logger.Discard,
+		NowFunc:        func() time.Time { return time.Now().UTC() },
+	}
+	if IsPostgres(databaseURL) {
+		db, err := gorm.Open(postgres.Open(withConnectTimeout(databaseURL)), gcfg)
+		if err != nil {
+			return nil, fmt.Errorf("opening PostgreSQL: %w", err)
+		}
+		sqlDB, err := db.DB()
+		if err != nil {
+			return nil, err
+		}
+		sqlDB.SetMaxOpenConns(32)
+		sqlDB.SetMaxIdleConns(32)
+		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+		return db, nil
+	}
+	// One connection: SQLite allows one writer at a time anyway, and a single
+	// connection turns what would be "database is locked" errors between
+	// our own goroutines into an orderly queue. busy_timeout covers other
+	// processes (the operator subcommands) writing the same file.
+	dsn := "file:" + databaseURL + "?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_txlock=immediate"
+	db, err := gorm.Open(sqlite.Open(dsn), gcfg)
+	if err != nil {
+		return nil, fmt.Errorf("opening SQLite file %s: %w", databaseURL, err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, err
+	}
+	sqlDB.SetMaxOpenConns(1)
+	return db, nil
+}
+
+// withConnectTimeout adds a connect timeout to a PostgreSQL URL that has
+// none, so an unreachable server fails requests fast instead of hanging.
+func withConnectTimeout(databaseURL string) string {
+	u, err := url.Parse(databaseURL)
+	if err != nil {
+		return databaseURL
+	}
+	q := u.Query()
+	if q.Get("connect_timeout") == "" {
+		q.Set("connect_timeout", "3")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// Migrate creates or updates the schema of every model.
+func Migrate(db *gorm.DB) error {
+	if err := db.AutoMigrate(&models.User{}, &models.APIToken{}); err != nil {
+		return fmt.Errorf("migrating the schema: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,126 @@
+package controllers
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"gorm.io/gorm"
+
+	"tokenauth/apierror"
+	"tokenauth/config"
+	"tokenauth/middlewares"
+	"tokenauth/models"
+)
+
+// AuthController handles logging in and out and registering.
+type AuthController struct {
+	db     *gorm.DB
+	cfg    config.Config
+	hasher *models.PasswordHasher
+	auth   *middlewares.Authenticator
+}
+
+// NewAuthController returns an AuthController.
+func NewAuthController(db *gorm.DB, cfg config.Config, hasher *models.PasswordHasher, auth *middlewares.Authenticator) *AuthController {
+	return &AuthController{db: db, cfg: cfg, hasher: hasher, auth: auth}
+}
+
+type loginRequest struct {
+	Username  string `json:"username" binding:"required,max=150"`
+	Password  string `json:"password" binding:"required,max=256"`
+	TokenName string `json:"token_name" binding:"max=100,nocontrol"`
+}
+
+// Login checks a username and password and issues a new full-scope token.
+// Unknown user and wrong password get the same answer after the same work.
+func (ac *AuthController) Login(c *gin.Context) {
+	var req loginRequest
+	if err := bindJSON(c, &req); err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	user, err := models.Authenticate(ctx, ac.db, ac.hasher, req.Username, req.Password)
+	if err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	name := req.TokenName
+	if name == "" {
+		name = "login"
+	}
+	expires := time.Now().UTC().Add(ac.cfg.TokenTTL)
+	tok, evicted, err := models.IssueToken(ctx, ac.db, user.ID,
+		models.TokenSpec{Name: name, Kind: models.KindLogin, Scopes: models.Scopes{models.ScopeAll}, ExpiresAt: &expires},
+		ac.tokenPolicy(), true)
+	if err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	ac.auth.ForgetTokens(evicted...)
+	middlewares.NoStore(c)
+	c.JSON(http.StatusOK, loginResponse{
+		Token: tok.Secret, TokenType: "Bearer", ExpiresAt: utc(tok.ExpiresAt),
+		User: loginUser{ID: user.ID, Username: user.Username, Email: user.Email},
+	})
+}
+
+func (ac *AuthController) tokenPolicy() models.TokenPolicy {
+	return models.TokenPolicy{MaxPerUser: ac.cfg.MaxTokensPerUser, IdleTimeout: ac.cfg.TokenIdleTimeout}
+}
+
+type registerRequest struct {
+	Username string `json:"username" binding:"required,max=150"`
+	Email    string `json:"email" binding:"required,email,max=254"`
+	Password string `json:"password" binding:"required,max=256"`
+}
+
+// Register creates an account when registration is enabled (404
+// otherwise, as if the route did not exist). It issues no token: the
+// client logs in next.
+func (ac *AuthController) Register(c *gin.Context) {
+	if !ac.cfg.AllowRegistration {
+		apierror.Abort(c, apierror.ErrNotFound)
+		return
+	}
+	var req registerRequest
+	if err := bindJSON(c, &req); err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	user := models.NewUser(ac.hasher, req.Username, req.Email, req.Password)
+	if err := models.CreateUser(c.Request.Context(), ac.db, user, models.PasswordPolicy{MinLength: ac.cfg.PasswordMinLength}); err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, gin.H{"user": newUserResponse(user)})
+}
+
+// Logout revokes the token that made the request.
+func (ac *AuthController) Logout(c *gin.Context) {
+	tok, _ := middlewares.CurrentToken(c)
+	ac.revoke(c, models.RevokeQuery{UserID: tok.UserID, TokenID: tok.ID, Reason: models.RevokedByLogout})
+}
+
+// LogoutAll revokes every token of the user, the current one included.
+func (ac *AuthController) LogoutAll(c *gin.Context) {
+	tok, _ := middlewares.CurrentToken(c)
+	ac.revoke(c, models.RevokeQuery{UserID: tok.UserID, Reason: models.RevokedByLogout})
+}
+
+// LogoutOthers revokes every token of the user but the current one.
+func (ac *AuthController) LogoutOthers(c *gin.Context) {
+	tok, _ := middlewares.CurrentToken(c)
+	ac.revoke(c, models.RevokeQuery{UserID: tok.UserID, ExceptID: tok.ID, Reason: models.RevokedByLogout})
+}
+
+func (ac *AuthController) revoke(c *gin.Context, q models.RevokeQuery) {
+	ids, err := models.RevokeTokens(c.Request.Context(), ac.db, q)
+	if err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	ac.auth.ForgetTokens(ids...)
+	c.Status(http.StatusNoContent)
+}

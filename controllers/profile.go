@@ -1,0 +1,78 @@
+package controllers
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"gorm.io/gorm"
+
+	"tokenauth/apierror"
+	"tokenauth/config"
+	"tokenauth/middlewares"
+	"tokenauth/models"
+)
+
+// ProfileController serves the authenticated user's own account.
+type ProfileController struct {
+	db     *gorm.DB
+	cfg    config.Config
+	hasher *models.PasswordHasher
+	auth   *middlewares.Authenticator
+}
+
+// NewProfileController returns a ProfileController.
+func NewProfileController(db *gorm.DB, cfg config.Config, hasher *models.PasswordHasher, auth *middlewares.Authenticator) *ProfileController {
+	return &ProfileController{db: db, cfg: cfg, hasher: hasher, auth: auth}
+}
+
+// Show returns the user.
+func (pc *ProfileController) Show(c *gin.Context) {
+	user, _ := middlewares.CurrentUser(c)
+	c.JSON(http.StatusOK, newUserResponse(user))
+}
+
+type profileUpdateRequest struct {
+	Email string `json:"email" binding:"required,email,max=254"`
+}
+
+// Update changes the user's email.
+func (pc *ProfileController) Update(c *gin.Context) {
+	var req profileUpdateRequest
+	if err := bindJSON(c, &req); err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	user, _ := middlewares.CurrentUser(c)
+	if err := models.UpdateEmail(c.Request.Context(), pc.db, user, req.Email); err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	pc.auth.ForgetUser(user.ID)
+	c.JSON(http.StatusOK, newUserResponse(user))
+}
+
+type passwordChangeRequest struct {
+	CurrentPassword string `json:"current_password" binding:"required,max=256"`
+	NewPassword     string `json:"new_password" binding:"required,max=256"`
+}
+
+// ChangePassword replaces the password and revokes every other token of the
+// user; the token making the request keeps working.
+func (pc *ProfileController) ChangePassword(c *gin.Context) {
+	var req passwordChangeRequest
+	if err := bindJSON(c, &req); err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	tok, _ := middlewares.CurrentToken(c)
+	revoked, err := models.ChangePassword(c.Request.Context(), pc.db, pc.hasher,
+		models.PasswordPolicy{MinLength: pc.cfg.PasswordMinLength}, &tok.User, req.CurrentPassword, req.NewPassword, tok.ID)
+	if err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	// The user's cached lookups hold the old password hash; drop them all.
+	pc.auth.ForgetUser(tok.UserID)
+	pc.auth.ForgetTokens(revoked...)
+	c.Status(http.StatusNoContent)
+}

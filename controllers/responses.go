@@ -1,0 +1,65 @@
+package controllers
+
+import (
+	"time"
+
+	"tokenauth/models"
+)
+
+// The response bodies. Models are never rendered directly: these DTOs name
+// every field a client sees, so no hash can slip out.
+
+type userResponse struct {
+	ID          uint       `json:"id"`
+	Username    string     `json:"username"`
+	Email       string     `json:"email"`
+	IsActive    bool       `json:"is_active"`
+	CreatedAt   time.Time  `json:"created_at"`
+	LastLoginAt *time.Time `json:"last_login_at"`
+}
+
+func newUserResponse(u *models.User) userResponse {
+	return userResponse{ID: u.ID, Username: u.Username, Email: u.Email, IsActive: u.IsActive,
+		CreatedAt: u.CreatedAt.UTC().Truncate(time.Second), LastLoginAt: utc(u.LastLoginAt)}
+}
+
+// loginUser is the short form of a user in a login response.
+type loginUser struct {
+	ID       uint   `json:"id"`
+	Username string `json:"username"`
+	Email    string `json:"email"`
+}
+
+type loginResponse struct {
+	Token     string     `json:"token"`
+	TokenType string     `json:"token_type"`
+	ExpiresAt *time.Time `json:"expires_at"`
+	User      loginUser  `json:"user"`
+}
+
+type tokenResponse struct {
+	ID         uint       `json:"id"`
+	Name       string     `json:"name"`
+	Prefix     string     `json:"prefix"`
+	Scopes     []string   `json:"scopes"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+	ExpiresAt  *time.Time `json:"expires_at"`
+	Current    bool       `json:"current"`
+	// Token is the secret, present only in the response that creates it.
+	Token string `json:"token,omitempty"`
+}
+
+func newTokenResponse(t *models.APIToken, lastUsed *time.Time, currentID uint) tokenResponse {
+	return tokenResponse{ID: t.ID, Name: t.Name, Prefix: t.Prefix, Scopes: t.Scopes,
+		CreatedAt: t.CreatedAt.UTC().Truncate(time.Second), LastUsedAt: utc(lastUsed), ExpiresAt: utc(t.ExpiresAt),
+		Current: t.ID == currentID, Token: t.Secret}
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC().Truncate(time.Second)
+	return &u
+}

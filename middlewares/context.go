@@ -1,0 +1,47 @@
+// Package middlewares holds the Gin middlewares of tokenauth: token
+// authentication and scope checks, error rendering, recovery, request logs,
+// security headers and body limits. It also owns the context key under
+// which the authenticated user and token live.
+package middlewares
+
+import (
+	"github.com/gin-gonic/gin"
+
+	"tokenauth/models"
+)
+
+// contextKey is unexported so that only this package can read or write the
+// values; everything else goes through the helpers below.
+type contextKey int
+
+const (
+	tokenKey contextKey = iota
+	authErrorKey
+	requestIDKey
+)
+
+// CurrentToken returns the token that authenticated the request.
+func CurrentToken(c *gin.Context) (*models.APIToken, bool) {
+	v, ok := c.Get(tokenKey)
+	if !ok {
+		return nil, false
+	}
+	t, ok := v.(*models.APIToken)
+	return t, ok
+}
+
+// CurrentUser returns the authenticated user of the request.
+func CurrentUser(c *gin.Context) (*models.User, bool) {
+	t, ok := CurrentToken(c)
+	if !ok {
+		return nil, false
+	}
+	return &t.User, true
+}
+
+// setToken attaches a copy of t: what the token cache holds is shared by
+// concurrent requests, while a handler may change its own copy freely.
+func setToken(c *gin.Context, t *models.APIToken) {
+	own := *t
+	c.Set(tokenKey, &own)
+}

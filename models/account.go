@@ -1,0 +1,53 @@
+package models
+
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// ChangePassword checks the current password, applies the policy to the new
+// one, stores its hash and revokes every other token of the user, in one
+// transaction. It returns the ids of the revoked tokens. A wrong current
+// password is a ValidationError on current_password: the caller's token is
+// fine, only the input is wrong.
+func ChangePassword(ctx context.Context, db *gorm.DB, hasher *PasswordHasher, policy PasswordPolicy,
+	u *User, current, next string, keepTokenID uint) ([]uint, error) {
+	ok, _, err := hasher.Verify(ctx, current, u.PasswordHash)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, invalid("current_password", "is not your current password")
+	}
+	if err := policy.check("new_password", next, u.Username); err != nil {
+		return nil, err
+	}
+	hash, err := hasher.Hash(ctx, next)
+	if err != nil {
+		return nil, err
+	}
+	var revoked []uint
+	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Model(u).UpdateColumns(map[string]any{"password_hash": hash, "updated_at": time.Now().UTC()}).Error; err != nil {
+			return err
+		}
+		var err error
+		revoked, err = revokeWhere(tx, RevokeQuery{UserID: u.ID, ExceptID: keepTokenID, Reason: RevokedByPasswordChange})
+		return err
+	})
+	if err != nil {
+		return nil, translate(err)
+	}
+	u.PasswordHash = hash
+	return revoked, nil
+}
+
+// SetActive activates or deactivates a user. Deactivating revokes nothing
+// (reactivation brings the tokens back), but a deactivated user's tokens
+// are refused on their next request.
+func SetActive(ctx context.Context, db *gorm.DB, u *User, active bool) error {
+	u.IsActive = active
+	return translate(db.WithContext(ctx).Model(u).UpdateColumns(map[string]any{"is_active": active, "updated_at": time.Now().UTC()}).Error)
+}

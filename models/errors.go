@@ -1,0 +1,95 @@
+// Package models holds the GORM models of tokenauth and their domain logic:
+// users and their passwords, API tokens and their secrets, scopes.
+package models
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"gorm.io/gorm"
+)
+
+// Errors the models report. Controllers turn them into HTTP responses; no
+// gorm or driver error leaves this package unwrapped.
+var (
+	ErrNotFound           = errors.New("not found")
+	ErrConflict           = errors.New("conflict")
+	ErrUnavailable        = errors.New("database unavailable")
+	ErrTokenLimit         = errors.New("token limit reached")
+	ErrInvalidCredentials = errors.New("invalid credentials")
+	ErrAccountDisabled    = errors.New("account disabled")
+)
+
+// ValidationError reports input that breaks a rule of the domain, field by
+// field (the keys are the JSON names clients sent).
+type ValidationError struct {
+	Fields map[string]string
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, 0, len(e.Fields))
+	for field, msg := range e.Fields {
+		parts = append(parts, field+": "+msg)
+	}
+	return "validation failed: " + strings.Join(parts, "; ")
+}
+
+// invalid builds a ValidationError for one field.
+func invalid(field, msg string) error {
+	return &ValidationError{Fields: map[string]string{field: msg}}
+}
+
+// translate turns a gorm or driver error into one of the errors above,
+// keeping the original for the logs. A database that cannot be reached is
+// ErrUnavailable, never ErrNotFound.
+func translate(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		return ErrNotFound
+	case errors.Is(err, gorm.ErrDuplicatedKey):
+		return ErrConflict
+	case isOutage(err):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+// isOutage tells whether err means the database could not be reached or
+// could not answer in time, rather than that the query was wrong.
+func isOutage(err error) bool {
+	var (
+		connectErr *pgconn.ConnectError
+		netErr     net.Error
+		pgErr      *pgconn.PgError
+	)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, driver.ErrBadConn),
+		errors.Is(err, io.EOF),
+		errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, net.ErrClosed),
+		errors.As(err, &connectErr),
+		errors.As(err, &netErr),
+		pgconn.Timeout(err),
+		pgconn.SafeToRetry(err):
+		return true
+	case errors.As(err, &pgErr):
+		// Class 08 is connection exceptions, 53 insufficient resources,
+		// 57P0x the server shutting down.
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "53") ||
+			strings.HasPrefix(pgErr.Code, "57P")
+	}
+	msg := err.Error()
+	// SQLite reports a busy or locked database file only in the message,
+	// and pgx says "closed pool" when the application is shutting down.
+	return strings.Contains(msg, "database is locked") || strings.Contains(msg, "SQLITE_BUSY") ||
+		strings.Contains(msg, "closed pool") || strings.Contains(msg, "sql: database is closed")
+}

@@ -1,0 +1,130 @@
+package models
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// PasswordMaxLength is the longest password accepted anywhere, in
+// characters. It bounds the work one request can make the hash do.
+const PasswordMaxLength = 256
+
+// PasswordParams are the argon2id cost parameters.
+type PasswordParams struct {
+	Memory  uint32 // KiB
+	Time    uint32
+	Threads uint8
+}
+
+// DefaultPasswordParams are OWASP's recommended argon2id settings
+// (19 MiB, two passes, one lane).
+var DefaultPasswordParams = PasswordParams{Memory: 19456, Time: 2, Threads: 1}
+
+const (
+	saltLength = 16
+	keyLength  = 32
+)
+
+// PasswordHasher hashes and verifies passwords with argon2id in the PHC
+// string format. It bounds how many hashes run at once, because each one
+// holds Memory KiB: without a bound, a burst of logins would take the
+// server's memory with it.
+type PasswordHasher struct {
+	params PasswordParams
+	slots  chan struct{}
+	dummy  string
+}
+
+// NewPasswordHasher returns a hasher with the given cost that runs at most
+// concurrency hashes at once.
+func NewPasswordHasher(params PasswordParams, concurrency int) *PasswordHasher {
+	h := &PasswordHasher{params: params, slots: make(chan struct{}, max(concurrency, 1))}
+	h.dummy = h.encode(make([]byte, saltLength), make([]byte, keyLength))
+	return h
+}
+
+// Hash returns the PHC string of password with a fresh random salt.
+func (h *PasswordHasher) Hash(ctx context.Context, password string) (string, error) {
+	salt := make([]byte, saltLength)
+	if _, err := rand.Read(salt); err != nil {
+		return "", fmt.Errorf("reading salt: %w", err)
+	}
+	if err := h.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer h.release()
+	key := argon2.IDKey([]byte(password), salt, h.params.Time, h.params.Memory, h.params.Threads, keyLength)
+	return h.encode(salt, key), nil
+}
+
+// Verify tells whether password matches the stored hash, in constant time,
+// and whether the hash was made with other parameters than the current ones
+// and should be replaced.
+func (h *PasswordHasher) Verify(ctx context.Context, password, encoded string) (ok, stale bool, err error) {
+	params, salt, key, err := decodeArgon2id(encoded)
+	if err != nil {
+		return false, false, err
+	}
+	if err := h.acquire(ctx); err != nil {
+		return false, false, err
+	}
+	defer h.release()
+	got := argon2.IDKey([]byte(password), salt, params.Time, params.Memory, params.Threads, uint32(len(key)))
+	ok = subtle.ConstantTimeCompare(got, key) == 1
+	return ok, params != h.params || len(key) != keyLength, nil
+}
+
+// VerifyDummy spends the time of one verification, so that an unknown
+// username takes as long to refuse as a wrong password.
+func (h *PasswordHasher) VerifyDummy(ctx context.Context, password string) error {
+	_, _, err := h.Verify(ctx, password, h.dummy)
+	return err
+}
+
+func (h *PasswordHasher) acquire(ctx context.Context) error {
+	select {
+	case h.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: waiting to hash: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+func (h *PasswordHasher) release() { <-h.slots }
+
+func (h *PasswordHasher) encode(salt, key []byte) string {
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version,
+		h.params.Memory, h.params.Time, h.params.Threads, b64.EncodeToString(salt), b64.EncodeToString(key))
+}
+
+var errBadHash = errors.New("stored password hash is not a valid argon2id PHC string")
+
+func decodeArgon2id(encoded string) (PasswordParams, []byte, []byte, error) {
+	var p PasswordParams
+	parts := strings.Split(encoded, "$")
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
+		return p, nil, nil, errBadHash
+	}
+	var version int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+		return p, nil, nil, errBadHash
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil ||
+		p.Memory == 0 || p.Time == 0 || p.Threads == 0 {
+		return p, nil, nil, errBadHash
+	}
+	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
+	key, err2 := base64.RawStdEncoding.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(salt) == 0 || len(key) == 0 {
+		return p, nil, nil, errBadHash
+	}
+	return p, salt, key, nil
+}

@@ -1,0 +1,292 @@
+package models
+
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// Token kinds. A login token is made by POST /api/login/ and is the only kind
+// whose expiry may slide; a personal token is made by POST /api/tokens/.
+const (
+	KindLogin    = "login"
+	KindPersonal = "personal"
+)
+
+// Reasons recorded when a token is revoked.
+const (
+	RevokedByUser           = "user"
+	RevokedByLogout         = "logout"
+	RevokedByPasswordChange = "password_change"
+	RevokedByLimit          = "limit"
+	RevokedByOperator       = "operator"
+	RevokedByRotation       = "rotation"
+)
+
+// TokenNameMaxLength is the longest token name, in characters.
+const TokenNameMaxLength = 100
+
+// APIToken is a bearer token of a user. Only the SHA-256 of its secret is
+// stored, so a copy of the database yields no usable token.
+type APIToken struct {
+	ID     uint `gorm:"primaryKey"`
+	UserID uint `gorm:"not null;index"`
+	User   User `gorm:"constraint:OnDelete:CASCADE"`
+	Name   string `gorm:"size:100;not null"`
+	Kind   string `gorm:"size:16;not null"`
+	// KeyHash is the lookup key: every authenticated request finds its token
+	// by this unique index and nothing else.
+	KeyHash       string `gorm:"size:64;not null;uniqueIndex" json:"-"`
+	Prefix        string `gorm:"size:12;not null"`
+	Scopes        Scopes `gorm:"size:500;not null"`
+	CreatedAt     time.Time
+	LastUsedAt    *time.Time
+	ExpiresAt     *time.Time
+	RevokedAt     *time.Time
+	RevokedReason string `gorm:"size:32;not null;default:''"`
+
+	// Secret is the plain token. It exists only in memory, right after the
+	// token is issued or rotated, to be shown to its owner once.
+	Secret string `gorm:"-" json:"-"`
+}
+
+// BeforeCreate stores the hash and display prefix of a freshly issued
+// secret. It only computes; a token without a plain secret is left alone.
+func (t *APIToken) BeforeCreate(*gorm.DB) error {
+	if t.Secret != "" {
+		t.KeyHash = HashToken(t.Secret)
+		t.Prefix = t.Secret[:DisplayPrefixLength]
+	}
+	return nil
+}
+
+// LastActive is when the token was last used, or made if never used.
+func (t *APIToken) LastActive() time.Time {
+	if t.LastUsedAt != nil {
+		return *t.LastUsedAt
+	}
+	return t.CreatedAt
+}
+
+// Activity returns when the token was last active and when it expires,
+// with a use this process knows of but has not written yet (pending, when
+// ok) applied over what the database said.
+func (t *APIToken) Activity(pending Usage, ok bool) Usage {
+	a := Usage{LastUsedAt: t.LastActive(), ExpiresAt: t.ExpiresAt}
+	if ok {
+		a.LastUsedAt = pending.LastUsedAt
+		if pending.ExpiresAt != nil {
+			a.ExpiresAt = pending.ExpiresAt
+		}
+	}
+	return a
+}
+
+// Alive tells whether the token may authenticate at now: not revoked, not
+// expired, not idle longer than idle (0 = no idle limit), judged by its
+// activity.
+func (t *APIToken) Alive(now time.Time, activity Usage, idle time.Duration) bool {
+	switch {
+	case t.RevokedAt != nil:
+		return false
+	case activity.ExpiresAt != nil && !now.Before(*activity.ExpiresAt):
+		return false
+	case idle > 0 && now.Sub(activity.LastUsedAt) >= idle:
+		return false
+	}
+	return true
+}
+
+// TokenPolicy holds the limits that apply when tokens are issued and
+// looked up.
+type TokenPolicy struct {
+	MaxPerUser  int
+	IdleTimeout time.Duration
+}
+
+// TokenSpec describes a token to issue.
+type TokenSpec struct {
+	Name      string
+	Kind      string
+	Scopes    Scopes
+	ExpiresAt *time.Time
+}
+
+// IssueToken creates a token for the user and returns it with its plain
+// secret. When the user already holds policy.MaxPerUser live tokens, a
+// login (evict) revokes the least recently used ones to make room and
+// returns their ids; otherwise the answer is ErrTokenLimit. The user's row
+// is locked for the count, so concurrent logins cannot overshoot.
+func IssueToken(ctx context.Context, db *gorm.DB, userID uint, spec TokenSpec, policy TokenPolicy, evict bool) (*APIToken, []uint, error) {
+	secret, err := newTokenSecret()
+	if err != nil {
+		return nil, nil, err
+	}
+	tok := &APIToken{UserID: userID, Name: spec.Name, Kind: spec.Kind, Scopes: spec.Scopes,
+		ExpiresAt: spec.ExpiresAt, Secret: secret}
+	var evicted []uint
+	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := lockUser(tx, userID); err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		var live []APIToken
+		if err := liveTokens(tx, userID, now, policy.IdleTimeout).
+			Select("id", "created_at", "last_used_at").Order("COALESCE(last_used_at, created_at), id").
+			Find(&live).Error; err != nil {
+			return err
+		}
+		if excess := len(live) - policy.MaxPerUser + 1; excess > 0 {
+			if !evict {
+				return ErrTokenLimit
+			}
+			for _, t := range live[:excess] {
+				evicted = append(evicted, t.ID)
+			}
+			if err := revokeIDs(tx, evicted, RevokedByLimit, now); err != nil {
+				return err
+			}
+		}
+		return tx.Create(tok).Error
+	})
+	if err != nil {
+		return nil, nil, translate(err)
+	}
+	return tok, evicted, nil
+}
+
+// FindTokenByHash returns the token with that key hash and its user, in one
+// indexed query. It does not judge whether the token is alive.
+func FindTokenByHash(ctx context.Context, db *gorm.DB, keyHash string) (*APIToken, error) {
+	var t APIToken
+	err := db.WithContext(ctx).Joins("User").Where("api_tokens.key_hash = ?", keyHash).Take(&t).Error
+	if err != nil {
+		return nil, translate(err)
+	}
+	return &t, nil
+}
+
+// ListTokens returns the user's live tokens, newest first.
+func ListTokens(ctx context.Context, db *gorm.DB, userID uint, idle time.Duration) ([]APIToken, error) {
+	tokens := []APIToken{}
+	err := liveTokens(db.WithContext(ctx), userID, time.Now().UTC(), idle).Order("created_at DESC, id DESC").Find(&tokens).Error
+	return tokens, translate(err)
+}
+
+// FindUserToken returns the user's live token with that id. Another user's
+// token, like a dead one, is ErrNotFound: its existence is not revealed.
+func FindUserToken(ctx context.Context, db *gorm.DB, userID, id uint, idle time.Duration) (*APIToken, error) {
+	var t APIToken
+	err := liveTokens(db.WithContext(ctx), userID, time.Now().UTC(), idle).Where("id = ?", id).Take(&t).Error
+	if err != nil {
+		return nil, translate(err)
+	}
+	return &t, nil
+}
+
+// RenameToken changes a token's name.
+func RenameToken(ctx context.Context, db *gorm.DB, t *APIToken, name string) error {
+	t.Name = name
+	return translate(db.WithContext(ctx).Model(t).UpdateColumn("name", name).Error)
+}
+
+// RotateToken replaces t with a new token of the same name, kind, scopes and
+// expiry, and revokes t in the same transaction: exactly one of the two
+// secrets works at any moment. A token revoked meanwhile is ErrNotFound.
+func RotateToken(ctx context.Context, db *gorm.DB, t *APIToken) (*APIToken, error) {
+	secret, err := newTokenSecret()
+	if err != nil {
+		return nil, err
+	}
+	next := &APIToken{UserID: t.UserID, Name: t.Name, Kind: t.Kind, Scopes: t.Scopes,
+		ExpiresAt: t.ExpiresAt, Secret: secret}
+	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&APIToken{}).Where("id = ? AND revoked_at IS NULL", t.ID).
+			UpdateColumns(map[string]any{"revoked_at": time.Now().UTC(), "revoked_reason": RevokedByRotation})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected != 1 {
+			return ErrNotFound
+		}
+		return tx.Create(next).Error
+	})
+	if err != nil {
+		return nil, translate(err)
+	}
+	return next, nil
+}
+
+// RevokeQuery selects the live tokens of one user to revoke: one token
+// (TokenID), or all of them but ExceptID (0 = none excepted).
+type RevokeQuery struct {
+	UserID   uint
+	TokenID  uint
+	ExceptID uint
+	Reason   string
+}
+
+// RevokeTokens revokes the tokens q selects and returns their ids.
+func RevokeTokens(ctx context.Context, db *gorm.DB, q RevokeQuery) ([]uint, error) {
+	var ids []uint
+	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var err error
+		ids, err = revokeWhere(tx, q)
+		return err
+	})
+	return ids, translate(err)
+}
+
+func revokeWhere(tx *gorm.DB, q RevokeQuery) ([]uint, error) {
+	sel := tx.Model(&APIToken{}).Where("user_id = ? AND revoked_at IS NULL", q.UserID)
+	if q.TokenID != 0 {
+		sel = sel.Where("id = ?", q.TokenID)
+	}
+	if q.ExceptID != 0 {
+		sel = sel.Where("id <> ?", q.ExceptID)
+	}
+	var ids []uint
+	if err := sel.Pluck("id", &ids).Error; err != nil {
+		return nil, err
+	}
+	return ids, revokeIDs(tx, ids, q.Reason, time.Now().UTC())
+}
+
+func revokeIDs(tx *gorm.DB, ids []uint, reason string, now time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return tx.Model(&APIToken{}).Where("id IN ? AND revoked_at IS NULL", ids).
+		UpdateColumns(map[string]any{"revoked_at": now, "revoked_reason": reason}).Error
+}
+
+// PruneTokens deletes tokens that can never work again: revoked, expired,
+// or idle longer than idle (0 = no idle limit). It returns how many.
+func PruneTokens(ctx context.Context, db *gorm.DB, idle time.Duration) (int64, error) {
+	now := time.Now().UTC()
+	q := db.WithContext(ctx).Where("revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ?)", now)
+	if idle > 0 {
+		q = q.Or("COALESCE(last_used_at, created_at) <= ?", now.Add(-idle))
+	}
+	res := q.Delete(&APIToken{})
+	return res.RowsAffected, translate(res.Error)
+}
+
+// liveTokens selects the user's tokens that still work at now.
+func liveTokens(db *gorm.DB, userID uint, now time.Time, idle time.Duration) *gorm.DB {
+	q := db.Model(&APIToken{}).Where("user_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)", userID, now)
+	if idle > 0 {
+		q = q.Where("COALESCE(last_used_at, created_at) > ?", now.Add(-idle))
+	}
+	return q
+}
+
+// lockUser takes the user's row lock for the rest of the transaction, so
+// that decisions about the user's tokens are made one at a time. SQLite has
+// no row locks; there the transaction itself is exclusive.
+func lockUser(tx *gorm.DB, userID uint) error {
+	var u User
+	return tx.Clauses(clause.Locking{Strength: "UPDATE"}).Select("id").Where("id = ?", userID).Take(&u).Error
+}

@@ -1,0 +1,84 @@
+package models
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash/crc32"
+	"math/big"
+	"strings"
+)
+
+// The token format: "tka_", 32 random bytes in base62 (43 characters), then
+// a 6-character base62 CRC32 of everything before it. The prefix lets secret
+// scanners recognise a leaked token; the checksum lets a mistyped or made-up
+// token be refused without asking the database.
+const (
+	TokenPrefix        = "tka_"
+	tokenEntropyBytes  = 32
+	tokenBodyLength    = 43
+	tokenChecksumChars = 6
+	// TokenLength is the length of every secret in this format.
+	TokenLength = len(TokenPrefix) + tokenBodyLength + tokenChecksumChars
+	// DisplayPrefixLength is how much of a secret is kept to recognise it:
+	// "tka_" and 8 characters, far too little to guess the rest.
+	DisplayPrefixLength = 12
+)
+
+const base62Digits = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+// newTokenSecret returns a fresh secret from crypto/rand.
+func newTokenSecret() (string, error) {
+	entropy := make([]byte, tokenEntropyBytes)
+	if _, err := rand.Read(entropy); err != nil {
+		return "", fmt.Errorf("reading token entropy: %w", err)
+	}
+	body := TokenPrefix + base62(new(big.Int).SetBytes(entropy), tokenBodyLength)
+	return body + tokenChecksum(body), nil
+}
+
+// WellFormedToken tells whether s has the shape and checksum of a token,
+// without any database work.
+func WellFormedToken(s string) bool {
+	if len(s) != TokenLength || !strings.HasPrefix(s, TokenPrefix) {
+		return false
+	}
+	for i := len(TokenPrefix); i < len(s); i++ {
+		if !isBase62(s[i]) {
+			return false
+		}
+	}
+	body := s[:len(s)-tokenChecksumChars]
+	return tokenChecksum(body) == s[len(body):]
+}
+
+// HashToken is the lookup key stored for a secret: SHA-256, hex. The secret
+// has 256 random bits, so a fast hash is enough: nobody can try them all.
+func HashToken(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+func tokenChecksum(body string) string {
+	return base62(new(big.Int).SetUint64(uint64(crc32.ChecksumIEEE([]byte(body)))), tokenChecksumChars)
+}
+
+// base62 writes n in base62, left-padded with zeros to width characters.
+func base62(n *big.Int, width int) string {
+	out := make([]byte, width)
+	for i := range out {
+		out[i] = '0'
+	}
+	base := big.NewInt(62)
+	mod := new(big.Int)
+	for i := width - 1; i >= 0 && n.Sign() > 0; i-- {
+		n.DivMod(n, base, mod)
+		out[i] = base62Digits[mod.Int64()]
+	}
+	return string(out)
+}
+
+func isBase62(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}

@@ -1,0 +1,93 @@
+// Package routes builds the HTTP router: the one table of every route of
+// tokenauth and the middleware each runs behind.
+package routes
+
+import (
+	"log/slog"
+
+	"github.com/gin-gonic/gin"
+	"gorm.io/gorm"
+
+	"tokenauth/config"
+	"tokenauth/controllers"
+	"tokenauth/middlewares"
+	"tokenauth/models"
+)
+
+// Deps is what the router needs; main builds it once, tests build one per
+// test.
+type Deps struct {
+	DB        *gorm.DB
+	Config    config.Config
+	Logger    *slog.Logger
+	Passwords *models.PasswordHasher
+	Auth      *middlewares.Authenticator
+}
+
+// New returns the router with every route of the service.
+func New(d Deps) *gin.Engine {
+	r := gin.New()
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleMethodNotAllowed = true
+	if err := r.SetTrustedProxies(d.Config.TrustedProxies); err != nil {
+		panic(err) // config.Load has validated them
+	}
+	r.Use(
+		middlewares.RequestLog(d.Logger),
+		middlewares.Recovery(d.Logger),
+		middlewares.Errors(d.Logger),
+		middlewares.SecurityHeaders(),
+		middlewares.RejectTokenInURL(),
+		middlewares.LimitBody(d.Config.MaxBodyBytes),
+	)
+	r.NoRoute(middlewares.NotFound)
+	r.NoMethod(middlewares.MethodNotAllowed)
+
+	health := controllers.NewHealthController(d.DB)
+	authc := controllers.NewAuthController(d.DB, d.Config, d.Passwords, d.Auth)
+	profile := controllers.NewProfileController(d.DB, d.Config, d.Passwords, d.Auth)
+	tokens := controllers.NewTokenController(d.DB, d.Config, d.Auth)
+
+	anyToken := middlewares.RequireAuth()
+	fullScope := middlewares.RequireScope(models.ScopeAll)
+	scope := middlewares.RequireScope
+
+	get(r, "/healthz", health.Healthz)
+	get(r, "/readyz", health.Readyz)
+
+	public := r.Group("/api")
+	post(public, "/login", authc.Login)
+	post(public, "/register", authc.Register)
+
+	api := r.Group("/api", d.Auth.Identify())
+	post(api, "/logout", anyToken, authc.Logout)
+	post(api, "/logout-all", fullScope, authc.LogoutAll)
+	post(api, "/logout-others", fullScope, authc.LogoutOthers)
+
+	get(api, "/profile", scope("profile:read"), profile.Show)
+	patch(api, "/profile", scope("profile:write"), profile.Update)
+	post(api, "/password", fullScope, profile.ChangePassword)
+
+	get(api, "/tokens", fullScope, tokens.List)
+	post(api, "/tokens", fullScope, tokens.Create)
+	get(api, "/tokens/current", anyToken, tokens.Current)
+	patch(api, "/tokens/:id", fullScope, tokens.Rename)
+	post(api, "/tokens/:id/rotate", fullScope, tokens.Rotate)
+	del(api, "/tokens/:id", fullScope, tokens.Revoke)
+
+	return r
+}
+
+// Every path answers with and without its trailing slash, without a
+// redirect: clients differ in how they spell paths, and a redirect would
+// drop the Authorization header in some of them.
+func handle(r gin.IRoutes, method, path string, handlers ...gin.HandlerFunc) {
+	r.Handle(method, path, handlers...)
+	r.Handle(method, path+"/", handlers...)
+}
+
+func get(r gin.IRoutes, path string, h ...gin.HandlerFunc)   { handle(r, "GET", path, h...) }
+func post(r gin.IRoutes, path string, h ...gin.HandlerFunc)  { handle(r, "POST", path, h...) }
+func patch(r gin.IRoutes, path string, h ...gin.HandlerFunc) { handle(r, "PATCH", path, h...) }
+func del(r gin.IRoutes, path string, h ...gin.HandlerFunc)   { handle(r, "DELETE", path, h...) }
