@@ -15,17 +15,8 @@ import (
 	"tokenauth/routes"
 )
 
-// Server timeouts beyond READ_HEADER_TIMEOUT: a slow client cannot hold a
-// connection for long, and no header block may exceed 16 KiB (Go answers
-// 431 beyond MaxHeaderBytes).
-const (
-	readTimeout    = 30 * time.Second
-	writeTimeout   = 30 * time.Second
-	idleTimeout    = 120 * time.Second
-	maxHeaderBytes = 16 << 10
-	// usageFlushInterval is how often pending last-used times are written.
-	usageFlushInterval = 5 * time.Second
-)
+// usageFlushInterval is how often pending last-used times are written.
+const usageFlushInterval = 5 * time.Second
 
 // serve runs the API until ctx ends (SIGINT or SIGTERM), then stops
 // accepting, lets in-flight requests finish within SHUTDOWN_GRACE, writes
@@ -48,15 +39,7 @@ func serve(ctx context.Context, e *env, _ []string) error {
 	gin.SetMode(gin.ReleaseMode)
 	auth := middlewares.NewAuthenticator(e.db, e.cfg, usage)
 	router := routes.New(routes.Deps{DB: e.db, Config: e.cfg, Logger: e.log, Passwords: e.passwords, Auth: auth})
-	srv := &http.Server{
-		Handler:           router,
-		ReadHeaderTimeout: e.cfg.ReadHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelWarn),
-	}
+	srv := routes.NewHTTPServer(e.cfg, router, slog.NewLogLogger(e.log.Handler(), slog.LevelWarn))
 	ln, err := net.Listen("tcp", e.cfg.Addr)
 	if err != nil {
 		return err

@@ -46,7 +46,6 @@ type Config struct {
 	LogFormat string
 }
 
-
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{

@@ -31,9 +31,9 @@ const TokenNameMaxLength = 100
 // APIToken is a bearer token of a user. Only the SHA-256 of its secret is
 // stored, so a copy of the database yields no usable token.
 type APIToken struct {
-	ID     uint `gorm:"primaryKey"`
-	UserID uint `gorm:"not null;index"`
-	User   User `gorm:"constraint:OnDelete:CASCADE"`
+	ID     uint   `gorm:"primaryKey"`
+	UserID uint   `gorm:"not null;index"`
+	User   User   `gorm:"constraint:OnDelete:CASCADE"`
 	Name   string `gorm:"size:100;not null"`
 	Kind   string `gorm:"size:16;not null"`
 	// KeyHash is the lookup key: every authenticated request finds its token

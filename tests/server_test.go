@@ -1,0 +1,316 @@
+// Package tests drives tokenauth over HTTP: the real router, served by a
+// real http.Server, on a fresh database per test. The database is SQLite
+// unless TEST_DATABASE_URL names a PostgreSQL server, where each test gets
+// its own schema, dropped afterwards.
+package tests
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+	"gorm.io/gorm"
+
+	"tokenauth/config"
+	"tokenauth/middlewares"
+	"tokenauth/models"
+	"tokenauth/routes"
+)
+
+func TestMain(m *testing.M) {
+	gin.SetMode(gin.ReleaseMode)
+	os.Exit(m.Run())
+}
+
+// testPasswordParams make hashing cheap in tests; one test checks that the
+// production parameters replace them on login.
+var testPasswordParams = models.PasswordParams{Memory: 64, Time: 1, Threads: 1}
+
+// Server is the service under test.
+type Server struct {
+	URL       string
+	DB        *gorm.DB
+	Config    config.Config
+	Auth      *middlewares.Authenticator
+	Usage     *models.UsageRecorder
+	Passwords *models.PasswordHasher
+	// Logs holds everything the service logged.
+	Logs   *syncBuffer
+	client *http.Client
+}
+
+// Option changes how NewServer builds the service.
+type Option func(*serverSetup)
+
+type serverSetup struct {
+	cfg    config.Config
+	routes func(*gin.Engine)
+}
+
+// WithConfig changes the configuration before the service is built.
+func WithConfig(change func(*config.Config)) Option {
+	return func(s *serverSetup) { change(&s.cfg) }
+}
+
+// WithRoutes adds routes to the router, for tests that need a handler the
+// service does not have (such as one that panics).
+func WithRoutes(add func(*gin.Engine)) Option {
+	return func(s *serverSetup) { s.routes = add }
+}
+
+// NewServer builds the service on a fresh database and serves it on a
+// loopback port until the test ends.
+func NewServer(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	setup := serverSetup{cfg: config.Default()}
+	setup.cfg.DatabaseURL = freshDatabase(t)
+	for _, opt := range opts {
+		opt(&setup)
+	}
+	db, err := config.OpenDatabase(setup.cfg.DatabaseURL)
+	if err != nil {
+		t.Fatalf("opening the test database: %v", err)
+	}
+	t.Cleanup(func() {
+		if sqlDB, err := db.DB(); err == nil {
+			sqlDB.Close()
+		}
+	})
+	if err := config.Migrate(db); err != nil {
+		t.Fatalf("migrating: %v", err)
+	}
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	usage := models.NewUsageRecorder(db)
+	passwords := models.NewPasswordHasher(testPasswordParams, 4)
+	auth := middlewares.NewAuthenticator(db, setup.cfg, usage)
+	router := routes.New(routes.Deps{DB: db, Config: setup.cfg, Logger: logger, Passwords: passwords, Auth: auth})
+	if setup.routes != nil {
+		setup.routes(router)
+	}
+	ts := httptest.NewUnstartedServer(router)
+	ts.Config = routes.NewHTTPServer(setup.cfg, router, nil)
+	ts.Start()
+	t.Cleanup(ts.Close)
+	return &Server{URL: ts.URL, DB: db, Config: setup.cfg, Auth: auth, Usage: usage,
+		Passwords: passwords, Logs: logs, client: ts.Client()}
+}
+
+// freshDatabase returns the URL of an empty database that lives as long as
+// the test: a SQLite file in the test's temporary folder, or a new schema
+// on the PostgreSQL server of TEST_DATABASE_URL.
+func freshDatabase(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv("TEST_DATABASE_URL")
+	if base == "" {
+		return filepath.Join(t.TempDir(), "test.db")
+	}
+	if !config.IsPostgres(base) {
+		t.Fatalf("TEST_DATABASE_URL must be a postgres:// URL, got %q", base)
+	}
+	admin, err := config.OpenDatabase(base)
+	if err != nil {
+		t.Fatalf("opening TEST_DATABASE_URL: %v", err)
+	}
+	schema := "test_" + randomHex(8)
+	if err := admin.Exec("CREATE SCHEMA " + schema).Error; err != nil {
+		t.Fatalf("creating schema %s (is PostgreSQL running?): %v", schema, err)
+	}
+	t.Cleanup(func() {
+		if err := admin.Exec("DROP SCHEMA " + schema + " CASCADE").Error; err != nil {
+			t.Errorf("dropping schema %s: %v", schema, err)
+		}
+		if sqlDB, err := admin.DB(); err == nil {
+			sqlDB.Close()
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("parsing TEST_DATABASE_URL: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Request is one HTTP request to the service.
+type Request struct {
+	Method string
+	Path   string
+	Token  string
+	// Body is sent as is when it is a string, and as JSON otherwise.
+	Body   any
+	Header map[string]string
+}
+
+// Response is what the service answered.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Do sends the request and reads the whole response.
+func (s *Server) Do(t testing.TB, r Request) *Response {
+	t.Helper()
+	var body io.Reader
+	switch b := r.Body.(type) {
+	case nil:
+	case string:
+		body = strings.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			t.Fatalf("encoding the request body: %v", err)
+		}
+		body = bytes.NewReader(data)
+	}
+	method := r.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequest(method, s.URL+r.Path, body)
+	if err != nil {
+		t.Fatalf("building %s %s: %v", method, r.Path, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if r.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.Token)
+	}
+	for k, v := range r.Header {
+		req.Header.Set(k, v)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, r.Path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the response of %s %s: %v", method, r.Path, err)
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+}
+
+// JSON decodes the body as one JSON object.
+func (r *Response) JSON(t testing.TB) map[string]any {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal(r.Body, &v); err != nil {
+		t.Fatalf("response body is not a JSON object: %v\n%s", err, r.Body)
+	}
+	return v
+}
+
+// Decode decodes the body into v.
+func (r *Response) Decode(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("decoding the response body: %v\n%s", err, r.Body)
+	}
+}
+
+// Expect fails the test unless the response has the status.
+func (r *Response) Expect(t testing.TB, status int) *Response {
+	t.Helper()
+	if r.Status != status {
+		t.Fatalf("status: got %d, want %d; body: %s", r.Status, status, r.Body)
+	}
+	return r
+}
+
+// ExpectError fails the test unless the response is the error body with
+// that status and code.
+func (r *Response) ExpectError(t testing.TB, status int, code string) map[string]any {
+	t.Helper()
+	r.Expect(t, status)
+	body := r.JSON(t)
+	if body["code"] != code {
+		t.Fatalf("code: got %v, want %q; body: %s", body["code"], code, r.Body)
+	}
+	if msg, _ := body["error"].(string); msg == "" {
+		t.Fatalf("error body without a message: %s", r.Body)
+	}
+	return body
+}
+
+// Field returns the message of a field of a validation error.
+func Field(t testing.TB, body map[string]any, name string) string {
+	t.Helper()
+	fields, _ := body["fields"].(map[string]any)
+	msg, _ := fields[name].(string)
+	if msg == "" {
+		t.Fatalf("no message for field %q in %v", name, body)
+	}
+	return msg
+}
+
+const testPassword = "a sturdy passphrase 42"
+
+// CreateUser stores an active user with the password.
+func (s *Server) CreateUser(t testing.TB, username, password string) *models.User {
+	t.Helper()
+	u := models.NewUser(s.Passwords, username, username+"@example.com", password)
+	if err := models.CreateUser(t.Context(), s.DB, u, models.PasswordPolicy{MinLength: 1}); err != nil {
+		t.Fatalf("creating user %s: %v", username, err)
+	}
+	return u
+}
+
+// Login logs the user in and returns the new token.
+func (s *Server) Login(t testing.TB, username, password string) string {
+	t.Helper()
+	body := s.Do(t, Request{Method: "POST", Path: "/api/login/",
+		Body: map[string]string{"username": username, "password": password}}).Expect(t, http.StatusOK).JSON(t)
+	token, _ := body["token"].(string)
+	if token == "" {
+		t.Fatalf("login answered no token: %v", body)
+	}
+	return token
+}
+
+// UserWithToken creates a user and logs them in.
+func (s *Server) UserWithToken(t testing.TB, username string) (*models.User, string) {
+	t.Helper()
+	u := s.CreateUser(t, username, testPassword)
+	return u, s.Login(t, username, testPassword)
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
