@@ -314,3 +314,6 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// cfgT shortens config.Config in WithConfig closures.
+type cfgT = config.Config
