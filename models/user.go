@@ -2,6 +2,7 @@ package models
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 	"unicode"
@@ -119,7 +120,7 @@ func FindUserByUsername(ctx context.Context, db *gorm.DB, username string) (*Use
 // is replaced by a current one.
 func Authenticate(ctx context.Context, db *gorm.DB, hasher *PasswordHasher, username, password string) (*User, error) {
 	u, err := FindUserByUsername(ctx, db, username)
-	if err == ErrNotFound {
+	if errors.Is(err, ErrNotFound) {
 		if err := hasher.VerifyDummy(ctx, password); err != nil {
 			return nil, err
 		}

@@ -6,16 +6,12 @@ package tests
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +20,7 @@ import (
 	"gorm.io/gorm"
 
 	"tokenauth/config"
+	"tokenauth/internal/testdb"
 	"tokenauth/middlewares"
 	"tokenauth/models"
 	"tokenauth/routes"
@@ -75,7 +72,7 @@ func WithRoutes(add func(*gin.Engine)) Option {
 func NewServer(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	setup := serverSetup{cfg: config.Default()}
-	setup.cfg.DatabaseURL = freshDatabase(t)
+	setup.cfg.DatabaseURL = testdb.URL(t)
 	for _, opt := range opts {
 		opt(&setup)
 	}
@@ -106,50 +103,6 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	t.Cleanup(ts.Close)
 	return &Server{URL: ts.URL, DB: db, Config: setup.cfg, Auth: auth, Usage: usage,
 		Passwords: passwords, Logs: logs, client: ts.Client()}
-}
-
-// freshDatabase returns the URL of an empty database that lives as long as
-// the test: a SQLite file in the test's temporary folder, or a new schema
-// on the PostgreSQL server of TEST_DATABASE_URL.
-func freshDatabase(t testing.TB) string {
-	t.Helper()
-	base := os.Getenv("TEST_DATABASE_URL")
-	if base == "" {
-		return filepath.Join(t.TempDir(), "test.db")
-	}
-	if !config.IsPostgres(base) {
-		t.Fatalf("TEST_DATABASE_URL must be a postgres:// URL, got %q", base)
-	}
-	admin, err := config.OpenDatabase(base)
-	if err != nil {
-		t.Fatalf("opening TEST_DATABASE_URL: %v", err)
-	}
-	schema := "test_" + randomHex(8)
-	if err := admin.Exec("CREATE SCHEMA " + schema).Error; err != nil {
-		t.Fatalf("creating schema %s (is PostgreSQL running?): %v", schema, err)
-	}
-	t.Cleanup(func() {
-		if err := admin.Exec("DROP SCHEMA " + schema + " CASCADE").Error; err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-		}
-		if sqlDB, err := admin.DB(); err == nil {
-			sqlDB.Close()
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("parsing TEST_DATABASE_URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // Request is one HTTP request to the service.

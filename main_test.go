@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+
+	"tokenauth/config"
+	"tokenauth/internal/testdb"
+	"tokenauth/models"
+)
+
+// cli runs subcommands against one fresh database, as an operator would.
+type cli struct {
+	t   *testing.T
+	url string
+}
+
+func newCLI(t *testing.T) *cli {
+	return &cli{t: t, url: testdb.URL(t)}
+}
+
+func (c *cli) run(stdin string, args ...string) (stdout, stderr string, err error) {
+	c.t.Helper()
+	getenv := func(key string) string {
+		switch key {
+		case "DATABASE_URL":
+			return c.url
+		case "PASSWORD_MIN_LENGTH":
+			return "10"
+		}
+		return ""
+	}
+	var out, errOut bytes.Buffer
+	err = run(context.Background(), args, getenv, strings.NewReader(stdin), &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+func TestCreateUserReadsThePasswordFromStdin(t *testing.T) {
+	c := newCLI(t)
+	out, _, err := c.run("correct horse battery\n", "createuser", "--username", "alice", "--email", "alice@example.com")
+	if err != nil {
+		t.Fatalf("createuser: %v", err)
+	}
+	if !strings.Contains(out, "created user alice") {
+		t.Errorf("output: %q", out)
+	}
+	db, err := config.OpenDatabase(c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeDB(db)
+	u, err := models.FindUserByUsername(t.Context(), db, "ALICE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(u.PasswordHash, "$argon2id$v=19$m=19456,t=2,p=1$") || strings.Contains(u.PasswordHash, "horse") {
+		t.Errorf("stored hash: %q", u.PasswordHash)
+	}
+	if u.Email != "alice@example.com" || !u.IsActive {
+		t.Errorf("stored user: %+v", u)
+	}
+}
+
+func TestCommandErrors(t *testing.T) {
+	c := newCLI(t)
+	if _, _, err := c.run("correct horse battery\n", "createuser", "--username", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name     string
+		stdin    string
+		args     []string
+		wantExit int
+		wantText string
+	}{
+		{"unknown command", "", []string{"frobnicate"}, 2, "unknown command"},
+		{"createuser without username", "x\n", []string{"createuser"}, 2, "--username is required"},
+		{"createuser without password", "", []string{"createuser", "--username", "bob"}, 1, "no password"},
+		{"createuser with a weak password", "short\n", []string{"createuser", "--username", "bob"}, 1, "password"},
+		{"createuser with a taken name", "correct horse battery\n", []string{"createuser", "--username", "ALICE"}, 1, "already exists"},
+		{"deactivate without user", "", []string{"deactivate"}, 2, "takes 1 argument"},
+		{"deactivate unknown user", "", []string{"deactivate", "nobody"}, 1, `no user named "nobody"`},
+		{"unknown flag", "", []string{"prune", "--force"}, 2, "flag provided but not defined"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stderr, err := c.run(tc.stdin, tc.args...)
+			if err == nil {
+				t.Fatalf("no error")
+			}
+			if got := exitCode(err); got != tc.wantExit {
+				t.Errorf("exit code: got %d, want %d (%v)", got, tc.wantExit, err)
+			}
+			if !strings.Contains(err.Error()+stderr, tc.wantText) {
+				t.Errorf("message: got %q / %q, want it to mention %q", err, stderr, tc.wantText)
+			}
+		})
+	}
+	_, stderr, err := c.run("", "prune", "--help")
+	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stderr, "usage: tokenauth prune") {
+		t.Errorf("--help: err %v, stderr %q", err, stderr)
+	}
+}
+
+func TestOperatorCommands(t *testing.T) {
+	c := newCLI(t)
+	if _, _, err := c.run("correct horse battery\n", "createuser", "--username", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	db, err := config.OpenDatabase(c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeDB(db)
+	u, err := models.FindUserByUsername(t.Context(), db, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := models.TokenPolicy{MaxPerUser: 10}
+	tok, _, err := models.IssueToken(t.Context(), db, u.ID, models.TokenSpec{Name: "laptop", Kind: models.KindPersonal, Scopes: models.Scopes{"*"}}, policy, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out, _, err := c.run("", "tokens", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "laptop") || !strings.Contains(out, tok.Prefix) || strings.Contains(out, tok.Secret) || strings.Contains(out, tok.KeyHash) {
+		t.Errorf("tokens output: %q", out)
+	}
+
+	if out, _, err = c.run("", "deactivate", "alice"); err != nil || !strings.Contains(out, "deactivated alice") {
+		t.Fatalf("deactivate: %v %q", err, out)
+	}
+	if _, err := models.Authenticate(t.Context(), db, models.NewPasswordHasher(models.DefaultPasswordParams, 1), "alice", "correct horse battery"); !errors.Is(err, models.ErrAccountDisabled) {
+		t.Errorf("login after deactivate: got %v, want ErrAccountDisabled", err)
+	}
+	if _, _, err = c.run("", "activate", "alice"); err != nil {
+		t.Fatal(err)
+	}
+
+	if out, _, err = c.run("", "revoke-tokens", "alice"); err != nil || !strings.Contains(out, "revoked 1 token(s)") {
+		t.Fatalf("revoke-tokens: %v %q", err, out)
+	}
+	var reason string
+	db.Model(&models.APIToken{}).Where("id = ?", tok.ID).Pluck("revoked_reason", &reason)
+	if reason != models.RevokedByOperator {
+		t.Errorf("revoked_reason: got %q", reason)
+	}
+	if out, _, err = c.run("", "prune"); err != nil || !strings.Contains(out, "deleted 1 token(s)") {
+		t.Fatalf("prune: %v %q", err, out)
+	}
+	if out, _, err = c.run("", "migrate"); err != nil || !strings.Contains(out, "up to date") {
+		t.Fatalf("migrate: %v %q", err, out)
+	}
+}

@@ -1,0 +1,188 @@
+package tests
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"tokenauth/models"
+)
+
+func TestProfile(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	u, token := s.UserWithToken(t, "alice")
+	var body map[string]any
+	body = s.Do(t, Request{Path: "/api/profile/", Token: token}).Expect(t, http.StatusOK).JSON(t)
+	if body["id"] != float64(u.ID) || body["username"] != "alice" || body["email"] != "alice@example.com" || body["is_active"] != true {
+		t.Errorf("profile: %v", body)
+	}
+	for _, secret := range []string{"password", "password_hash", "PasswordHash"} {
+		if _, ok := body[secret]; ok {
+			t.Errorf("profile exposes %s", secret)
+		}
+	}
+	if strings.Contains(s.Do(t, Request{Path: "/api/profile/", Token: token}).JSON(t)["email"].(string), "$argon2id") {
+		t.Error("profile leaks a hash")
+	}
+}
+
+func TestUpdateProfileEmail(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	_, token := s.UserWithToken(t, "alice")
+	s.Do(t, Request{Path: "/api/profile/", Token: token}).Expect(t, http.StatusOK) // cached
+
+	body := s.Do(t, Request{Method: "PATCH", Path: "/api/profile/", Token: token, Body: map[string]string{"email": "new@example.com"}}).
+		Expect(t, http.StatusOK).JSON(t)
+	if body["email"] != "new@example.com" {
+		t.Errorf("patched email: %v", body)
+	}
+	// The cached lookup was dropped: the profile shows the new address.
+	if got := s.Do(t, Request{Path: "/api/profile/", Token: token}).JSON(t)["email"]; got != "new@example.com" {
+		t.Errorf("profile after the change: email %v", got)
+	}
+
+	for name, payload := range map[string]any{
+		"not an email":  map[string]string{"email": "not-an-email"},
+		"missing":       map[string]string{},
+		"too long":      map[string]string{"email": strings.Repeat("a", 250) + "@example.com"},
+		"wrong type":    map[string]any{"email": 42},
+		"unknown field": map[string]any{"email": "a@example.com", "username": "root"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s.Do(t, Request{Method: "PATCH", Path: "/api/profile/", Token: token, Body: payload}).
+				ExpectError(t, http.StatusBadRequest, "validation_failed")
+		})
+	}
+	if got := s.Do(t, Request{Path: "/api/profile/", Token: token}).JSON(t)["email"]; got != "new@example.com" {
+		t.Errorf("refused changes altered the email: %v", got)
+	}
+}
+
+func TestChangePassword(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	s.CreateUser(t, "alice", testPassword)
+	current := s.Login(t, "alice", testPassword)
+	other := s.Login(t, "alice", testPassword)
+	s.Do(t, Request{Path: "/api/profile/", Token: other}).Expect(t, http.StatusOK) // cached
+	const newPassword = "an entirely new passphrase"
+
+	cases := []struct {
+		name   string
+		body   any
+		status int
+		code   string
+		field  string
+	}{
+		{"wrong current password", map[string]string{"current_password": "wrong", "new_password": newPassword}, 400, "validation_failed", "current_password"},
+		{"too short", map[string]string{"current_password": testPassword, "new_password": "short"}, 400, "validation_failed", "new_password"},
+		{"too long", map[string]string{"current_password": testPassword, "new_password": strings.Repeat("x", 257)}, 400, "validation_failed", "new_password"},
+		{"the username", map[string]string{"current_password": testPassword, "new_password": "ALICE"}, 400, "validation_failed", "new_password"},
+		{"common password", map[string]string{"current_password": testPassword, "new_password": "password123"}, 400, "validation_failed", "new_password"},
+		{"missing fields", map[string]string{}, 400, "validation_failed", "current_password"},
+		{"not JSON", "new_password=x", 400, "invalid_json", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			body := s.Do(t, Request{Method: "POST", Path: "/api/password/", Token: current, Body: tc.body}).ExpectError(t, tc.status, tc.code)
+			if tc.field != "" {
+				Field(t, body, tc.field)
+			}
+		})
+	}
+	// Nothing changed so far.
+	s.Do(t, Request{Path: "/api/profile/", Token: other}).Expect(t, http.StatusOK)
+	s.Login(t, "alice", testPassword)
+
+	s.Do(t, Request{Method: "POST", Path: "/api/password/", Token: current,
+		Body: map[string]string{"current_password": testPassword, "new_password": newPassword}}).Expect(t, http.StatusNoContent)
+	s.Do(t, Request{Path: "/api/profile/", Token: current}).Expect(t, http.StatusOK)
+	s.Do(t, Request{Path: "/api/profile/", Token: other}).ExpectError(t, http.StatusUnauthorized, "invalid_token")
+	s.Do(t, Request{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": "alice", "password": testPassword}}).
+		ExpectError(t, http.StatusUnauthorized, "invalid_credentials")
+	s.Login(t, "alice", newPassword)
+	if tokens := listTokens(t, s, current); len(tokens) != 2 {
+		t.Errorf("tokens after the change: want the current one and the new login, got %+v", tokens)
+	}
+}
+
+func TestRegister(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, WithConfig(func(c *cfgT) { c.AllowRegistration = true }))
+	const pw = "a long enough passphrase"
+	body := s.Do(t, Request{Method: "POST", Path: "/api/register/",
+		Body: map[string]string{"username": "Dora", "email": "dora@example.com", "password": pw}}).Expect(t, http.StatusCreated).JSON(t)
+	user, _ := body["user"].(map[string]any)
+	if user["username"] != "Dora" || user["email"] != "dora@example.com" || user["id"] == nil {
+		t.Errorf("registered user: %v", body)
+	}
+	if _, ok := body["token"]; ok {
+		t.Errorf("registration must not issue a token: %v", body)
+	}
+	s.Login(t, "dora", pw)
+
+	cases := []struct {
+		name   string
+		body   map[string]any
+		status int
+		code   string
+		field  string
+	}{
+		{"taken in another case", map[string]any{"username": "DORA", "email": "d2@example.com", "password": pw}, 409, "conflict", ""},
+		{"invalid email", map[string]any{"username": "eve", "email": "eve", "password": pw}, 400, "validation_failed", "email"},
+		{"short password", map[string]any{"username": "eve", "email": "eve@example.com", "password": "short"}, 400, "validation_failed", "password"},
+		{"common password", map[string]any{"username": "eve", "email": "eve@example.com", "password": "1234567890"}, 400, "validation_failed", "password"},
+		{"password is the username", map[string]any{"username": "evelynnnnnn", "email": "eve@example.com", "password": "EVELYNNNNNN"}, 400, "validation_failed", "password"},
+		{"spaces in username", map[string]any{"username": "eve smith", "email": "eve@example.com", "password": pw}, 400, "validation_failed", "username"},
+		{"SQL in username", map[string]any{"username": "x'; DROP TABLE users; --", "email": "eve@example.com", "password": pw}, 400, "validation_failed", "username"},
+		{"username too long", map[string]any{"username": strings.Repeat("e", 151), "email": "eve@example.com", "password": pw}, 400, "validation_failed", "username"},
+		{"unknown field", map[string]any{"username": "eve", "email": "eve@example.com", "password": pw, "is_active": true}, 400, "validation_failed", "is_active"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			body := s.Do(t, Request{Method: "POST", Path: "/api/register/", Body: tc.body}).ExpectError(t, tc.status, tc.code)
+			if tc.field != "" {
+				Field(t, body, tc.field)
+			}
+		})
+	}
+	var count int64
+	s.DB.Model(&models.User{}).Count(&count)
+	if count != 1 {
+		t.Errorf("users after refused registrations: got %d, want 1", count)
+	}
+	// Unicode usernames are allowed, and their look-alike compatibility forms collide.
+	s.Do(t, Request{Method: "POST", Path: "/api/register/",
+		Body: map[string]string{"username": "ｚoë", "email": "zoe@example.com", "password": pw}}).Expect(t, http.StatusCreated)
+	s.Do(t, Request{Method: "POST", Path: "/api/register/",
+		Body: map[string]string{"username": "zoë", "email": "zoe2@example.com", "password": pw}}).ExpectError(t, http.StatusConflict, "conflict")
+}
+
+func TestRegisterIsOffByDefault(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	s.Do(t, Request{Method: "POST", Path: "/api/register/",
+		Body: map[string]string{"username": "eve", "email": "eve@example.com", "password": "a long enough passphrase"}}).
+		ExpectError(t, http.StatusNotFound, "not_found")
+	var count int64
+	s.DB.Model(&models.User{}).Count(&count)
+	if count != 0 {
+		t.Errorf("users: got %d, want 0", count)
+	}
+}
+
+func TestDeactivatedUserIsRefusedAtOnce(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	u, token := s.UserWithToken(t, "alice")
+	s.Do(t, Request{Path: "/api/profile/", Token: token}).Expect(t, http.StatusOK) // cached
+	if err := models.SetActive(t.Context(), s.DB, u, false); err != nil {
+		t.Fatal(err)
+	}
+	s.Auth.ForgetUser(u.ID) // what the deactivating code path does
+	s.Do(t, Request{Path: "/api/profile/", Token: token}).ExpectError(t, http.StatusUnauthorized, "invalid_token")
+	s.Do(t, Request{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": "alice", "password": testPassword}}).
+		ExpectError(t, http.StatusUnauthorized, "account_disabled")
+}
