@@ -49,7 +49,9 @@ var commands = map[string]command{
 		setup: noFlags(func(ctx context.Context, e *env, args []string) error { return setActive(ctx, e, args[0], true) })},
 	"revoke-tokens": {args: "USERNAME", nargs: 1, help: "Revoke every token of a user.", setup: noFlags(revokeTokens)},
 	"tokens":        {args: "USERNAME", nargs: 1, help: "List a user's live tokens (never their secrets).", setup: noFlags(listTokens)},
-	"prune":         {help: "Delete revoked, expired and idle tokens.", setup: noFlags(prune)},
+	"events":        {args: "USERNAME", nargs: 1, help: "Print a user's security events, newest first.", setup: noFlags(listEvents)},
+	"prune": {help: "Delete revoked, expired and idle tokens, and security events older than SECURITY_EVENT_RETENTION.",
+		setup: noFlags(prune)},
 }
 
 func printCommands(w io.Writer) {
@@ -178,13 +180,51 @@ func listTokens(ctx context.Context, e *env, args []string) error {
 	return w.Flush()
 }
 
+func listEvents(ctx context.Context, e *env, args []string) error {
+	u, err := findUser(ctx, e, args[0])
+	if err != nil {
+		return err
+	}
+	const pageSize = 500
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "TIME\tTYPE\tREASON\tTOKEN\tIP\tNEW CLIENT\tUSER AGENT")
+	for offset := 0; ; offset += pageSize {
+		events, _, err := models.ListEvents(ctx, e.db, u.ID, offset, pageSize)
+		if err != nil {
+			return err
+		}
+		for _, ev := range events {
+			token := "-"
+			if ev.TokenID != nil {
+				token = fmt.Sprint(*ev.TokenID)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%t\t%q\n", ev.CreatedAt.UTC().Format(time.RFC3339), ev.Type,
+				orDash(ev.Reason), token, orDash(ev.IP), ev.NewClient, ev.UserAgent)
+		}
+		if len(events) < pageSize {
+			return w.Flush()
+		}
+	}
+}
+
 func prune(ctx context.Context, e *env, _ []string) error {
 	n, err := models.PruneTokens(ctx, e.db, e.cfg.TokenIdleTimeout)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "deleted %d token(s)\n", n)
+	events, err := models.PruneEvents(ctx, e.db, time.Now().Add(-e.cfg.SecurityEventRetention))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "deleted %d token(s) and %d security event(s)\n", n, events)
 	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func formatTime(t *time.Time) string {

@@ -152,7 +152,11 @@ func TestOperatorCommands(t *testing.T) {
 	if reason != models.RevokedByOperator {
 		t.Errorf("revoked_reason: got %q", reason)
 	}
-	if out, _, err = c.run("", "prune"); err != nil || !strings.Contains(out, "deleted 1 token(s)") {
+	if out, _, err = c.run("", "events", "alice"); err != nil || !strings.Contains(out, "token_revoked") ||
+		!strings.Contains(out, "operator") || !strings.Contains(out, "account_deactivated") {
+		t.Fatalf("events: %v %q", err, out)
+	}
+	if out, _, err = c.run("", "prune"); err != nil || !strings.Contains(out, "deleted 1 token(s) and 0 security event(s)") {
 		t.Fatalf("prune: %v %q", err, out)
 	}
 	if out, _, err = c.run("", "migrate"); err != nil || !strings.Contains(out, "up to date") {

@@ -31,6 +31,8 @@ type Config struct {
 	AllowRegistration bool
 	PasswordMinLength int
 
+	SecurityEventRetention time.Duration
+
 	LoginUserFailures int
 	LoginUserWindow   time.Duration
 	LoginIPPerMinute  int
@@ -49,22 +51,23 @@ type Config struct {
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
-		DatabaseURL:       "tokenauth.db",
-		Addr:              ":8080",
-		TokenTTL:          720 * time.Hour,
-		TokenMaxTTL:       8760 * time.Hour,
-		TokenIdleTimeout:  2160 * time.Hour,
-		MaxTokensPerUser:  50,
-		TokenCacheTTL:     30 * time.Second,
-		PasswordMinLength: 10,
-		LoginUserFailures: 5,
-		LoginUserWindow:   15 * time.Minute,
-		LoginIPPerMinute:  20,
-		MaxBodyBytes:      1 << 20,
-		ReadHeaderTimeout: 5 * time.Second,
-		ShutdownGrace:     20 * time.Second,
-		LogLevel:          "info",
-		LogFormat:         "json",
+		DatabaseURL:            "tokenauth.db",
+		Addr:                   ":8080",
+		TokenTTL:               720 * time.Hour,
+		TokenMaxTTL:            8760 * time.Hour,
+		TokenIdleTimeout:       2160 * time.Hour,
+		MaxTokensPerUser:       50,
+		TokenCacheTTL:          30 * time.Second,
+		PasswordMinLength:      10,
+		SecurityEventRetention: 2160 * time.Hour,
+		LoginUserFailures:      5,
+		LoginUserWindow:        15 * time.Minute,
+		LoginIPPerMinute:       20,
+		MaxBodyBytes:           1 << 20,
+		ReadHeaderTimeout:      5 * time.Second,
+		ShutdownGrace:          20 * time.Second,
+		LogLevel:               "info",
+		LogFormat:              "json",
 	}
 }
 
@@ -94,6 +97,7 @@ func Load(getenv func(string) string, envFile string) (Config, error) {
 	p.duration("TOKEN_CACHE_TTL", &c.TokenCacheTTL, true)
 	p.boolean("ALLOW_REGISTRATION", &c.AllowRegistration)
 	p.integer("PASSWORD_MIN_LENGTH", &c.PasswordMinLength, 1, models.PasswordMaxLength)
+	p.duration("SECURITY_EVENT_RETENTION", &c.SecurityEventRetention, false)
 	p.integer("LOGIN_USER_FAILURES", &c.LoginUserFailures, 1, 1000000)
 	p.duration("LOGIN_USER_WINDOW", &c.LoginUserWindow, false)
 	p.integer("LOGIN_IP_PER_MINUTE", &c.LoginIPPerMinute, 1, 1000000)

@@ -40,7 +40,7 @@ func (ac *AuthController) Login(c *gin.Context) {
 		apierror.Abort(c, err)
 		return
 	}
-	ctx := c.Request.Context()
+	ctx := requestContext(c)
 	user, err := models.Authenticate(ctx, ac.db, ac.hasher, req.Username, req.Password)
 	if err != nil {
 		apierror.Abort(c, err)
@@ -61,13 +61,13 @@ func (ac *AuthController) Login(c *gin.Context) {
 	ac.auth.ForgetTokens(evicted...)
 	middlewares.NoStore(c)
 	c.JSON(http.StatusOK, loginResponse{
-		Token: tok.Secret, TokenType: "Bearer", ExpiresAt: utc(tok.ExpiresAt),
+		Token: tok.Secret, TokenType: "Bearer", ExpiresAt: utc(tok.ExpiresAt), NewClient: tok.NewClient,
 		User: loginUser{ID: user.ID, Username: user.Username, Email: user.Email},
 	})
 }
 
 func (ac *AuthController) tokenPolicy() models.TokenPolicy {
-	return models.TokenPolicy{MaxPerUser: ac.cfg.MaxTokensPerUser, IdleTimeout: ac.cfg.TokenIdleTimeout}
+	return tokenPolicy(ac.cfg)
 }
 
 type registerRequest struct {
@@ -90,7 +90,7 @@ func (ac *AuthController) Register(c *gin.Context) {
 		return
 	}
 	user := models.NewUser(ac.hasher, req.Username, req.Email, req.Password)
-	if err := models.CreateUser(c.Request.Context(), ac.db, user, models.PasswordPolicy{MinLength: ac.cfg.PasswordMinLength}); err != nil {
+	if err := models.CreateUser(requestContext(c), ac.db, user, models.PasswordPolicy{MinLength: ac.cfg.PasswordMinLength}); err != nil {
 		apierror.Abort(c, err)
 		return
 	}
@@ -116,7 +116,7 @@ func (ac *AuthController) LogoutOthers(c *gin.Context) {
 }
 
 func (ac *AuthController) revoke(c *gin.Context, q models.RevokeQuery) {
-	ids, err := models.RevokeTokens(c.Request.Context(), ac.db, q)
+	ids, err := models.RevokeTokens(requestContext(c), ac.db, q)
 	if err != nil {
 		apierror.Abort(c, err)
 		return

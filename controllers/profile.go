@@ -43,7 +43,7 @@ func (pc *ProfileController) Update(c *gin.Context) {
 		return
 	}
 	user, _ := middlewares.CurrentUser(c)
-	if err := models.UpdateEmail(c.Request.Context(), pc.db, user, req.Email); err != nil {
+	if err := models.UpdateEmail(requestContext(c), pc.db, user, req.Email); err != nil {
 		apierror.Abort(c, err)
 		return
 	}
@@ -65,7 +65,7 @@ func (pc *ProfileController) ChangePassword(c *gin.Context) {
 		return
 	}
 	tok, _ := middlewares.CurrentToken(c)
-	revoked, err := models.ChangePassword(c.Request.Context(), pc.db, pc.hasher,
+	revoked, err := models.ChangePassword(requestContext(c), pc.db, pc.hasher,
 		models.PasswordPolicy{MinLength: pc.cfg.PasswordMinLength}, &tok.User, req.CurrentPassword, req.NewPassword, tok.ID)
 	if err != nil {
 		apierror.Abort(c, err)

@@ -34,7 +34,10 @@ type loginResponse struct {
 	Token     string     `json:"token"`
 	TokenType string     `json:"token_type"`
 	ExpiresAt *time.Time `json:"expires_at"`
-	User      loginUser  `json:"user"`
+	// NewClient warns that this login came from an IP address and user
+	// agent not seen for the user lately.
+	NewClient bool      `json:"new_client"`
+	User      loginUser `json:"user"`
 }
 
 type tokenResponse struct {

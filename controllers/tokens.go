@@ -30,7 +30,7 @@ func NewTokenController(db *gorm.DB, cfg config.Config, auth *middlewares.Authen
 // List returns the user's live tokens, newest first, marking the current one.
 func (tc *TokenController) List(c *gin.Context) {
 	cur, _ := middlewares.CurrentToken(c)
-	tokens, err := models.ListTokens(c.Request.Context(), tc.db, cur.UserID, tc.cfg.TokenIdleTimeout)
+	tokens, err := models.ListTokens(requestContext(c), tc.db, cur.UserID, tc.cfg.TokenIdleTimeout)
 	if err != nil {
 		apierror.Abort(c, err)
 		return
@@ -82,9 +82,9 @@ func (tc *TokenController) Create(c *gin.Context) {
 	}
 	cur, _ := middlewares.CurrentToken(c)
 	expires := time.Now().UTC().Add(ttl)
-	tok, _, err := models.IssueToken(c.Request.Context(), tc.db, cur.UserID,
+	tok, _, err := models.IssueToken(requestContext(c), tc.db, cur.UserID,
 		models.TokenSpec{Name: req.Name, Kind: models.KindPersonal, Scopes: scopes, ExpiresAt: &expires},
-		models.TokenPolicy{MaxPerUser: tc.cfg.MaxTokensPerUser, IdleTimeout: tc.cfg.TokenIdleTimeout}, false)
+		tokenPolicy(tc.cfg), false)
 	if err != nil {
 		apierror.Abort(c, err)
 		return
@@ -108,7 +108,7 @@ func (tc *TokenController) Rename(c *gin.Context) {
 		apierror.Abort(c, err)
 		return
 	}
-	if err := models.RenameToken(c.Request.Context(), tc.db, tok, req.Name); err != nil {
+	if err := models.RenameToken(requestContext(c), tc.db, tok, req.Name); err != nil {
 		apierror.Abort(c, err)
 		return
 	}
@@ -124,7 +124,7 @@ func (tc *TokenController) Rotate(c *gin.Context) {
 	if !ok {
 		return
 	}
-	next, err := models.RotateToken(c.Request.Context(), tc.db, tok)
+	next, err := models.RotateToken(requestContext(c), tc.db, tok)
 	if err != nil {
 		apierror.Abort(c, err)
 		return
@@ -141,7 +141,7 @@ func (tc *TokenController) Revoke(c *gin.Context) {
 	if !ok {
 		return
 	}
-	ids, err := models.RevokeTokens(c.Request.Context(), tc.db,
+	ids, err := models.RevokeTokens(requestContext(c), tc.db,
 		models.RevokeQuery{UserID: tok.UserID, TokenID: tok.ID, Reason: models.RevokedByUser})
 	if err != nil {
 		apierror.Abort(c, err)
@@ -161,7 +161,7 @@ func (tc *TokenController) find(c *gin.Context) (*models.APIToken, bool) {
 		return nil, false
 	}
 	cur, _ := middlewares.CurrentToken(c)
-	tok, err := models.FindUserToken(c.Request.Context(), tc.db, cur.UserID, uint(id), tc.cfg.TokenIdleTimeout)
+	tok, err := models.FindUserToken(requestContext(c), tc.db, cur.UserID, uint(id), tc.cfg.TokenIdleTimeout)
 	if err != nil {
 		apierror.Abort(c, err)
 		return nil, false

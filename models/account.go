@@ -33,6 +33,9 @@ func ChangePassword(ctx context.Context, db *gorm.DB, hasher *PasswordHasher, po
 		if err := tx.Model(u).UpdateColumns(map[string]any{"password_hash": hash, "updated_at": time.Now().UTC()}).Error; err != nil {
 			return err
 		}
+		if err := recordEvent(tx, SecurityEvent{UserID: u.ID, Type: EventPasswordChanged}); err != nil {
+			return err
+		}
 		var err error
 		revoked, err = revokeWhere(tx, RevokeQuery{UserID: u.ID, ExceptID: keepTokenID, Reason: RevokedByPasswordChange})
 		return err
@@ -48,6 +51,18 @@ func ChangePassword(ctx context.Context, db *gorm.DB, hasher *PasswordHasher, po
 // (reactivation brings the tokens back), but a deactivated user's tokens
 // are refused on their next request.
 func SetActive(ctx context.Context, db *gorm.DB, u *User, active bool) error {
+	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Model(u).UpdateColumns(map[string]any{"is_active": active, "updated_at": time.Now().UTC()}).Error; err != nil {
+			return err
+		}
+		if active {
+			return nil
+		}
+		return recordEvent(tx, SecurityEvent{UserID: u.ID, Type: EventAccountDeactivated})
+	})
+	if err != nil {
+		return translate(err)
+	}
 	u.IsActive = active
-	return translate(db.WithContext(ctx).Model(u).UpdateColumns(map[string]any{"is_active": active, "updated_at": time.Now().UTC()}).Error)
+	return nil
 }

@@ -23,6 +23,8 @@ const (
 	RevokedByLimit          = "limit"
 	RevokedByOperator       = "operator"
 	RevokedByRotation       = "rotation"
+	RevokedByIdle           = "idle"
+	RevokedByLeakReport     = "leak_report"
 )
 
 // TokenNameMaxLength is the longest token name, in characters.
@@ -50,6 +52,9 @@ type APIToken struct {
 	// Secret is the plain token. It exists only in memory, right after the
 	// token is issued or rotated, to be shown to its owner once.
 	Secret string `gorm:"-" json:"-"`
+	// NewClient, right after a login, says that the login came from a
+	// client (IP address and user agent) not seen for this user lately.
+	NewClient bool `gorm:"-" json:"-"`
 }
 
 // BeforeCreate stores the hash and display prefix of a freshly issued
@@ -104,6 +109,10 @@ func (t *APIToken) Alive(now time.Time, activity Usage, idle time.Duration) bool
 type TokenPolicy struct {
 	MaxPerUser  int
 	IdleTimeout time.Duration
+	// KnownClientWindow is how far back a login from the same IP address and
+	// user agent makes a client known; a login from any other is marked
+	// new_client.
+	KnownClientWindow time.Duration
 }
 
 // TokenSpec describes a token to issue.
@@ -145,11 +154,23 @@ func IssueToken(ctx context.Context, db *gorm.DB, userID uint, spec TokenSpec, p
 			for _, t := range live[:excess] {
 				evicted = append(evicted, t.ID)
 			}
-			if err := revokeIDs(tx, evicted, RevokedByLimit, now); err != nil {
+			if err := revokeIDs(tx, userID, evicted, RevokedByLimit, now); err != nil {
 				return err
 			}
 		}
-		return tx.Create(tok).Error
+		if err := tx.Create(tok).Error; err != nil {
+			return err
+		}
+		event := SecurityEvent{UserID: userID, Type: EventTokenCreated, TokenID: tokenRef(tok.ID)}
+		if spec.Kind == KindLogin {
+			known, err := knownClient(tx, userID, now.Add(-policy.KnownClientWindow))
+			if err != nil {
+				return err
+			}
+			tok.NewClient = !known
+			event.Type, event.NewClient = EventLoginSucceeded, !known
+		}
+		return recordEvent(tx, event)
 	})
 	if err != nil {
 		return nil, nil, translate(err)
@@ -188,8 +209,17 @@ func FindUserToken(ctx context.Context, db *gorm.DB, userID, id uint, idle time.
 
 // RenameToken changes a token's name.
 func RenameToken(ctx context.Context, db *gorm.DB, t *APIToken, name string) error {
+	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Model(t).UpdateColumn("name", name).Error; err != nil {
+			return err
+		}
+		return recordEvent(tx, SecurityEvent{UserID: t.UserID, Type: EventTokenRenamed, TokenID: tokenRef(t.ID)})
+	})
+	if err != nil {
+		return translate(err)
+	}
 	t.Name = name
-	return translate(db.WithContext(ctx).Model(t).UpdateColumn("name", name).Error)
+	return nil
 }
 
 // RotateToken replaces t with a new token of the same name, kind, scopes and
@@ -211,7 +241,10 @@ func RotateToken(ctx context.Context, db *gorm.DB, t *APIToken) (*APIToken, erro
 		if res.RowsAffected != 1 {
 			return ErrNotFound
 		}
-		return tx.Create(next).Error
+		if err := tx.Create(next).Error; err != nil {
+			return err
+		}
+		return recordEvent(tx, SecurityEvent{UserID: t.UserID, Type: EventTokenRotated, TokenID: tokenRef(next.ID)})
 	})
 	if err != nil {
 		return nil, translate(err)
@@ -251,27 +284,98 @@ func revokeWhere(tx *gorm.DB, q RevokeQuery) ([]uint, error) {
 	if err := sel.Pluck("id", &ids).Error; err != nil {
 		return nil, err
 	}
-	return ids, revokeIDs(tx, ids, q.Reason, time.Now().UTC())
+	return ids, revokeIDs(tx, q.UserID, ids, q.Reason, time.Now().UTC())
 }
 
-func revokeIDs(tx *gorm.DB, ids []uint, reason string, now time.Time) error {
+// revokeIDs revokes the user's tokens with those ids and records an event
+// for each.
+func revokeIDs(tx *gorm.DB, userID uint, ids []uint, reason string, now time.Time) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	return tx.Model(&APIToken{}).Where("id IN ? AND revoked_at IS NULL", ids).
-		UpdateColumns(map[string]any{"revoked_at": now, "revoked_reason": reason}).Error
+	if err := tx.Model(&APIToken{}).Where("id IN ? AND user_id = ? AND revoked_at IS NULL", ids, userID).
+		UpdateColumns(map[string]any{"revoked_at": now, "revoked_reason": reason}).Error; err != nil {
+		return err
+	}
+	client := clientOf(tx.Statement.Context)
+	events := make([]SecurityEvent, len(ids))
+	for i, id := range ids {
+		events[i] = SecurityEvent{UserID: userID, Type: EventTokenRevoked, Reason: reason, TokenID: tokenRef(id),
+			IP: client.IP, UserAgent: truncate(client.UserAgent, userAgentMaxLength)}
+	}
+	return tx.Create(&events).Error
+}
+
+// RevokeLeaked revokes the live tokens whose key hashes are given, whoever
+// owns them, recording a leak report for each. It returns the revoked ids.
+func RevokeLeaked(ctx context.Context, db *gorm.DB, keyHashes []string) ([]uint, error) {
+	if len(keyHashes) == 0 {
+		return nil, nil
+	}
+	var revoked []uint
+	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var found []APIToken
+		if err := tx.Select("id", "user_id").Where("key_hash IN ? AND revoked_at IS NULL", keyHashes).Find(&found).Error; err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		for userID, ids := range idsByUser(found) {
+			if err := revokeIDs(tx, userID, ids, RevokedByLeakReport, now); err != nil {
+				return err
+			}
+			revoked = append(revoked, ids...)
+		}
+		return nil
+	})
+	return revoked, translate(err)
+}
+
+func idsByUser(tokens []APIToken) map[uint][]uint {
+	out := map[uint][]uint{}
+	for _, t := range tokens {
+		out[t.UserID] = append(out[t.UserID], t.ID)
+	}
+	return out
+}
+
+// knownClient tells whether the user logged in from the client of the
+// transaction's context since the given time.
+func knownClient(tx *gorm.DB, userID uint, since time.Time) (bool, error) {
+	client := clientOf(tx.Statement.Context)
+	var n int64
+	err := tx.Model(&SecurityEvent{}).
+		Where("user_id = ? AND type = ? AND ip = ? AND user_agent = ? AND created_at > ?",
+			userID, EventLoginSucceeded, client.IP, truncate(client.UserAgent, userAgentMaxLength), since).
+		Limit(1).Count(&n).Error
+	return n > 0, err
 }
 
 // PruneTokens deletes tokens that can never work again: revoked, expired,
-// or idle longer than idle (0 = no idle limit). It returns how many.
+// or idle longer than idle (0 = no idle limit). A token that dies of
+// idleness leaves a token_revoked event with reason idle, so its owner
+// learns why it stopped. It returns how many tokens were deleted.
 func PruneTokens(ctx context.Context, db *gorm.DB, idle time.Duration) (int64, error) {
 	now := time.Now().UTC()
-	q := db.WithContext(ctx).Where("revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ?)", now)
-	if idle > 0 {
-		q = q.Or("COALESCE(last_used_at, created_at) <= ?", now.Add(-idle))
-	}
-	res := q.Delete(&APIToken{})
-	return res.RowsAffected, translate(res.Error)
+	var deleted int64
+	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if idle > 0 {
+			var idleTokens []APIToken
+			if err := tx.Select("id", "user_id").
+				Where("revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?) AND COALESCE(last_used_at, created_at) <= ?", now, now.Add(-idle)).
+				Find(&idleTokens).Error; err != nil {
+				return err
+			}
+			for userID, ids := range idsByUser(idleTokens) {
+				if err := revokeIDs(tx, userID, ids, RevokedByIdle, now); err != nil {
+					return err
+				}
+			}
+		}
+		res := tx.Where("revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ?)", now).Delete(&APIToken{})
+		deleted = res.RowsAffected
+		return res.Error
+	})
+	return deleted, translate(err)
 }
 
 // liveTokens selects the user's tokens that still work at now.

@@ -133,11 +133,15 @@ func Authenticate(ctx context.Context, db *gorm.DB, hasher *PasswordHasher, user
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
-		return nil, ErrInvalidCredentials
-	}
-	if !u.IsActive {
-		return nil, ErrAccountDisabled
+	if !ok || !u.IsActive {
+		reason, refusal := "wrong_password", ErrInvalidCredentials
+		if ok {
+			reason, refusal = "account_disabled", ErrAccountDisabled
+		}
+		if err := recordEvent(db.WithContext(ctx), SecurityEvent{UserID: u.ID, Type: EventLoginFailed, Reason: reason}); err != nil {
+			return nil, translate(err)
+		}
+		return nil, refusal
 	}
 	now := time.Now().UTC()
 	updates := map[string]any{"last_login_at": now}

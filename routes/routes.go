@@ -48,6 +48,8 @@ func New(d Deps) *gin.Engine {
 	authc := controllers.NewAuthController(d.DB, d.Config, d.Passwords, d.Auth)
 	profile := controllers.NewProfileController(d.DB, d.Config, d.Passwords, d.Auth)
 	tokens := controllers.NewTokenController(d.DB, d.Config, d.Auth)
+	events := controllers.NewEventController(d.DB)
+	leaks := controllers.NewLeakController(d.DB, d.Auth)
 
 	anyToken := middlewares.RequireAuth()
 	fullScope := middlewares.RequireScope(models.ScopeAll)
@@ -59,6 +61,7 @@ func New(d Deps) *gin.Engine {
 	public := r.Group("/api")
 	post(public, "/login", authc.Login)
 	post(public, "/register", authc.Register)
+	post(public, "/tokens/revoke-leaked", leaks.Revoke)
 
 	api := r.Group("/api", d.Auth.Identify())
 	post(api, "/logout", anyToken, authc.Logout)
@@ -75,6 +78,8 @@ func New(d Deps) *gin.Engine {
 	patch(api, "/tokens/:id", fullScope, tokens.Rename)
 	post(api, "/tokens/:id/rotate", fullScope, tokens.Rotate)
 	del(api, "/tokens/:id", fullScope, tokens.Revoke)
+
+	get(api, "/security-events", fullScope, events.List)
 
 	return r
 }

@@ -1,0 +1,60 @@
+package controllers
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"gorm.io/gorm"
+
+	"tokenauth/apierror"
+	"tokenauth/middlewares"
+	"tokenauth/models"
+)
+
+// EventController shows users what happened to their account.
+type EventController struct {
+	db *gorm.DB
+}
+
+// NewEventController returns an EventController.
+func NewEventController(db *gorm.DB) *EventController {
+	return &EventController{db: db}
+}
+
+type eventResponse struct {
+	ID        uint      `json:"id"`
+	Type      string    `json:"type"`
+	Reason    string    `json:"reason,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	IP        string    `json:"ip"`
+	UserAgent string    `json:"user_agent"`
+	TokenID   *uint     `json:"token_id"`
+	NewClient bool      `json:"new_client"`
+}
+
+type eventsResponse struct {
+	Events []eventResponse `json:"events"`
+	pageInfo
+}
+
+// List returns a page of the user's own events, newest first.
+func (ec *EventController) List(c *gin.Context) {
+	p, err := parsePage(c)
+	if err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	user, _ := middlewares.CurrentUser(c)
+	events, total, err := models.ListEvents(c.Request.Context(), ec.db, user.ID, p.offset(), p.Size)
+	if err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	out := eventsResponse{Events: make([]eventResponse, len(events)), pageInfo: newPageInfo(p, total)}
+	for i, e := range events {
+		out.Events[i] = eventResponse{ID: e.ID, Type: e.Type, Reason: e.Reason, CreatedAt: e.CreatedAt.UTC().Truncate(time.Second),
+			IP: e.IP, UserAgent: e.UserAgent, TokenID: e.TokenID, NewClient: e.NewClient}
+	}
+	c.JSON(http.StatusOK, out)
+}

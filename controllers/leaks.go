@@ -1,0 +1,54 @@
+package controllers
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"gorm.io/gorm"
+
+	"tokenauth/apierror"
+	"tokenauth/middlewares"
+	"tokenauth/models"
+)
+
+// LeakController lets anyone who finds a leaked token kill it, without
+// owning it, the way code hosts report secrets they find in public code.
+type LeakController struct {
+	db   *gorm.DB
+	auth *middlewares.Authenticator
+}
+
+// NewLeakController returns a LeakController.
+func NewLeakController(db *gorm.DB, auth *middlewares.Authenticator) *LeakController {
+	return &LeakController{db: db, auth: auth}
+}
+
+type leakReport struct {
+	Tokens []string `json:"tokens" binding:"required,max=100,dive,max=512"`
+}
+
+// Revoke revokes every live token in the report. The answer is always 202
+// with the number of strings received, so it tells nothing about which
+// were real; strings that are not well-formed tokens cost no query.
+func (lc *LeakController) Revoke(c *gin.Context) {
+	var req leakReport
+	if err := bindJSON(c, &req); err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	hashes := make([]string, 0, len(req.Tokens))
+	seen := make(map[string]bool, len(req.Tokens))
+	for _, s := range req.Tokens {
+		if models.WellFormedToken(s) && !seen[s] {
+			seen[s] = true
+			hashes = append(hashes, models.HashToken(s))
+		}
+	}
+	ids, err := models.RevokeLeaked(requestContext(c), lc.db, hashes)
+	if err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	lc.auth.ForgetTokens(ids...)
+	c.JSON(http.StatusAccepted, gin.H{"received": len(req.Tokens)})
+}

@@ -1,0 +1,112 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"time"
+	"unicode/utf8"
+
+	"gorm.io/gorm"
+)
+
+// Security event types: what happened to an account, as its owner sees it
+// in GET /api/security-events/.
+const (
+	EventLoginSucceeded     = "login_succeeded"
+	EventLoginFailed        = "login_failed"
+	EventLoginRateLimited   = "login_rate_limited"
+	EventTokenCreated       = "token_created"
+	EventTokenRotated       = "token_rotated"
+	EventTokenRenamed       = "token_renamed"
+	EventTokenRevoked       = "token_revoked"
+	EventPasswordChanged    = "password_changed"
+	EventAccountDeactivated = "account_deactivated"
+)
+
+// SecurityEvent records one thing that happened to a user's account. It is
+// written in the same transaction as the change it records, and holds
+// nothing secret: no password, no token, no hash.
+type SecurityEvent struct {
+	ID     uint   `gorm:"primaryKey"`
+	UserID uint   `gorm:"not null;index:idx_security_events_user_created,priority:1"`
+	Type   string `gorm:"size:32;not null"`
+	// Reason says why a token was revoked (RevokedBy...) or a login failed.
+	Reason    string `gorm:"size:32;not null;default:''"`
+	TokenID   *uint
+	IP        string    `gorm:"size:64;not null;default:''"`
+	UserAgent string    `gorm:"size:512;not null;default:''"`
+	NewClient bool      `gorm:"not null;default:false"`
+	CreatedAt time.Time `gorm:"index:idx_security_events_user_created,priority:2;index"`
+}
+
+// Client is who made a request, as recorded in security events.
+type Client struct {
+	IP        string
+	UserAgent string
+}
+
+type clientKey struct{}
+
+// WithClient returns a context that carries the client of the request, for
+// the events the models write on its behalf.
+func WithClient(ctx context.Context, c Client) context.Context {
+	return context.WithValue(ctx, clientKey{}, c)
+}
+
+func clientOf(ctx context.Context) Client {
+	c, _ := ctx.Value(clientKey{}).(Client)
+	return c
+}
+
+// userAgentMaxLength bounds what is kept of a User-Agent header.
+const userAgentMaxLength = 512
+
+// recordEvent writes an event with the client of the context.
+func recordEvent(tx *gorm.DB, e SecurityEvent) error {
+	client := clientOf(tx.Statement.Context)
+	e.IP = client.IP
+	e.UserAgent = truncate(client.UserAgent, userAgentMaxLength)
+	return tx.Create(&e).Error
+}
+
+func truncate(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n])
+}
+
+func tokenRef(id uint) *uint { return &id }
+
+// RecordLoginRateLimited notes that a login for an existing user was
+// refused by the rate limiter. Unknown usernames leave no event: there is
+// no account to tell.
+func RecordLoginRateLimited(ctx context.Context, db *gorm.DB, username string) error {
+	u, err := FindUserByUsername(ctx, db, username)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	return translate(recordEvent(db.WithContext(ctx), SecurityEvent{UserID: u.ID, Type: EventLoginRateLimited}))
+}
+
+// ListEvents returns a page of the user's events, newest first, and how many
+// there are in all.
+func ListEvents(ctx context.Context, db *gorm.DB, userID uint, offset, limit int) ([]SecurityEvent, int64, error) {
+	var total int64
+	q := db.WithContext(ctx).Model(&SecurityEvent{}).Where("user_id = ?", userID)
+	if err := q.Count(&total).Error; err != nil {
+		return nil, 0, translate(err)
+	}
+	events := []SecurityEvent{}
+	err := q.Order("created_at DESC, id DESC").Offset(offset).Limit(limit).Find(&events).Error
+	return events, total, translate(err)
+}
+
+// PruneEvents deletes events older than before and returns how many.
+func PruneEvents(ctx context.Context, db *gorm.DB, before time.Time) (int64, error) {
+	res := db.WithContext(ctx).Where("created_at < ?", before.UTC()).Delete(&SecurityEvent{})
+	return res.RowsAffected, translate(res.Error)
+}
