@@ -421,3 +421,50 @@ func TestPruneDeletesDeadTokens(t *testing.T) {
 	}
 	s.Do(t, Request{Path: "/api/profile/", Token: login}).Expect(t, http.StatusOK)
 }
+
+func TestSlidingExpiry(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, WithConfig(func(c *cfgT) {
+		c.TokenSliding = true
+		c.TokenTTL = time.Hour
+		c.TokenMaxTTL = 2 * time.Hour
+		c.TokenCacheTTL = 0
+	}))
+	_, login := s.UserWithToken(t, "alice")
+	personal := createToken(t, s, login, map[string]any{"name": "ci"})
+
+	// The login token was made 90 minutes ago, expires in 10 and was last
+	// used 5 minutes ago: a use moves its expiry to now + TOKEN_TTL, but
+	// not past created_at + TOKEN_MAX_TTL, which is 30 minutes away. (The
+	// pending use of the request above is written first, or this instance
+	// would rightly trust it over the rewritten row.)
+	if err := s.Usage.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	exec(t, s, "UPDATE api_tokens SET created_at = ?, expires_at = ?, last_used_at = ? WHERE key_hash = ?",
+		now.Add(-90*time.Minute), now.Add(10*time.Minute), now.Add(-5*time.Minute), models.HashToken(login))
+	resp := s.Do(t, Request{Path: "/api/profile/", Token: login}).Expect(t, http.StatusOK)
+	slid, err := time.Parse(time.RFC3339, resp.Header.Get("Token-Expires-At"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := slid.Sub(now.Add(30 * time.Minute)); d < -5*time.Second || d > 5*time.Second {
+		t.Errorf("slid expiry: got %v, want created_at + TOKEN_MAX_TTL (%v)", slid, now.Add(30*time.Minute))
+	}
+	if err := s.Usage.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var stored models.APIToken
+	s.DB.Where("key_hash = ?", models.HashToken(login)).Take(&stored)
+	if stored.ExpiresAt == nil || stored.ExpiresAt.Sub(slid).Abs() > time.Second {
+		t.Errorf("stored expiry after the flush: got %v, want %v", stored.ExpiresAt, slid)
+	}
+
+	// A created token keeps the expiry it was given.
+	exec(t, s, "UPDATE api_tokens SET last_used_at = ? WHERE id = ?", now.Add(-5*time.Minute), personal.ID)
+	resp = s.Do(t, Request{Path: "/api/profile/", Token: personal.Token}).Expect(t, http.StatusOK)
+	if got := resp.Header.Get("Token-Expires-At"); got != personal.ExpiresAt.UTC().Format(time.RFC3339) {
+		t.Errorf("created token's expiry moved: got %s, want %s", got, personal.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+}
