@@ -66,8 +66,13 @@ func (h *PasswordHasher) Hash(ctx context.Context, password string) (string, err
 
 // Verify tells whether password matches the stored hash, in constant time,
 // and whether the hash was made with other parameters than the current ones
-// and should be replaced.
+// and should be replaced. A hash imported from Django (see
+// ImportedPasswordScheme) is always stale; one that can never match, such
+// as Django's unusable password, costs the same as a wrong password.
 func (h *PasswordHasher) Verify(ctx context.Context, password, encoded string) (ok, stale bool, err error) {
+	if !strings.HasPrefix(encoded, argon2idPrefix) {
+		return h.verifyImported(ctx, password, encoded)
+	}
 	params, salt, key, err := decodeArgon2id(encoded)
 	if err != nil {
 		return false, false, err
@@ -105,26 +110,39 @@ func (h *PasswordHasher) encode(salt, key []byte) string {
 		h.params.Memory, h.params.Time, h.params.Threads, b64.EncodeToString(salt), b64.EncodeToString(key))
 }
 
+// argon2idPrefix starts every hash this service makes.
+const argon2idPrefix = "$argon2id$"
+
 var errBadHash = errors.New("stored password hash is not a valid argon2id PHC string")
 
 func decodeArgon2id(encoded string) (PasswordParams, []byte, []byte, error) {
-	var p PasswordParams
-	parts := strings.Split(encoded, "$")
-	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
+	variant, p, salt, key, err := decodeArgon2(encoded)
+	if err != nil || variant != "argon2id" {
 		return p, nil, nil, errBadHash
 	}
+	return p, salt, key, nil
+}
+
+// decodeArgon2 reads an argon2 PHC string of version 19, argon2id or
+// argon2i: "$<variant>$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<key>".
+func decodeArgon2(encoded string) (variant string, p PasswordParams, salt, key []byte, err error) {
+	parts := strings.Split(encoded, "$")
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" && parts[1] != "argon2i" {
+		return "", p, nil, nil, errBadHash
+	}
+	variant = parts[1]
 	var version int
 	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
-		return p, nil, nil, errBadHash
+		return "", p, nil, nil, errBadHash
 	}
 	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil ||
 		p.Memory == 0 || p.Time == 0 || p.Threads == 0 {
-		return p, nil, nil, errBadHash
+		return "", p, nil, nil, errBadHash
 	}
 	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
 	key, err2 := base64.RawStdEncoding.DecodeString(parts[5])
 	if err1 != nil || err2 != nil || len(salt) == 0 || len(key) == 0 {
-		return p, nil, nil, errBadHash
+		return "", p, nil, nil, errBadHash
 	}
-	return p, salt, key, nil
+	return variant, p, salt, key, nil
 }

@@ -1,0 +1,142 @@
+package models
+
+import (
+	"context"
+	"crypto/pbkdf2"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/argon2"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Schemes of password hashes imported from Django, as
+// ImportedPasswordScheme names them.
+const (
+	SchemePBKDF2SHA256 = "pbkdf2_sha256"
+	SchemeArgon2       = "argon2"
+	SchemeBCryptSHA256 = "bcrypt_sha256"
+	// SchemeUnusable is Django's unusable password ("!" and random
+	// characters, or empty): the user never logged in with a password.
+	SchemeUnusable = "unusable"
+)
+
+// Bounds on the cost written in an imported hash. Django's defaults are far
+// below them; a hash beyond them is treated as unusable rather than allowed
+// to hold a hashing slot (and its memory) for minutes.
+const (
+	maxImportedPBKDF2Iterations = 10_000_000
+	maxImportedArgon2Memory     = 1 << 20 // KiB: 1 GiB
+	maxImportedArgon2Time       = 100
+	maxImportedBCryptCost       = 16
+)
+
+// ImportedPasswordScheme names the format of a password hash taken from a
+// Django database and tells whether login can check it. pbkdf2_sha256,
+// argon2 (argon2id or argon2i) and bcrypt_sha256 can be checked; a hash
+// made by this service ($argon2id$...) is "argon2id". Django's unusable
+// password, a malformed hash and any other format (md5, sha1, scrypt, ...)
+// cannot: such a user cannot log in with a password.
+func ImportedPasswordScheme(encoded string) (scheme string, usable bool) {
+	if strings.HasPrefix(encoded, argon2idPrefix) {
+		_, _, _, err := decodeArgon2id(encoded)
+		return "argon2id", err == nil
+	}
+	scheme, check := parseImportedHash(encoded)
+	return scheme, check != nil
+}
+
+// verifyImported checks a password against a hash in one of Django's
+// formats. A match is always stale: the caller replaces it with the
+// service's own argon2id. A hash that can never match costs a dummy
+// verification, like an unknown username.
+func (h *PasswordHasher) verifyImported(ctx context.Context, password, encoded string) (ok, stale bool, err error) {
+	_, check := parseImportedHash(encoded)
+	if check == nil {
+		return false, false, h.VerifyDummy(ctx, password)
+	}
+	if err := h.acquire(ctx); err != nil {
+		return false, false, err
+	}
+	defer h.release()
+	return check(password), true, nil
+}
+
+// parseImportedHash returns the scheme of a Django hash and a function that
+// tells, in constant time, whether a password matches it; the function is
+// nil when no password can match.
+func parseImportedHash(encoded string) (scheme string, check func(password string) bool) {
+	if encoded == "" || strings.HasPrefix(encoded, "!") {
+		return SchemeUnusable, nil
+	}
+	scheme, rest, _ := strings.Cut(encoded, "$")
+	switch scheme {
+	case SchemePBKDF2SHA256:
+		return scheme, parsePBKDF2SHA256(rest)
+	case SchemeArgon2:
+		// Django writes "argon2" followed by argon2-cffi's own PHC string.
+		return scheme, parseDjangoArgon2("$" + rest)
+	case SchemeBCryptSHA256:
+		return scheme, parseBCryptSHA256(rest)
+	}
+	return scheme, nil
+}
+
+// parsePBKDF2SHA256 reads "<iterations>$<salt>$<base64 key>": Django's
+// PBKDF2PasswordHasher, HMAC-SHA256 over the UTF-8 password and salt.
+func parsePBKDF2SHA256(rest string) func(string) bool {
+	parts := strings.Split(rest, "$")
+	if len(parts) != 3 || parts[1] == "" {
+		return nil
+	}
+	iterations, err := strconv.Atoi(parts[0])
+	if err != nil || iterations < 1 || iterations > maxImportedPBKDF2Iterations {
+		return nil
+	}
+	salt := []byte(parts[1])
+	want, err := base64.StdEncoding.DecodeString(parts[2])
+	if err != nil || len(want) == 0 || len(want) > sha256.Size {
+		return nil
+	}
+	return func(password string) bool {
+		got, err := pbkdf2.Key(sha256.New, password, salt, iterations, len(want))
+		return err == nil && subtle.ConstantTimeCompare(got, want) == 1
+	}
+}
+
+// parseDjangoArgon2 reads the PHC string of Django's Argon2PasswordHasher:
+// argon2id since Django 3.2, argon2i before.
+func parseDjangoArgon2(phc string) func(string) bool {
+	variant, p, salt, want, err := decodeArgon2(phc)
+	if err != nil || p.Memory > maxImportedArgon2Memory || p.Time > maxImportedArgon2Time {
+		return nil
+	}
+	return func(password string) bool {
+		var got []byte
+		if variant == "argon2id" {
+			got = argon2.IDKey([]byte(password), salt, p.Time, p.Memory, p.Threads, uint32(len(want)))
+		} else {
+			got = argon2.Key([]byte(password), salt, p.Time, p.Memory, p.Threads, uint32(len(want)))
+		}
+		return subtle.ConstantTimeCompare(got, want) == 1
+	}
+}
+
+// parseBCryptSHA256 reads Django's BCryptSHA256PasswordHasher hash: bcrypt
+// over the hex SHA-256 of the password, so that long passwords are not cut
+// at bcrypt's 72 bytes.
+func parseBCryptSHA256(rest string) func(string) bool {
+	hash := []byte(rest)
+	if cost, err := bcrypt.Cost(hash); err != nil || cost > maxImportedBCryptCost {
+		return nil
+	}
+	return func(password string) bool {
+		sum := sha256.Sum256([]byte(password))
+		// CompareHashAndPassword compares in constant time.
+		return bcrypt.CompareHashAndPassword(hash, []byte(hex.EncodeToString(sum[:]))) == nil
+	}
+}

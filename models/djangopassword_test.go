@@ -1,0 +1,149 @@
+package models
+
+import (
+	"strings"
+	"testing"
+)
+
+// The hashes below were written by Django 3.2's own hashers (with low costs)
+// for djangoPassword; tests/testdata/django has the full-cost fixture.
+const djangoPassword = "pässwörd with ünïcode"
+
+func TestVerifyDjangoHashes(t *testing.T) {
+	t.Parallel()
+	h := NewPasswordHasher(PasswordParams{Memory: 64, Time: 1, Threads: 1}, 2)
+	cases := []struct {
+		name       string
+		encoded    string
+		wantScheme string
+	}{
+		{"pbkdf2_sha256", "pbkdf2_sha256$1000$Hk8BP8YCewbocEO7QAXzAd$/JVmFI92lXPludTgsnRv/Rdns7TMNnzsXw1HDnf+rw0=", SchemePBKDF2SHA256},
+		{"argon2id", "argon2$argon2id$v=19$m=1024,t=1,p=2$NUdYdERVc3M3Ynd4VEdZOXZkQ3k1TQ$M3Mz6P8HJY/93IBBoQfLhQ", SchemeArgon2},
+		{"argon2i (Django before 3.2)", "argon2$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$YNwXRf3xbw1cte00FQR2rw", SchemeArgon2},
+		{"bcrypt_sha256", "bcrypt_sha256$$2b$04$vmK/Ozjoj1cSGHVDLTWRIe.a3xYiq3DTiSdDB1UY9fG4uJSSB9bgq", SchemeBCryptSHA256},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if scheme, usable := ImportedPasswordScheme(tc.encoded); scheme != tc.wantScheme || !usable {
+				t.Errorf("scheme: got %q usable=%v, want %q usable", scheme, usable, tc.wantScheme)
+			}
+			ok, stale, err := h.Verify(t.Context(), djangoPassword, tc.encoded)
+			if err != nil || !ok || !stale {
+				t.Errorf("right password: got ok=%v stale=%v err=%v, want ok, stale", ok, stale, err)
+			}
+			for _, wrong := range []string{"", "pässwörd with ünïcodE", djangoPassword + " "} {
+				if ok, _, err := h.Verify(t.Context(), wrong, tc.encoded); ok || err != nil {
+					t.Errorf("wrong password %q: got ok=%v err=%v", wrong, ok, err)
+				}
+			}
+		})
+	}
+}
+
+func TestVerifyBCryptSHA256LongPassword(t *testing.T) {
+	t.Parallel()
+	// bcrypt alone reads 72 bytes; Django's SHA-256 step makes every byte
+	// count, and so must this check.
+	h := NewPasswordHasher(PasswordParams{Memory: 64, Time: 1, Threads: 1}, 1)
+	const encoded = "bcrypt_sha256$$2b$04$FQvwpyhgXr8JtDnqb5J5K.ig0zD7GmjemLwrxyDmDDFo9ZH6imi/."
+	long := strings.Repeat("x", 100)
+	if ok, _, err := h.Verify(t.Context(), long, encoded); !ok || err != nil {
+		t.Fatalf("100-byte password: got ok=%v err=%v", ok, err)
+	}
+	if ok, _, _ := h.Verify(t.Context(), long[:99]+"y", encoded); ok {
+		t.Fatal("a password that differs after byte 72 matched")
+	}
+}
+
+func TestUnusableImportedHashesNeverMatch(t *testing.T) {
+	t.Parallel()
+	h := NewPasswordHasher(PasswordParams{Memory: 64, Time: 1, Threads: 1}, 1)
+	cases := []struct {
+		encoded    string
+		wantScheme string
+	}{
+		{"!HzjhWkDsKnNUwikHNZhoVWCqyoCGIuyCUr52ZlhN", SchemeUnusable},
+		{"", SchemeUnusable},
+		{"md5$salt$0123456789abcdef0123456789abcdef", "md5"},
+		{"sha1$salt$abc", "sha1"},
+		{"pbkdf2_sha1$1000$salt$abc=", "pbkdf2_sha1"},
+		{"pbkdf2_sha256$notanumber$salt$/JVmFI92lXPludTgsnRv/Rdns7TMNnzsXw1HDnf+rw0=", SchemePBKDF2SHA256},
+		{"pbkdf2_sha256$1000$$/JVmFI92lXPludTgsnRv/Rdns7TMNnzsXw1HDnf+rw0=", SchemePBKDF2SHA256},
+		{"pbkdf2_sha256$1000000000$salt$/JVmFI92lXPludTgsnRv/Rdns7TMNnzsXw1HDnf+rw0=", SchemePBKDF2SHA256},
+		{"pbkdf2_sha256$1000$salt$not base64!", SchemePBKDF2SHA256},
+		{"argon2$argon2d$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$YNwXRf3xbw1cte00FQR2rw", SchemeArgon2},
+		{"argon2$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHRzYWx0$YNwXRf3xbw1cte00FQR2rw", SchemeArgon2},
+		{"argon2$argon2id$v=16$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$YNwXRf3xbw1cte00FQR2rw", SchemeArgon2},
+		{"bcrypt_sha256$$2b$04$short", SchemeBCryptSHA256},
+		{"bcrypt_sha256$$2b$31$vmK/Ozjoj1cSGHVDLTWRIe.a3xYiq3DTiSdDB1UY9fG4uJSSB9bgq", SchemeBCryptSHA256},
+	}
+	for _, tc := range cases {
+		scheme, usable := ImportedPasswordScheme(tc.encoded)
+		if scheme != tc.wantScheme || usable {
+			t.Errorf("%q: got scheme %q usable=%v, want %q unusable", tc.encoded, scheme, usable, tc.wantScheme)
+		}
+		// Refused like a wrong password (after the same dummy work), never
+		// an error that would become a 500.
+		ok, stale, err := h.Verify(t.Context(), djangoPassword, tc.encoded)
+		if ok || stale || err != nil {
+			t.Errorf("%q: got ok=%v stale=%v err=%v, want a plain refusal", tc.encoded, ok, stale, err)
+		}
+	}
+}
+
+func TestOwnHashesAreStillChecked(t *testing.T) {
+	t.Parallel()
+	h := NewPasswordHasher(PasswordParams{Memory: 64, Time: 1, Threads: 1}, 1)
+	own, err := h.Hash(t.Context(), djangoPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scheme, usable := ImportedPasswordScheme(own); scheme != "argon2id" || !usable {
+		t.Errorf("own hash: got scheme %q usable=%v", scheme, usable)
+	}
+	if ok, stale, err := h.Verify(t.Context(), djangoPassword, own); !ok || stale || err != nil {
+		t.Errorf("own hash: got ok=%v stale=%v err=%v, want ok and current", ok, stale, err)
+	}
+	// A damaged hash of our own format is a fault to report, not a refusal.
+	if _, _, err := h.Verify(t.Context(), djangoPassword, own[:len(own)-30]+"$"); err == nil {
+		t.Error("a damaged argon2id hash verified without an error")
+	}
+}
+
+func TestLegacyTokenShape(t *testing.T) {
+	t.Parallel()
+	hex64 := strings.Repeat("0123456789abcdef", 4)
+	hex40 := hex64[:40]
+	cases := []struct {
+		token string
+		want  bool
+	}{
+		{hex64, true},
+		{hex40, true},
+		{strings.ToUpper(hex40), true},
+		{strings.ToUpper(hex64), false},
+		{hex64[:63], false},
+		{hex64 + "0", false},
+		{hex40[:39] + "g", false},
+		{hex64[:63] + "G", false},
+		{hex40[:39], false},
+		{"", false},
+		{strings.Repeat("é", 20), false},
+	}
+	for _, tc := range cases {
+		if got := LegacyTokenShape(tc.token); got != tc.want {
+			t.Errorf("LegacyTokenShape(%q): got %v, want %v", tc.token, got, tc.want)
+		}
+	}
+	if _, err := NewLegacyToken(LegacyToken{UserID: 1, Key: "tka_short"}); err == nil {
+		t.Error("NewLegacyToken accepted a key of the wrong shape")
+	}
+	tok, err := NewLegacyToken(LegacyToken{UserID: 1, Key: hex64, Name: "old"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.KeyHash != HashToken(hex64) || tok.Prefix != hex64[:8] || tok.Kind != KindLegacy ||
+		!tok.Scopes.Allows("anything") || tok.Secret != "" {
+		t.Errorf("legacy token: %+v", tok)
+	}
+}
