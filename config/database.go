@@ -77,7 +77,8 @@ func withConnectTimeout(databaseURL string) string {
 
 // Migrate creates or updates the schema of every model.
 func Migrate(db *gorm.DB) error {
-	if err := db.AutoMigrate(&models.User{}, &models.APIToken{}, &models.SecurityEvent{}); err != nil {
+	if err := db.AutoMigrate(&models.User{}, &models.APIToken{}, &models.SecurityEvent{},
+		&models.ImportedUser{}, &models.ImportedToken{}); err != nil {
 		return fmt.Errorf("migrating the schema: %w", err)
 	}
 	return nil

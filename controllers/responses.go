@@ -49,6 +49,9 @@ type tokenResponse struct {
 	LastUsedAt *time.Time `json:"last_used_at"`
 	ExpiresAt  *time.Time `json:"expires_at"`
 	Current    bool       `json:"current"`
+	// Legacy marks a token imported from Django with its old key: the
+	// client should rotate it to get a tka_ token.
+	Legacy bool `json:"legacy"`
 	// Token is the secret, present only in the response that creates it.
 	Token string `json:"token,omitempty"`
 }
@@ -56,7 +59,7 @@ type tokenResponse struct {
 func newTokenResponse(t *models.APIToken, lastUsed *time.Time, currentID uint) tokenResponse {
 	return tokenResponse{ID: t.ID, Name: t.Name, Prefix: t.Prefix, Scopes: t.Scopes,
 		CreatedAt: t.CreatedAt.UTC().Truncate(time.Second), LastUsedAt: utc(lastUsed), ExpiresAt: utc(t.ExpiresAt),
-		Current: t.ID == currentID, Token: t.Secret}
+		Current: t.ID == currentID, Legacy: t.Kind == models.KindLegacy, Token: t.Secret}
 }
 
 func utc(t *time.Time) *time.Time {

@@ -57,9 +57,14 @@ func (a *Authenticator) Identify() gin.HandlerFunc {
 			c.Set(authErrorKey, authErr)
 			return
 		}
+		legacy := false
 		if !models.WellFormedToken(secret) {
-			c.Set(authErrorKey, apierror.ErrInvalidToken)
-			return
+			// A key imported from Django has no prefix or checksum: its
+			// shape earns it the one lookup any unknown token gets.
+			if legacy = models.LegacyTokenShape(secret); !legacy {
+				c.Set(authErrorKey, apierror.ErrInvalidToken)
+				return
+			}
 		}
 		now := time.Now().UTC()
 		tok, err := a.lookup(c, models.HashToken(secret), now)
@@ -69,6 +74,10 @@ func (a *Authenticator) Identify() gin.HandlerFunc {
 		}
 		if err != nil {
 			apierror.Abort(c, err)
+			return
+		}
+		if legacy && tok.Kind != models.KindLegacy {
+			c.Set(authErrorKey, apierror.ErrInvalidToken)
 			return
 		}
 		pending, known := a.usage.Pending(tok.ID)

@@ -9,10 +9,13 @@ import (
 )
 
 // Token kinds. A login token is made by POST /api/login/ and is the only kind
-// whose expiry may slide; a personal token is made by POST /api/tokens/.
+// whose expiry may slide; a personal token is made by POST /api/tokens/; a
+// legacy token was imported from Django and keeps its old bare hex key (see
+// NewLegacyToken).
 const (
 	KindLogin    = "login"
 	KindPersonal = "personal"
+	KindLegacy   = "legacy"
 )
 
 // Reasons recorded when a token is revoked.
@@ -223,14 +226,20 @@ func RenameToken(ctx context.Context, db *gorm.DB, t *APIToken, name string) err
 }
 
 // RotateToken replaces t with a new token of the same name, kind, scopes and
-// expiry, and revokes t in the same transaction: exactly one of the two
-// secrets works at any moment. A token revoked meanwhile is ErrNotFound.
+// expiry (a legacy token becomes a personal one), and revokes t in the same
+// transaction: exactly one of the two secrets works at any moment. A token
+// revoked meanwhile is ErrNotFound.
 func RotateToken(ctx context.Context, db *gorm.DB, t *APIToken) (*APIToken, error) {
 	secret, err := newTokenSecret()
 	if err != nil {
 		return nil, err
 	}
-	next := &APIToken{UserID: t.UserID, Name: t.Name, Kind: t.Kind, Scopes: t.Scopes,
+	kind := t.Kind
+	if kind == KindLegacy {
+		// The new secret is in this service's format: nothing legacy is left.
+		kind = KindPersonal
+	}
+	next := &APIToken{UserID: t.UserID, Name: t.Name, Kind: kind, Scopes: t.Scopes,
 		ExpiresAt: t.ExpiresAt, Secret: secret}
 	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		res := tx.Model(&APIToken{}).Where("id = ? AND revoked_at IS NULL", t.ID).
