@@ -52,6 +52,9 @@ var commands = map[string]command{
 	"events":        {args: "USERNAME", nargs: 1, help: "Print a user's security events, newest first.", setup: noFlags(listEvents)},
 	"prune": {help: "Delete revoked, expired and idle tokens, and security events older than SECURITY_EVENT_RETENTION.",
 		setup: noFlags(prune)},
+	"import-django": {args: "--from DSN [--token-kind apitoken|authtoken] [--token-table NAME] [--dry-run] [...]",
+		help:  "Import users and tokens from a Django database, in one transaction; running it again changes nothing.\nSee docs/DJANGO.md.",
+		setup: importDjangoCommand},
 }
 
 func printCommands(w io.Writer) {
