@@ -168,7 +168,7 @@ func (s *source) check(kind string) error {
 			continue
 		case utf8.RuneCountInString(u.Username) > models.UsernameMaxLength:
 			problems = append(problems, fmt.Sprintf("username %q is longer than %d characters", u.Username, models.UsernameMaxLength))
-		case len(u.Email) > 254:
+		case utf8.RuneCountInString(u.Email) > 254:
 			problems = append(problems, fmt.Sprintf("the email address of %q is longer than 254 characters", u.Username))
 		case len(u.Password) > 255:
 			problems = append(problems, fmt.Sprintf("the password hash of %q is longer than 255 characters", u.Username))
