@@ -29,7 +29,8 @@ type leakReport struct {
 
 // Revoke revokes every live token in the report. The answer is always 202
 // with the number of strings received, so it tells nothing about which
-// were real; strings that are not well-formed tokens cost no query.
+// were real; strings that are neither well-formed tokens nor imported
+// Django keys in shape cost no query.
 func (lc *LeakController) Revoke(c *gin.Context) {
 	var req leakReport
 	if err := bindJSON(c, &req); err != nil {
@@ -39,7 +40,8 @@ func (lc *LeakController) Revoke(c *gin.Context) {
 	hashes := make([]string, 0, len(req.Tokens))
 	seen := make(map[string]bool, len(req.Tokens))
 	for _, s := range req.Tokens {
-		if models.WellFormedToken(s) && !seen[s] {
+		// Keys imported from Django leak too, from old scripts most of all.
+		if (models.WellFormedToken(s) || models.LegacyTokenShape(s)) && !seen[s] {
 			seen[s] = true
 			hashes = append(hashes, models.HashToken(s))
 		}

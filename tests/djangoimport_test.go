@@ -847,3 +847,18 @@ func TestDjangoImportFromPostgreSQL(t *testing.T) {
 	}
 	assertNoKeyStored(t, s, d.allKeys())
 }
+
+func TestLeakedLegacyKeyCanBeRevoked(t *testing.T) {
+	t.Parallel()
+	s, d := importedServer(t, djangoFixture)
+	bob := d.apiToken(t, "Backup script")
+	s.Do(t, Request{Path: "/api/profile/", Token: bob.Key}).Expect(t, http.StatusOK)
+	s.Do(t, Request{Method: "POST", Path: "/api/tokens/revoke-leaked/",
+		Body: map[string]any{"tokens": []string{bob.Key, randomKey(t, 20)}}}).Expect(t, http.StatusAccepted)
+	s.Do(t, Request{Path: "/api/profile/", Token: bob.Key}).ExpectError(t, http.StatusUnauthorized, "invalid_token")
+	var reason string
+	s.DB.Model(&models.APIToken{}).Where("key_hash = ?", models.HashToken(bob.Key)).Pluck("revoked_reason", &reason)
+	if reason != models.RevokedByLeakReport {
+		t.Errorf("revoked_reason: got %q, want %q", reason, models.RevokedByLeakReport)
+	}
+}
