@@ -777,7 +777,7 @@ func postgresDjango(t *testing.T) string {
 	t.Helper()
 	url := testdb.URL(t)
 	if !config.IsPostgres(url) {
-		t.Skip("a PostgreSQL source needs TEST_DATABASE_URL (the PostgreSQL run of .ci/run sets it)")
+		t.Fatalf("a PostgreSQL source needs TEST_DATABASE_URL, got %q", url)
 	}
 	dst, err := config.OpenDatabase(url)
 	if err != nil {
@@ -819,9 +819,26 @@ func postgresDjango(t *testing.T) string {
 	return url
 }
 
-func TestDjangoImportFromPostgreSQL(t *testing.T) {
+// TestDjangoImportFromEachSource imports from every kind of source this
+// run has: the SQLite fixture always, and its copy on PostgreSQL when the
+// tests run on PostgreSQL.
+func TestDjangoImportFromEachSource(t *testing.T) {
 	t.Parallel()
-	source := postgresDjango(t)
+	sources := map[string]func(*testing.T) string{
+		"SQLite": func(*testing.T) string { return djangoFixture },
+	}
+	if os.Getenv("TEST_DATABASE_URL") != "" {
+		sources["PostgreSQL"] = postgresDjango
+	}
+	for name, source := range sources {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			checkImportFrom(t, source(t))
+		})
+	}
+}
+
+func checkImportFrom(t *testing.T, source string) {
 	s, d := importedServer(t, source)
 	for _, u := range d.Users {
 		if u.Password != nil && u.IsActive {
