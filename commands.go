@@ -175,9 +175,9 @@ func listTokens(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tNAME\tPREFIX\tSCOPES\tCREATED\tLAST USED\tEXPIRES")
+	fmt.Fprintln(w, "ID\tNAME\tKIND\tPREFIX\tSCOPES\tCREATED\tLAST USED\tEXPIRES")
 	for _, t := range tokens {
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Prefix, strings.Join(t.Scopes, " "),
+		fmt.Fprintf(w, "%d\t%q\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Kind, t.Prefix, strings.Join(t.Scopes, " "),
 			t.CreatedAt.UTC().Format(time.RFC3339), formatTime(t.LastUsedAt), formatTime(t.ExpiresAt))
 	}
 	return w.Flush()
