@@ -75,10 +75,9 @@ func withConnectTimeout(databaseURL string) string {
 	return u.String()
 }
 
-// Migrate creates or updates the schema of every model.
+// Migrate creates or updates the schema of every model in models.All.
 func Migrate(db *gorm.DB) error {
-	if err := db.AutoMigrate(&models.User{}, &models.APIToken{}, &models.SecurityEvent{},
-		&models.ImportedUser{}, &models.ImportedToken{}); err != nil {
+	if err := db.AutoMigrate(models.All()...); err != nil {
 		return fmt.Errorf("migrating the schema: %w", err)
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/go-playground/validator/v10"
+	"github.com/go-playground/validator/v10/non-standard/validators"
 
 	"tokenauth/apierror"
 )
@@ -37,6 +38,12 @@ var validate = func() *validator.Validate {
 	_ = v.RegisterValidation("nocontrol", func(fl validator.FieldLevel) bool {
 		return !strings.ContainsFunc(fl.Field().String(), unicode.IsControl)
 	})
+	// PostgreSQL cannot store a NUL character in text: refuse it as input
+	// rather than fail the write.
+	_ = v.RegisterValidation("nonul", func(fl validator.FieldLevel) bool {
+		return !strings.ContainsRune(fl.Field().String(), 0)
+	})
+	_ = v.RegisterValidation("notblank", validators.NotBlank)
 	return v
 }()
 
@@ -121,6 +128,10 @@ func fieldMessage(fe validator.FieldError) string {
 		return "must be a valid email address"
 	case "nocontrol":
 		return "must not contain control characters"
+	case "nonul":
+		return "must not contain NUL characters"
+	case "notblank":
+		return "must not be blank"
 	case "min", "gte":
 		if isText {
 			return fmt.Sprintf("must be at least %s characters", fe.Param())

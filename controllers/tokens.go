@@ -17,14 +17,16 @@ import (
 
 // TokenController lets a user manage their own tokens.
 type TokenController struct {
-	db   *gorm.DB
-	cfg  config.Config
-	auth *middlewares.Authenticator
+	db     *gorm.DB
+	cfg    config.Config
+	auth   *middlewares.Authenticator
+	scopes *models.ScopeCatalogue
 }
 
-// NewTokenController returns a TokenController.
-func NewTokenController(db *gorm.DB, cfg config.Config, auth *middlewares.Authenticator) *TokenController {
-	return &TokenController{db: db, cfg: cfg, auth: auth}
+// NewTokenController returns a TokenController that limits created tokens
+// to the scopes of the catalogue.
+func NewTokenController(db *gorm.DB, cfg config.Config, auth *middlewares.Authenticator, scopes *models.ScopeCatalogue) *TokenController {
+	return &TokenController{db: db, cfg: cfg, auth: auth, scopes: scopes}
 }
 
 // List returns the user's live tokens, newest first, marking the current one.
@@ -66,7 +68,7 @@ func (tc *TokenController) Create(c *gin.Context) {
 		apierror.Abort(c, apierror.Validation(map[string]string{"scopes": "must name at least one scope; leave it out for a full-access token"}))
 		return
 	}
-	scopes, err := models.NormalizeScopes(req.Scopes)
+	scopes, err := tc.scopes.Normalize(req.Scopes)
 	if err != nil {
 		apierror.Abort(c, err)
 		return

@@ -12,13 +12,22 @@ import (
 // everywhere, so a leaked narrow token cannot mint a wider one.
 const ScopeAll = "*"
 
-// KnownScopes is the catalogue of scopes a token may be limited to. A route
-// needs one of them (or ScopeAll); a new resource adds its own here.
-var KnownScopes = []string{
-	"profile:read",
-	"profile:write",
-	"articles:read",
-	"articles:write",
+// ScopeCatalogue is the set of scopes a token may be limited to. routes.New
+// fills it with the scopes its routes check, so a resource declares its
+// scopes by using them in its block of the route table, and no token can be
+// limited to a scope that no route checks. It is filled while the router is
+// built, before any request, and only read afterwards.
+type ScopeCatalogue struct {
+	names []string
+}
+
+// Add puts scope in the catalogue. ScopeAll is always allowed and is not
+// listed.
+func (c *ScopeCatalogue) Add(scope string) {
+	if scope != ScopeAll && !slices.Contains(c.names, scope) {
+		c.names = append(c.names, scope)
+		slices.Sort(c.names)
+	}
 }
 
 // Scopes is a token's set of scopes, stored as one space-separated column.
@@ -50,18 +59,18 @@ func (s *Scopes) Scan(src any) error {
 	return nil
 }
 
-// NormalizeScopes checks requested scopes against the catalogue and returns
-// them sorted, without duplicates. No scopes at all means ScopeAll, as for a
+// Normalize checks requested scopes against the catalogue and returns them
+// sorted, without duplicates. No scopes at all means ScopeAll, as for a
 // login token.
-func NormalizeScopes(requested []string) (Scopes, error) {
+func (c *ScopeCatalogue) Normalize(requested []string) (Scopes, error) {
 	if len(requested) == 0 {
 		return Scopes{ScopeAll}, nil
 	}
 	out := make(Scopes, 0, len(requested))
 	for _, s := range requested {
-		if s != ScopeAll && !slices.Contains(KnownScopes, s) {
-			return nil, invalid("scopes", fmt.Sprintf("unknown scope %q; known scopes are *, %s",
-				s, strings.Join(KnownScopes, ", ")))
+		if s != ScopeAll && !slices.Contains(c.names, s) {
+			return nil, invalid("scopes", fmt.Sprintf("unknown scope %q; known scopes are %s",
+				s, strings.Join(append([]string{ScopeAll}, c.names...), ", ")))
 		}
 		out = append(out, s)
 	}

@@ -44,16 +44,24 @@ func New(d Deps) *gin.Engine {
 	r.NoRoute(middlewares.NotFound)
 	r.NoMethod(middlewares.MethodNotAllowed)
 
+	scopes := &models.ScopeCatalogue{}
 	health := controllers.NewHealthController(d.DB)
 	authc := controllers.NewAuthController(d.DB, d.Config, d.Passwords, d.Auth)
 	profile := controllers.NewProfileController(d.DB, d.Config, d.Passwords, d.Auth)
-	tokens := controllers.NewTokenController(d.DB, d.Config, d.Auth)
+	tokens := controllers.NewTokenController(d.DB, d.Config, d.Auth, scopes)
 	events := controllers.NewEventController(d.DB)
 	leaks := controllers.NewLeakController(d.DB, d.Auth)
 
 	anyToken := middlewares.RequireAuth()
 	fullScope := middlewares.RequireScope(models.ScopeAll)
-	scope := middlewares.RequireScope
+	// The scopes a token may be limited to are exactly those the routes
+	// below check: scope() records each in the catalogue that token
+	// creation validates against, so a resource declares its scopes by
+	// using them in its block.
+	scope := func(name string) gin.HandlerFunc {
+		scopes.Add(name)
+		return middlewares.RequireScope(name)
+	}
 
 	get(r, "/healthz", health.Healthz)
 	get(r, "/readyz", health.Readyz)
@@ -80,6 +88,14 @@ func New(d Deps) *gin.Engine {
 	del(api, "/tokens/:id", fullScope, tokens.Revoke)
 
 	get(api, "/security-events", fullScope, events.List)
+
+	// Articles: the example resource, owned by its author (docs/EXTENDING.md).
+	articles := controllers.NewArticleController(d.DB)
+	get(api, "/articles", scope("articles:read"), articles.List)
+	post(api, "/articles", scope("articles:write"), articles.Create)
+	get(api, "/articles/:id", scope("articles:read"), articles.Show)
+	patch(api, "/articles/:id", scope("articles:write"), articles.Update)
+	del(api, "/articles/:id", scope("articles:write"), articles.Delete)
 
 	return r
 }

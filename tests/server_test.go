@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"gorm.io/gorm"
@@ -248,6 +249,23 @@ func (s *Server) UserWithToken(t testing.TB, username string) (*models.User, str
 	t.Helper()
 	u := s.CreateUser(t, username, testPassword)
 	return u, s.Login(t, username, testPassword)
+}
+
+// IssueToken gives the user a live personal token limited to the scopes
+// (ScopeAll when none), without going through login.
+func (s *Server) IssueToken(t testing.TB, user *models.User, scopes ...string) string {
+	t.Helper()
+	if len(scopes) == 0 {
+		scopes = []string{models.ScopeAll}
+	}
+	expires := time.Now().UTC().Add(s.Config.TokenTTL)
+	tok, _, err := models.IssueToken(t.Context(), s.DB, user.ID,
+		models.TokenSpec{Name: "test", Kind: models.KindPersonal, Scopes: scopes, ExpiresAt: &expires},
+		models.TokenPolicy{MaxPerUser: s.Config.MaxTokensPerUser, IdleTimeout: s.Config.TokenIdleTimeout}, false)
+	if err != nil {
+		t.Fatalf("issuing a token with scopes %v: %v", scopes, err)
+	}
+	return tok.Secret
 }
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.

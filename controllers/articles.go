@@ -1,0 +1,174 @@
+package controllers
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"gorm.io/gorm"
+
+	"tokenauth/apierror"
+	"tokenauth/middlewares"
+	"tokenauth/models"
+)
+
+// ArticleController serves /api/articles/, the example resource that
+// docs/EXTENDING.md walks through. Every article is readable by any token
+// that may read articles; only its author may change or delete it.
+type ArticleController struct {
+	db *gorm.DB
+}
+
+// NewArticleController returns an ArticleController.
+func NewArticleController(db *gorm.DB) *ArticleController {
+	return &ArticleController{db: db}
+}
+
+// articleResponse is an article as clients see it: the author is named,
+// never embedded as a user.
+type articleResponse struct {
+	ID        uint          `json:"id"`
+	Title     string        `json:"title"`
+	Body      string        `json:"body"`
+	Author    articleAuthor `json:"author"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+}
+
+type articleAuthor struct {
+	ID       uint   `json:"id"`
+	Username string `json:"username"`
+}
+
+func newArticleResponse(a *models.Article) articleResponse {
+	return articleResponse{ID: a.ID, Title: a.Title, Body: a.Body,
+		Author:    articleAuthor{ID: a.Author.ID, Username: a.Author.Username},
+		CreatedAt: a.CreatedAt.UTC().Truncate(time.Second), UpdatedAt: a.UpdatedAt.UTC().Truncate(time.Second)}
+}
+
+type articleListResponse struct {
+	Articles []articleResponse `json:"articles"`
+	pageInfo
+}
+
+// List returns one page of every article, newest first.
+func (ac *ArticleController) List(c *gin.Context) {
+	page, err := parsePage(c)
+	if err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	articles, total, err := models.ListArticles(c.Request.Context(), ac.db, page.offset(), page.Size)
+	if err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	out := make([]articleResponse, len(articles))
+	for i := range articles {
+		out[i] = newArticleResponse(&articles[i])
+	}
+	c.JSON(http.StatusOK, articleListResponse{Articles: out, pageInfo: newPageInfo(page, total)})
+}
+
+type articleCreateRequest struct {
+	Title string `json:"title" binding:"required,notblank,max=200,nocontrol"`
+	Body  string `json:"body" binding:"max=100000,nonul"`
+}
+
+// Create stores an article written by the user and answers 201 with its
+// address in Location.
+func (ac *ArticleController) Create(c *gin.Context) {
+	var req articleCreateRequest
+	if err := bindJSON(c, &req); err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	user, _ := middlewares.CurrentUser(c)
+	a, err := models.CreateArticle(c.Request.Context(), ac.db, user, req.Title, req.Body)
+	if err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	c.Header("Location", "/api/articles/"+strconv.FormatUint(uint64(a.ID), 10)+"/")
+	c.JSON(http.StatusCreated, newArticleResponse(a))
+}
+
+// Show returns one article, whoever wrote it.
+func (ac *ArticleController) Show(c *gin.Context) {
+	a, ok := ac.find(c)
+	if !ok {
+		return
+	}
+	c.JSON(http.StatusOK, newArticleResponse(a))
+}
+
+// articleUpdateRequest holds the fields to change; a field left out (or
+// null) keeps its value.
+type articleUpdateRequest struct {
+	Title *string `json:"title" binding:"omitnil,notblank,max=200,nocontrol"`
+	Body  *string `json:"body" binding:"omitnil,max=100000,nonul"`
+}
+
+// Update changes the title or body of one of the user's articles.
+func (ac *ArticleController) Update(c *gin.Context) {
+	a, ok := ac.findOwn(c)
+	if !ok {
+		return
+	}
+	var req articleUpdateRequest
+	if err := bindJSON(c, &req); err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	err := models.UpdateArticle(c.Request.Context(), ac.db, a, models.ArticleChanges{Title: req.Title, Body: req.Body})
+	if err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, newArticleResponse(a))
+}
+
+// Delete deletes one of the user's articles.
+func (ac *ArticleController) Delete(c *gin.Context) {
+	a, ok := ac.findOwn(c)
+	if !ok {
+		return
+	}
+	if err := models.DeleteArticle(c.Request.Context(), ac.db, a); err != nil {
+		apierror.Abort(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// find loads the article named by the :id parameter. A non-numeric id is
+// 404 like a missing one: both name no article.
+func (ac *ArticleController) find(c *gin.Context) (*models.Article, bool) {
+	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
+	if err != nil || id == 0 {
+		apierror.Abort(c, apierror.ErrNotFound)
+		return nil, false
+	}
+	a, err := models.FindArticle(c.Request.Context(), ac.db, uint(id))
+	if err != nil {
+		apierror.Abort(c, err)
+		return nil, false
+	}
+	return a, true
+}
+
+// findOwn is find for a change: another user's article is 403 forbidden.
+// Its existence is no secret (anyone may read it), so 403 tells the client
+// the truth where a 404 would mislead it.
+func (ac *ArticleController) findOwn(c *gin.Context) (*models.Article, bool) {
+	a, ok := ac.find(c)
+	if !ok {
+		return nil, false
+	}
+	if user, _ := middlewares.CurrentUser(c); !a.OwnedBy(user.ID) {
+		apierror.Abort(c, apierror.ErrForbidden)
+		return nil, false
+	}
+	return a, true
+}
