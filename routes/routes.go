@@ -10,6 +10,7 @@ import (
 
 	"tokenauth/config"
 	"tokenauth/controllers"
+	"tokenauth/docs"
 	"tokenauth/middlewares"
 	"tokenauth/models"
 )
@@ -46,6 +47,7 @@ func New(d Deps) *gin.Engine {
 
 	scopes := &models.ScopeCatalogue{}
 	health := controllers.NewHealthController(d.DB)
+	docsc := controllers.NewDocsController(docs.OpenAPI())
 	authc := controllers.NewAuthController(d.DB, d.Config, d.Passwords, d.Auth)
 	profile := controllers.NewProfileController(d.DB, d.Config, d.Passwords, d.Auth)
 	tokens := controllers.NewTokenController(d.DB, d.Config, d.Auth, scopes)
@@ -67,6 +69,7 @@ func New(d Deps) *gin.Engine {
 	get(r, "/readyz", health.Readyz)
 
 	public := r.Group("/api")
+	get(public, "/openapi.yaml", docsc.OpenAPI)
 	post(public, "/login", authc.Login)
 	post(public, "/register", authc.Register)
 	post(public, "/tokens/revoke-leaked", leaks.Revoke)

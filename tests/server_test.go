@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -45,8 +44,9 @@ type Server struct {
 	Usage     *models.UsageRecorder
 	Passwords *models.PasswordHasher
 	// Logs holds everything the service logged.
-	Logs   *syncBuffer
-	client *http.Client
+	Logs     *syncBuffer
+	client   *http.Client
+	contract *contract
 }
 
 // Option changes how NewServer builds the service.
@@ -72,6 +72,10 @@ func WithRoutes(add func(*gin.Engine)) Option {
 // loopback port until the test ends.
 func NewServer(t testing.TB, opts ...Option) *Server {
 	t.Helper()
+	spec, err := loadContract()
+	if err != nil {
+		t.Fatal(err)
+	}
 	setup := serverSetup{cfg: config.Default()}
 	setup.cfg.DatabaseURL = testdb.URL(t)
 	for _, opt := range opts {
@@ -103,7 +107,7 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	ts.Start()
 	t.Cleanup(ts.Close)
 	return &Server{URL: ts.URL, DB: db, Config: setup.cfg, Auth: auth, Usage: usage,
-		Passwords: passwords, Logs: logs, client: ts.Client()}
+		Passwords: passwords, Logs: logs, client: ts.Client(), contract: spec}
 }
 
 // Request is one HTTP request to the service.
@@ -114,6 +118,11 @@ type Request struct {
 	// Body is sent as is when it is a string, and as JSON otherwise.
 	Body   any
 	Header map[string]string
+	// OffSpec marks a deliberate probe of a route or method that
+	// docs/openapi.yaml does not describe, such as a 404 or 405 test. Any
+	// other request outside the spec fails the test, and so does OffSpec
+	// on a request the spec describes.
+	OffSpec bool
 }
 
 // Response is what the service answered.
@@ -123,30 +132,57 @@ type Response struct {
 	Body   []byte
 }
 
-// Do sends the request and reads the whole response.
+// Do sends the request, reads the whole response, and checks both against
+// docs/openapi.yaml: a request the spec does not describe, or a response
+// that does not match it, fails the test (the response is still returned).
 func (s *Server) Do(t testing.TB, r Request) *Response {
 	t.Helper()
-	var body io.Reader
+	req, body := newHTTPRequest(t, s.URL, r)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, r.Path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the response of %s %s: %v", req.Method, r.Path, err)
+	}
+	out := &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+	if err := s.contract.check(req, body, out, r.OffSpec); err != nil {
+		t.Errorf("contract: %s %s answered %d: %v\nbody: %.500s", req.Method, r.Path, out.Status, err, out.Body)
+	}
+	return out
+}
+
+// newHTTPRequest builds the request r to the service at baseURL and
+// returns it with its body.
+func newHTTPRequest(t testing.TB, baseURL string, r Request) (*http.Request, []byte) {
+	t.Helper()
+	var body []byte
 	switch b := r.Body.(type) {
 	case nil:
 	case string:
-		body = strings.NewReader(b)
+		body = []byte(b)
 	default:
 		data, err := json.Marshal(b)
 		if err != nil {
 			t.Fatalf("encoding the request body: %v", err)
 		}
-		body = bytes.NewReader(data)
+		body = data
 	}
 	method := r.Method
 	if method == "" {
 		method = http.MethodGet
 	}
-	req, err := http.NewRequest(method, s.URL+r.Path, body)
+	var reader io.Reader
+	if r.Body != nil {
+		reader = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, baseURL+r.Path, reader)
 	if err != nil {
 		t.Fatalf("building %s %s: %v", method, r.Path, err)
 	}
-	if body != nil {
+	if r.Body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if r.Token != "" {
@@ -155,16 +191,7 @@ func (s *Server) Do(t testing.TB, r Request) *Response {
 	for k, v := range r.Header {
 		req.Header.Set(k, v)
 	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, r.Path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("reading the response of %s %s: %v", method, r.Path, err)
-	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+	return req, body
 }
 
 // JSON decodes the body as one JSON object.

@@ -1,0 +1,135 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"tokenauth/docs"
+)
+
+// contract is docs/openapi.yaml, the description of every route that
+// clients rely on. Server.Do checks every exchange of every test against
+// it, so the service and its description cannot drift apart.
+type contract struct {
+	doc    *openapi3.T
+	router routers.Router
+	// probe stands for the routes the spec deliberately leaves out: a
+	// request marked OffSpec may get any of the spec's error responses.
+	probe *openapi3.Operation
+}
+
+// loadContract parses the embedded spec once for the whole test binary;
+// the result is only read afterwards.
+var loadContract = sync.OnceValues(func() (*contract, error) {
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(docs.OpenAPI())
+	if err != nil {
+		return nil, fmt.Errorf("parsing docs/openapi.yaml: %w", err)
+	}
+	if err := doc.Validate(loader.Context); err != nil {
+		return nil, fmt.Errorf("docs/openapi.yaml is not a valid OpenAPI document: %w", err)
+	}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		return nil, fmt.Errorf("routing docs/openapi.yaml: %w", err)
+	}
+	probe := openapi3.NewOperation()
+	for status, name := range map[int]string{
+		400: "BadRequest", 401: "Unauthorized", 403: "ForbiddenOrScope", 404: "NotFound",
+		405: "MethodNotAllowed", 409: "Conflict", 413: "BodyTooLarge", 429: "RateLimited",
+		431: "HeadersTooLarge", 500: "InternalError", 503: "Unavailable",
+	} {
+		resp := doc.Components.Responses[name]
+		if resp == nil {
+			return nil, fmt.Errorf("docs/openapi.yaml has no components.responses.%s", name)
+		}
+		probe.AddResponse(status, resp.Value)
+	}
+	return &contract{doc: doc, router: router, probe: probe}, nil
+})
+
+// errNotInSpec is a request for a path and method the spec does not
+// describe.
+var errNotInSpec = errors.New("is not in docs/openapi.yaml")
+
+// findRoute returns the spec's operation for the request. Every path
+// answers with and without its trailing slash, and the spec spells each
+// path one way, so both spellings are looked up.
+func (c *contract) findRoute(req *http.Request) (*routers.Route, map[string]string, error) {
+	route, params, err := c.router.FindRoute(req)
+	if err == nil {
+		return route, params, nil
+	}
+	path := req.URL.Path
+	switch {
+	case path == "/":
+		return nil, nil, errNotInSpec
+	case strings.HasSuffix(path, "/"):
+		path = strings.TrimSuffix(path, "/")
+	default:
+		path += "/"
+	}
+	other := req.Clone(req.Context())
+	other.URL.Path, other.URL.RawPath = path, ""
+	if route, params, err = c.router.FindRoute(other); err != nil {
+		return nil, nil, errNotInSpec
+	}
+	return route, params, nil
+}
+
+// check validates one exchange: the request must be one the spec
+// describes (or, when offSpec, one it does not), the status one its
+// operation lists, and the headers and body what that response says. A
+// request the service accepted (2xx) must also be one the spec allows, or
+// the service is laxer than its contract.
+func (c *contract) check(req *http.Request, reqBody []byte, resp *Response, offSpec bool) error {
+	ctx := context.Background()
+	opts := &openapi3filter.Options{
+		IncludeResponseStatus:   true,
+		AuthenticationFunc:      openapi3filter.NoopAuthenticationFunc,
+		SchemaValidationOptions: []openapi3.SchemaValidationOption{openapi3.DisableSchemaErrorDetails()},
+	}
+	route, params, err := c.findRoute(req)
+	switch {
+	case offSpec && err == nil:
+		return fmt.Errorf("is marked OffSpec but docs/openapi.yaml describes %s %s", route.Method, route.Path)
+	case offSpec:
+		if resp.Status < 400 {
+			return nil // a route a test added (WithRoutes) answers what it likes
+		}
+		// Whatever the path, an error is one of the spec's error responses.
+		route = &routers.Route{Spec: c.doc, Path: req.URL.Path, Method: req.Method, Operation: c.probe}
+	case err != nil:
+		return err
+	}
+	input := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: opts}
+	if !offSpec && resp.Status >= 200 && resp.Status < 300 {
+		input.Request = req.Clone(ctx)
+		input.Request.Body = io.NopCloser(bytes.NewReader(reqBody))
+		if err := openapi3filter.ValidateRequest(ctx, input); err != nil {
+			return fmt.Errorf("the service accepted a request that %s %s does not allow: %w", route.Method, route.Path, err)
+		}
+	}
+	err = openapi3filter.ValidateResponse(ctx, &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: input,
+		Status:                 resp.Status,
+		Header:                 resp.Header,
+		Body:                   io.NopCloser(bytes.NewReader(resp.Body)),
+		Options:                opts,
+	})
+	if err != nil {
+		return fmt.Errorf("the response does not match %s %s %d: %w", route.Method, route.Path, resp.Status, err)
+	}
+	return nil
+}

@@ -1,0 +1,260 @@
+package tests
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+
+	"tokenauth/config"
+	"tokenauth/docs"
+	"tokenauth/middlewares"
+	"tokenauth/models"
+	"tokenauth/routes"
+)
+
+// errorRecorder stands in for a test to see what Server.Do reports.
+type errorRecorder struct {
+	testing.TB
+	errors []string
+}
+
+func (r *errorRecorder) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+// TestContractFailsARouteMissingFromTheSpec shows the check that every
+// test gets through Server.Do: a route the service serves but the spec
+// does not describe is a failure.
+func TestContractFailsARouteMissingFromTheSpec(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, WithRoutes(func(r *gin.Engine) {
+		r.GET("/api/undocumented/", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"ok": true}) })
+	}))
+
+	rec := &errorRecorder{TB: t}
+	s.Do(rec, Request{Path: "/api/undocumented/"}).Expect(t, http.StatusOK)
+	if len(rec.errors) != 1 || !strings.Contains(rec.errors[0], "GET /api/undocumented/ answered 200: is not in docs/openapi.yaml") {
+		t.Errorf("Do reported %q, want one error saying the route is not in the spec", rec.errors)
+	}
+
+	// Marked as a deliberate probe, the same request passes.
+	rec = &errorRecorder{TB: t}
+	s.Do(rec, Request{Path: "/api/undocumented/", OffSpec: true}).Expect(t, http.StatusOK)
+	if len(rec.errors) != 0 {
+		t.Errorf("Do reported %q for a request marked OffSpec", rec.errors)
+	}
+}
+
+// TestContractCheck runs the validator on exchanges made up to break one
+// rule each, and on one that breaks none.
+func TestContractCheck(t *testing.T) {
+	t.Parallel()
+	spec, err := loadContract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonHeader := http.Header{"Content-Type": {"application/json; charset=utf-8"}}
+	unauthorized := jsonHeader.Clone()
+	unauthorized.Set("WWW-Authenticate", `Bearer realm="api"`)
+	validUser := `{"id":1,"username":"alice","email":"alice@example.com","is_active":true,"created_at":"2025-01-31T12:00:00Z","last_login_at":null}`
+
+	cases := []struct {
+		name    string
+		req     Request
+		resp    Response
+		wantErr string // "" when the exchange is valid
+	}{
+		{"valid exchange", Request{Path: "/api/profile/", Token: "x"},
+			Response{Status: 200, Header: jsonHeader, Body: []byte(validUser)}, ""},
+		{"valid without the trailing slash", Request{Path: "/api/profile", Token: "x"},
+			Response{Status: 200, Header: jsonHeader, Body: []byte(validUser)}, ""},
+		{"route missing from the spec", Request{Path: "/api/nowhere/"},
+			Response{Status: 200, Header: jsonHeader, Body: []byte(`{}`)}, "is not in docs/openapi.yaml"},
+		{"method missing from the spec", Request{Method: "PUT", Path: "/api/profile/"},
+			Response{Status: 200, Header: jsonHeader, Body: []byte(`{}`)}, "is not in docs/openapi.yaml"},
+		{"OffSpec on a described route", Request{Path: "/healthz", OffSpec: true},
+			Response{Status: 200, Header: jsonHeader, Body: []byte(`{"status":"ok"}`)}, "is marked OffSpec"},
+		{"OffSpec answered with something else than an error body", Request{Path: "/api/nowhere/", OffSpec: true},
+			Response{Status: 404, Header: jsonHeader, Body: []byte(`{"message":"no"}`)}, "does not match"},
+		{"status the operation does not list", Request{Path: "/healthz"},
+			Response{Status: 418, Header: jsonHeader, Body: []byte(`{}`)}, "status is not supported"},
+		{"body that breaks the schema", Request{Path: "/api/profile/", Token: "x"},
+			Response{Status: 200, Header: jsonHeader, Body: []byte(`{"id":"1","username":"alice"}`)}, "doesn't match schema"},
+		{"field the schema does not have", Request{Path: "/api/profile/", Token: "x"},
+			Response{Status: 200, Header: jsonHeader, Body: []byte(strings.Replace(validUser, `"id":1`, `"id":1,"password_hash":"x"`, 1))}, "doesn't match schema"},
+		{"time not in UTC", Request{Path: "/api/profile/", Token: "x"},
+			Response{Status: 200, Header: jsonHeader, Body: []byte(strings.Replace(validUser, "12:00:00Z", "12:00:00+02:00", 1))}, "doesn't match schema"},
+		{"error code the status does not have", Request{Path: "/api/profile/"},
+			Response{Status: 401, Header: unauthorized, Body: []byte(`{"error":"no","code":"not_found"}`)}, "doesn't match schema"},
+		{"required header missing", Request{Path: "/api/profile/"},
+			Response{Status: 401, Header: jsonHeader, Body: []byte(`{"error":"no","code":"invalid_token"}`)}, `"WWW-Authenticate" missing`},
+		{"wrong content type", Request{Path: "/healthz"},
+			Response{Status: 200, Header: http.Header{"Content-Type": {"text/html"}}, Body: []byte(`ok`)}, "Content-Type"},
+		{"success for a request the spec forbids", Request{Method: "POST", Path: "/api/login/", Body: map[string]any{"username": "alice", "password": "x", "admin": true}},
+			Response{Status: 200, Header: jsonHeader, Body: []byte(`{}`)}, "accepted a request"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, body := newHTTPRequest(t, "http://127.0.0.1:8080", tc.req)
+			err := spec.check(req, body, &tc.resp, tc.req.OffSpec)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("got %v, want no error", err)
+			case tc.wantErr != "" && err == nil:
+				t.Errorf("got no error, want one containing %q", tc.wantErr)
+			case tc.wantErr != "" && !strings.Contains(err.Error(), tc.wantErr):
+				t.Errorf("got %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// ginPath turns a Gin path into a request path for the spec's lookup.
+func ginPath(path string) string {
+	parts := strings.Split(path, "/")
+	for i, p := range parts {
+		if strings.HasPrefix(p, ":") || strings.HasPrefix(p, "*") {
+			parts[i] = "1"
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
+// newRouter builds the service's router without a database: enough to
+// list its routes.
+func newRouter() *gin.Engine {
+	cfg := config.Default()
+	return routes.New(routes.Deps{Config: cfg, Logger: slog.New(slog.DiscardHandler),
+		Auth: middlewares.NewAuthenticator(nil, cfg, models.NewUsageRecorder(nil))})
+}
+
+// TestEveryRouteIsInTheSpec walks the router itself, so a route no test
+// calls still has to be described.
+func TestEveryRouteIsInTheSpec(t *testing.T) {
+	t.Parallel()
+	spec, err := loadContract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := newRouter().Routes()
+	if len(served) == 0 {
+		t.Fatal("the router has no routes")
+	}
+	for _, r := range served {
+		req, err := http.NewRequest(r.Method, "http://127.0.0.1:8080"+ginPath(r.Path), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := spec.findRoute(req); err != nil {
+			t.Errorf("%s %s: %v", r.Method, r.Path, err)
+		}
+	}
+}
+
+// TestSpecScopesMatchTheRoutes holds x-required-scope to what each served
+// route enforces: no token is 401, a token without the scope is 403 naming
+// it, and a token with just that scope gets past both.
+func TestSpecScopesMatchTheRoutes(t *testing.T) {
+	t.Parallel()
+	spec, err := loadContract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(t, WithConfig(func(c *config.Config) { c.MaxTokensPerUser = 10000 }))
+	user := s.CreateUser(t, "alice", testPassword)
+	served := map[string]bool{}
+	for _, r := range newRouter().Routes() {
+		served[r.Method+" "+strings.TrimSuffix(r.Path, "/")] = true
+	}
+
+	scopeEnum := map[string]bool{}
+	for _, v := range spec.doc.Components.Schemas["Scope"].Value.Enum {
+		scopeEnum[v.(string)] = true
+	}
+	required := map[string]bool{"*": true}
+	for path, item := range spec.doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			scope, _ := op.Extensions["x-required-scope"].(string)
+			if scope != "" {
+				required[scope] = true
+				if !scopeEnum[scope] {
+					t.Errorf("%s %s: x-required-scope %q is not in components.schemas.Scope", method, path, scope)
+				}
+			}
+			if scope != "" && (op.Security == nil || len(*op.Security) == 0) {
+				t.Errorf("%s %s: x-required-scope without a security requirement", method, path)
+			}
+			ginStyle := strings.TrimSuffix(strings.ReplaceAll(path, "{id}", ":id"), "/")
+			if !served[method+" "+ginStyle] {
+				// Described from DESIGN.md and built elsewhere; this build
+				// cannot check it.
+				t.Logf("%s %s is not served by this build", method, path)
+				continue
+			}
+			t.Run(method+" "+path, func(t *testing.T) {
+				checkScope(t, s, user, method, strings.ReplaceAll(path, "{id}", "1"), scope, op.Security != nil && len(*op.Security) > 0)
+			})
+		}
+	}
+	for scope := range scopeEnum {
+		if !required[scope] {
+			t.Errorf("components.schemas.Scope lists %q, which no operation requires", scope)
+		}
+	}
+}
+
+func checkScope(t *testing.T, s *Server, user *models.User, method, path, scope string, secured bool) {
+	if !secured {
+		resp := s.Do(t, Request{Method: method, Path: path})
+		if resp.Status == http.StatusUnauthorized && bytes.Contains(resp.Body, []byte("authentication_required")) {
+			t.Errorf("the spec names no security, but the route asks for a token")
+		}
+		return
+	}
+	s.Do(t, Request{Method: method, Path: path}).ExpectError(t, http.StatusUnauthorized, "authentication_required")
+
+	// A token without the scope is refused, naming it.
+	other := "profile:read"
+	if scope == "profile:read" {
+		other = "articles:read"
+	}
+	if scope != "" {
+		resp := s.Do(t, Request{Method: method, Path: path, Token: s.IssueToken(t, user, other)})
+		resp.ExpectError(t, http.StatusForbidden, "insufficient_scope")
+		if got, want := resp.Header.Get("WWW-Authenticate"), `scope="`+scope+`"`; !strings.Contains(got, want) {
+			t.Errorf("WWW-Authenticate: got %q, want it to contain %s", got, want)
+		}
+	}
+
+	// A token with just the scope (any token, when none is required) gets
+	// past authentication and the scope check.
+	enough := other
+	if scope != "" {
+		enough = scope
+	}
+	resp := s.Do(t, Request{Method: method, Path: path, Token: s.IssueToken(t, user, enough)})
+	if resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden {
+		t.Errorf("a token with scope %q: got %d %s", enough, resp.Status, resp.Body)
+	}
+}
+
+// TestServedSpecIsTheContract checks that GET /api/openapi.yaml serves the
+// very document the tests enforce.
+func TestServedSpecIsTheContract(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	for _, path := range []string{"/api/openapi.yaml", "/api/openapi.yaml/"} {
+		resp := s.Do(t, Request{Path: path}).Expect(t, http.StatusOK)
+		if !bytes.Equal(resp.Body, docs.OpenAPI()) {
+			t.Errorf("%s: the served document differs from docs/openapi.yaml", path)
+		}
+		if got := resp.Header.Get("Content-Type"); !strings.HasPrefix(got, "application/yaml") {
+			t.Errorf("%s: Content-Type: got %q, want application/yaml", path, got)
+		}
+	}
+}
