@@ -145,12 +145,11 @@ func (ac *ArticleController) Delete(c *gin.Context) {
 // find loads the article named by the :id parameter. A non-numeric id is
 // 404 like a missing one: both name no article.
 func (ac *ArticleController) find(c *gin.Context) (*models.Article, bool) {
-	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
-	if err != nil || id == 0 {
-		apierror.Abort(c, apierror.ErrNotFound)
+	id, ok := idParam(c)
+	if !ok {
 		return nil, false
 	}
-	a, err := models.FindArticle(c.Request.Context(), ac.db, uint(id))
+	a, err := models.FindArticle(c.Request.Context(), ac.db, id)
 	if err != nil {
 		apierror.Abort(c, err)
 		return nil, false

@@ -2,9 +2,11 @@ package controllers
 
 import (
 	"context"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
+	"tokenauth/apierror"
 	"tokenauth/config"
 	"tokenauth/models"
 )
@@ -20,4 +22,15 @@ func requestContext(c *gin.Context) context.Context {
 func tokenPolicy(cfg config.Config) models.TokenPolicy {
 	return models.TokenPolicy{MaxPerUser: cfg.MaxTokensPerUser, IdleTimeout: cfg.TokenIdleTimeout,
 		KnownClientWindow: cfg.SecurityEventRetention}
+}
+
+// idParam reads the :id path parameter. An id that is not a positive whole
+// number names nothing, so it is 404 like a missing one.
+func idParam(c *gin.Context) (uint, bool) {
+	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
+	if err != nil || id == 0 {
+		apierror.Abort(c, apierror.ErrNotFound)
+		return 0, false
+	}
+	return uint(id), true
 }

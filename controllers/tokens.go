@@ -3,7 +3,6 @@ package controllers
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -157,13 +156,12 @@ func (tc *TokenController) Revoke(c *gin.Context) {
 // the user. A non-numeric id, another user's token and a dead one are all
 // 404: nothing tells them apart.
 func (tc *TokenController) find(c *gin.Context) (*models.APIToken, bool) {
-	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
-	if err != nil || id == 0 {
-		apierror.Abort(c, apierror.ErrNotFound)
+	id, ok := idParam(c)
+	if !ok {
 		return nil, false
 	}
 	cur, _ := middlewares.CurrentToken(c)
-	tok, err := models.FindUserToken(requestContext(c), tc.db, cur.UserID, uint(id), tc.cfg.TokenIdleTimeout)
+	tok, err := models.FindUserToken(requestContext(c), tc.db, cur.UserID, id, tc.cfg.TokenIdleTimeout)
 	if err != nil {
 		apierror.Abort(c, err)
 		return nil, false

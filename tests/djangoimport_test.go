@@ -284,21 +284,11 @@ func TestLegacyTokensAreListedAndRotate(t *testing.T) {
 	alice := d.user(t, "alice")
 	login := s.Login(t, "alice", *alice.Password)
 
-	type listed struct {
-		ID         uint       `json:"id"`
-		Name       string     `json:"name"`
-		Prefix     string     `json:"prefix"`
-		Scopes     []string   `json:"scopes"`
-		CreatedAt  time.Time  `json:"created_at"`
-		LastUsedAt *time.Time `json:"last_used_at"`
-		ExpiresAt  *time.Time `json:"expires_at"`
-		Legacy     *bool      `json:"legacy"`
-	}
 	var body struct {
-		Tokens []listed `json:"tokens"`
+		Tokens []tokenJSON `json:"tokens"`
 	}
 	s.Do(t, Request{Path: "/api/tokens/", Token: login}).Expect(t, http.StatusOK).Decode(t, &body)
-	byName := map[string]listed{}
+	byName := map[string]tokenJSON{}
 	for _, tok := range body.Tokens {
 		if tok.Legacy == nil {
 			t.Fatalf("token %q has no legacy field", tok.Name)

@@ -21,6 +21,7 @@ type tokenJSON struct {
 	LastUsedAt *time.Time `json:"last_used_at"`
 	ExpiresAt  *time.Time `json:"expires_at"`
 	Current    bool       `json:"current"`
+	Legacy     *bool      `json:"legacy"`
 	Token      string     `json:"token"`
 }
 
