@@ -1,0 +1,337 @@
+package ratelimit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// rateLimiter and lockout are what the service's middlewares and
+// controllers ask of these types; every test below runs on both forms.
+type rateLimiter interface {
+	Allow(ctx context.Context, key string) (time.Duration, error)
+}
+
+type lockout interface {
+	Attempt(ctx context.Context, key string) (time.Duration, error)
+	Clear(ctx context.Context, key string) error
+}
+
+// backend builds the limiters of one form and moves time forward for them:
+// a fake clock in memory, the real one (by sleeping) for Redis.
+type backend struct {
+	name    string
+	rate    func(t *testing.T, perMinute int) rateLimiter
+	lockout func(t *testing.T, max int, window time.Duration) lockout
+	advance func(d time.Duration)
+}
+
+func backends(t *testing.T) []backend {
+	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	return []backend{
+		{
+			name: "memory",
+			rate: func(t *testing.T, perMinute int) rateLimiter {
+				m := NewMemoryRate(perMinute)
+				m.now = clock.Now
+				return m
+			},
+			lockout: func(t *testing.T, max int, window time.Duration) lockout {
+				m := NewMemoryLockout(max, window)
+				m.now = clock.Now
+				return m
+			},
+			advance: clock.Advance,
+		},
+		{
+			name: "redis",
+			rate: func(t *testing.T, perMinute int) rateLimiter {
+				return NewRedisRate(testRedis(t), testPrefix(t), perMinute)
+			},
+			lockout: func(t *testing.T, max int, window time.Duration) lockout {
+				return NewRedisLockout(testRedis(t), testPrefix(t), max, window)
+			},
+			// A little past d: Redis expires keys on its own clock.
+			advance: func(d time.Duration) { time.Sleep(d + 20*time.Millisecond) },
+		},
+	}
+}
+
+func TestRateAllowsBudgetThenRefills(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			// 600 a minute refills one every 100ms, short enough to wait for.
+			const perMinute = 600
+			l := b.rate(t, perMinute)
+			for i := range perMinute {
+				if wait := allow(t, l, "10.0.0.1"); wait != 0 {
+					t.Fatalf("event %d of %d refused, retry after %v", i+1, perMinute, wait)
+				}
+			}
+			wait := allow(t, l, "10.0.0.1")
+			if wait <= 0 || wait > 100*time.Millisecond {
+				t.Fatalf("over the budget: retry after %v, want within (0, 100ms]", wait)
+			}
+			if w := allow(t, l, "10.0.0.2"); w != 0 {
+				t.Fatalf("another key was refused (retry after %v)", w)
+			}
+			b.advance(wait)
+			if w := allow(t, l, "10.0.0.1"); w != 0 {
+				t.Fatalf("after the announced wait: refused again, retry after %v", w)
+			}
+			if w := allow(t, l, "10.0.0.1"); w <= 0 {
+				t.Fatalf("the refill was one event, but a second one went through")
+			}
+		})
+	}
+}
+
+func TestRateRefusalSpendsNothing(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			l := b.rate(t, 1)
+			if w := allow(t, l, "k"); w != 0 {
+				t.Fatalf("first event refused: %v", w)
+			}
+			first := allow(t, l, "k")
+			for range 5 {
+				allow(t, l, "k")
+			}
+			// Refused attempts must not push the next allowed event further
+			// away, or a client that keeps trying would never get through.
+			if again := allow(t, l, "k"); again > first {
+				t.Fatalf("retry after grew from %v to %v while refused", first, again)
+			}
+		})
+	}
+}
+
+func TestLockoutLocksAfterMaxAttempts(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			const window = 400 * time.Millisecond
+			l := b.lockout(t, 3, window)
+			for i := range 3 {
+				if wait := attempt(t, l, "alice"); wait != 0 {
+					t.Fatalf("attempt %d refused, locked for %v", i+1, wait)
+				}
+			}
+			wait := attempt(t, l, "alice")
+			if wait <= 0 || wait > window {
+				t.Fatalf("fourth attempt: locked for %v, want within (0, %v]", wait, window)
+			}
+			if w := attempt(t, l, "bob"); w != 0 {
+				t.Fatalf("another key is locked too (%v)", w)
+			}
+			// Attempts while locked do not extend the lock.
+			for range 3 {
+				attempt(t, l, "alice")
+			}
+			b.advance(wait)
+			if w := attempt(t, l, "alice"); w != 0 {
+				t.Fatalf("still locked (%v) after the lock ended", w)
+			}
+		})
+	}
+}
+
+func TestLockoutClearForgetsFailures(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			l := b.lockout(t, 2, time.Minute)
+			attempt(t, l, "alice")
+			attempt(t, l, "alice")
+			if w := attempt(t, l, "alice"); w <= 0 {
+				t.Fatalf("not locked after two attempts")
+			}
+			if err := l.Clear(t.Context(), "alice"); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 2 {
+				if w := attempt(t, l, "alice"); w != 0 {
+					t.Fatalf("attempt %d after Clear refused (%v)", i+1, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLockoutLastsAWholeWindowFromTheLockingFailure(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			const window = 600 * time.Millisecond
+			l := b.lockout(t, 2, window)
+			attempt(t, l, "alice")
+			b.advance(window / 2)
+			attempt(t, l, "alice") // locks now, for a whole window
+			b.advance(window / 2)
+			wait := attempt(t, l, "alice")
+			if wait <= 0 {
+				t.Fatalf("the lock ended with the window of the first failure; it must last a window from the locking one")
+			}
+			if wait > window/2+50*time.Millisecond {
+				t.Fatalf("lock left %v, want about %v", wait, window/2)
+			}
+		})
+	}
+}
+
+func TestLockoutCountsParallelAttempts(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			const maxAttempts, parallel = 5, 40
+			l := b.lockout(t, maxAttempts, time.Minute)
+			var (
+				wg      sync.WaitGroup
+				mu      sync.Mutex
+				allowed int
+			)
+			for range parallel {
+				wg.Go(func() {
+					wait, err := l.Attempt(context.Background(), "alice")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if wait == 0 {
+						mu.Lock()
+						allowed++
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			if allowed != maxAttempts {
+				t.Fatalf("%d parallel attempts: %d went ahead, want exactly %d", parallel, allowed, maxAttempts)
+			}
+		})
+	}
+}
+
+func TestMemorySweepsForgottenKeys(t *testing.T) {
+	t.Parallel()
+	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	r := NewMemoryRate(10)
+	r.now = clock.Now
+	lk := NewMemoryLockout(3, time.Minute)
+	lk.now = clock.Now
+	for i := range 1000 {
+		key := "k" + string(rune('a'+i%26)) + hex.EncodeToString([]byte{byte(i), byte(i >> 8)})
+		allow(t, r, key)
+		attempt(t, lk, key)
+	}
+	clock.Advance(2 * time.Minute)
+	allow(t, r, "fresh")
+	attempt(t, lk, "fresh")
+	if n := len(r.buckets); n != 1 {
+		t.Errorf("rate buckets after everything refilled: %d, want 1", n)
+	}
+	if n := len(lk.keys); n != 1 {
+		t.Errorf("lockout keys after every window ended: %d, want 1", n)
+	}
+}
+
+func TestRedisErrorsAreReported(t *testing.T) {
+	t.Parallel()
+	// A server that is not there: the limiters answer an error, never a
+	// silent "allowed".
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { client.Close() })
+	if _, err := NewRedisRate(client, "x:", 10).Allow(t.Context(), "k"); err == nil {
+		t.Error("RedisRate.Allow: no error without a server")
+	}
+	if _, err := NewRedisLockout(client, "x:", 3, time.Minute).Attempt(t.Context(), "k"); err == nil {
+		t.Error("RedisLockout.Attempt: no error without a server")
+	}
+	if err := NewRedisLockout(client, "x:", 3, time.Minute).Clear(t.Context(), "k"); err == nil {
+		t.Error("RedisLockout.Clear: no error without a server")
+	}
+}
+
+func allow(t *testing.T, l rateLimiter, key string) time.Duration {
+	t.Helper()
+	wait, err := l.Allow(t.Context(), key)
+	if err != nil {
+		t.Fatalf("Allow(%q): %v", key, err)
+	}
+	return wait
+}
+
+func attempt(t *testing.T, l lockout, key string) time.Duration {
+	t.Helper()
+	wait, err := l.Attempt(t.Context(), key)
+	if err != nil {
+		t.Fatalf("Attempt(%q): %v", key, err)
+	}
+	return wait
+}
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// testRedis connects to the Redis of TEST_REDIS_URL (default the local
+// one). Redis is part of the test setup like PostgreSQL: when it cannot be
+// reached the test fails rather than skips.
+func testRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	url := os.Getenv("TEST_REDIS_URL")
+	if url == "" {
+		url = "redis://127.0.0.1:6379/0"
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("TEST_REDIS_URL: %v", err)
+	}
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { client.Close() })
+	if err := client.Ping(t.Context()).Err(); err != nil {
+		t.Fatalf("Redis at %s is not reachable (start it: redis-server --daemonize yes): %v", url, err)
+	}
+	return client
+}
+
+// testPrefix is a key prefix no other test uses; the keys under it are
+// deleted when the test ends.
+func testPrefix(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	prefix := "tokenauth-test:" + hex.EncodeToString(b) + ":"
+	client := testRedis(t)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		for _, pattern := range []string{prefix + "*", "rate:" + prefix + "*"} {
+			iter := client.Scan(ctx, 0, pattern, 100).Iterator()
+			for iter.Next(ctx) {
+				client.Del(ctx, iter.Val())
+			}
+		}
+	})
+	return prefix
+}
