@@ -33,7 +33,7 @@ func noFlags(run func(context.Context, *env, []string) error) func(*flag.FlagSet
 }
 
 var commands = map[string]command{
-	"serve": {help: "Serve the API on ADDR (the default command).", setup: noFlags(serve)},
+	"serve": {args: "[--usage-flush-interval 5s]", help: "Serve the API on ADDR (the default command).", setup: serveCommand},
 	"migrate": {help: "Create or update the database schema, then exit.",
 		setup: noFlags(func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "schema is up to date")

@@ -3,34 +3,60 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
 
 	"tokenauth/middlewares"
 	"tokenauth/models"
 	"tokenauth/routes"
 )
 
-// usageFlushInterval is how often pending last-used times are written.
-const usageFlushInterval = 5 * time.Second
+// defaultUsageFlushInterval is how often pending last-used times are
+// written unless the serve command is told otherwise.
+const defaultUsageFlushInterval = 5 * time.Second
+
+func serveCommand(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+	flushEvery := fs.Duration("usage-flush-interval", defaultUsageFlushInterval,
+		"how often pending last-used times of tokens are written (they are also written on shutdown)")
+	return func(ctx context.Context, e *env, _ []string) error {
+		if *flushEvery <= 0 {
+			return usageError{errors.New("--usage-flush-interval must be positive")}
+		}
+		return serve(ctx, e, *flushEvery)
+	}
+}
 
 // serve runs the API until ctx ends (SIGINT or SIGTERM), then stops
 // accepting, lets in-flight requests finish within SHUTDOWN_GRACE, writes
-// pending token usage, and returns (main closes the database).
-func serve(ctx context.Context, e *env, _ []string) error {
+// pending token usage, and returns (run closes the database).
+func serve(ctx context.Context, e *env, flushEvery time.Duration) error {
+	var rdb *redis.Client
+	if e.cfg.RedisURL != "" {
+		var err error
+		if rdb, err = openRedis(ctx, e.cfg.RedisURL); err != nil {
+			return err
+		}
+		defer rdb.Close()
+	}
+
 	usage := models.NewUsageRecorder(e.db)
 	flushCtx, stopFlushing := context.WithCancel(context.WithoutCancel(ctx))
 	flushed := make(chan struct{})
 	go func() {
 		defer close(flushed)
-		usage.Run(flushCtx, usageFlushInterval, func(err error) {
+		usage.Run(flushCtx, flushEvery, func(err error) {
 			e.log.Warn("token usage not written yet; will retry", "error", err.Error())
 		})
 	}()
+	// Runs after the server has drained: the last requests' uses are
+	// pending by then, and this final flush writes them.
 	defer func() {
 		stopFlushing()
 		<-flushed
@@ -38,7 +64,7 @@ func serve(ctx context.Context, e *env, _ []string) error {
 
 	gin.SetMode(gin.ReleaseMode)
 	auth := middlewares.NewAuthenticator(e.db, e.cfg, usage)
-	router := routes.New(routes.Deps{DB: e.db, Config: e.cfg, Logger: e.log, Passwords: e.passwords, Auth: auth})
+	router := routes.New(routes.Deps{DB: e.db, Config: e.cfg, Logger: e.log, Passwords: e.passwords, Auth: auth, Redis: rdb})
 	srv := routes.NewHTTPServer(e.cfg, router, slog.NewLogLogger(e.log.Handler(), slog.LevelWarn))
 	ln, err := net.Listen("tcp", e.cfg.Addr)
 	if err != nil {
@@ -57,7 +83,38 @@ func serve(ctx context.Context, e *env, _ []string) error {
 	graceCtx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(graceCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+		// The grace is over: cut what is left rather than let handlers run
+		// on against a database that is about to close.
+		_ = srv.Close()
+		return fmt.Errorf("requests still running after SHUTDOWN_GRACE (%s) were cut off: %w", e.cfg.ShutdownGrace, err)
 	}
+	e.log.Info("stopped")
 	return nil
+}
+
+// openRedis connects to the Redis of REDIS_URL and checks that it answers,
+// so that a wrong URL stops start-up instead of every login. Timeouts not
+// set in the URL are short: a login waits for Redis.
+func openRedis(ctx context.Context, url string) (*redis.Client, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = 2 * time.Second
+	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = time.Second
+	}
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = time.Second
+	}
+	client := redis.NewClient(opts)
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := client.Ping(pingCtx).Err(); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("REDIS_URL: Redis does not answer: %w", err)
+	}
+	return client, nil
 }

@@ -8,6 +8,8 @@ package apierror
 import (
 	"errors"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -74,6 +76,14 @@ var (
 func InsufficientScope(scope string) *Error {
 	return New(http.StatusForbidden, "insufficient_scope", "This token lacks the scope "+scope+".").
 		WithHeader("WWW-Authenticate", `Bearer realm="api", error="insufficient_scope", scope="`+scope+`"`)
+}
+
+// RateLimited is the 429 for a client over a limit, with Retry-After in
+// whole seconds (rounded up, so a client that waits that long gets through).
+func RateLimited(wait time.Duration) *Error {
+	seconds := max(int64((wait+time.Second-1)/time.Second), 1)
+	return New(http.StatusTooManyRequests, "rate_limited", "Too many attempts; try again later.").
+		WithHeader("Retry-After", strconv.FormatInt(seconds, 10))
 }
 
 // Abort records err for Render and stops the handler chain.

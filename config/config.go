@@ -131,6 +131,11 @@ func (c Config) validate() error {
 			return fmt.Errorf("TRUSTED_PROXIES: %q is neither an IP address nor a CIDR range", proxy)
 		}
 	}
+	if c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") &&
+		!strings.HasPrefix(c.RedisURL, "unix://") {
+		// The URL may hold a password: it is not repeated here.
+		return errors.New("REDIS_URL: must be a redis://, rediss:// or unix:// URL")
+	}
 	for _, origin := range c.CORSAllowedOrigins {
 		if origin == "*" || !strings.HasPrefix(origin, "http://") && !strings.HasPrefix(origin, "https://") {
 			return fmt.Errorf("CORS_ALLOWED_ORIGINS: %q is not an origin like https://app.example.com", origin)

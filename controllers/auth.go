@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 
@@ -15,15 +16,17 @@ import (
 
 // AuthController handles logging in and out and registering.
 type AuthController struct {
-	db     *gorm.DB
-	cfg    config.Config
-	hasher *models.PasswordHasher
-	auth   *middlewares.Authenticator
+	db      *gorm.DB
+	cfg     config.Config
+	hasher  *models.PasswordHasher
+	auth    *middlewares.Authenticator
+	lockout LoginLockout
 }
 
-// NewAuthController returns an AuthController.
-func NewAuthController(db *gorm.DB, cfg config.Config, hasher *models.PasswordHasher, auth *middlewares.Authenticator) *AuthController {
-	return &AuthController{db: db, cfg: cfg, hasher: hasher, auth: auth}
+// NewAuthController returns an AuthController that locks usernames with
+// too many failed logins through lockout.
+func NewAuthController(db *gorm.DB, cfg config.Config, hasher *models.PasswordHasher, auth *middlewares.Authenticator, lockout LoginLockout) *AuthController {
+	return &AuthController{db: db, cfg: cfg, hasher: hasher, auth: auth, lockout: lockout}
 }
 
 type loginRequest struct {
@@ -34,6 +37,8 @@ type loginRequest struct {
 
 // Login checks a username and password and issues a new full-scope token.
 // Unknown user and wrong password get the same answer after the same work.
+// A username with LOGIN_USER_FAILURES failures within LOGIN_USER_WINDOW is
+// locked, whatever the password, until its window ends (429).
 func (ac *AuthController) Login(c *gin.Context) {
 	var req loginRequest
 	if err := bindJSON(c, &req); err != nil {
@@ -41,9 +46,27 @@ func (ac *AuthController) Login(c *gin.Context) {
 		return
 	}
 	ctx := requestContext(c)
+	lockKey := models.UsernameKey(req.Username)
+	wait, err := ac.lockout.Attempt(ctx, lockKey)
+	if err != nil {
+		apierror.Abort(c, fmt.Errorf("%w: %w", models.ErrUnavailable, err))
+		return
+	}
+	if wait > 0 {
+		if err := models.RecordLoginRateLimited(ctx, ac.db, req.Username); err != nil {
+			apierror.Abort(c, err)
+			return
+		}
+		apierror.Abort(c, apierror.RateLimited(wait))
+		return
+	}
 	user, err := models.Authenticate(ctx, ac.db, ac.hasher, req.Username, req.Password)
 	if err != nil {
 		apierror.Abort(c, err)
+		return
+	}
+	if err := ac.lockout.Clear(ctx, lockKey); err != nil {
+		apierror.Abort(c, fmt.Errorf("%w: %w", models.ErrUnavailable, err))
 		return
 	}
 	name := req.TokenName

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
 	"tokenauth/config"
@@ -23,6 +24,11 @@ type Deps struct {
 	Logger    *slog.Logger
 	Passwords *models.PasswordHasher
 	Auth      *middlewares.Authenticator
+	// Redis, when set, holds the login limits shared by every instance;
+	// without it each process counts on its own. RedisPrefix starts its
+	// keys ("tokenauth:" when empty).
+	Redis       *redis.Client
+	RedisPrefix string
 }
 
 // New returns the router with every route of the service.
@@ -31,6 +37,9 @@ func New(d Deps) *gin.Engine {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true
+	// The client IP is the peer's, or the one X-Forwarded-For names when the
+	// peer is a trusted proxy; no other header is believed.
+	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
 	if err := r.SetTrustedProxies(d.Config.TrustedProxies); err != nil {
 		panic(err) // config.Load has validated them
 	}
@@ -46,9 +55,10 @@ func New(d Deps) *gin.Engine {
 	r.NoMethod(middlewares.MethodNotAllowed)
 
 	scopes := &models.ScopeCatalogue{}
+	ipLimit, lockout := loginLimits(d.Config, d.Redis, d.RedisPrefix)
 	health := controllers.NewHealthController(d.DB)
 	docsc := controllers.NewDocsController(docs.OpenAPI())
-	authc := controllers.NewAuthController(d.DB, d.Config, d.Passwords, d.Auth)
+	authc := controllers.NewAuthController(d.DB, d.Config, d.Passwords, d.Auth, lockout)
 	profile := controllers.NewProfileController(d.DB, d.Config, d.Passwords, d.Auth)
 	tokens := controllers.NewTokenController(d.DB, d.Config, d.Auth, scopes)
 	events := controllers.NewEventController(d.DB)
@@ -70,9 +80,9 @@ func New(d Deps) *gin.Engine {
 
 	public := r.Group("/api")
 	get(public, "/openapi.yaml", docsc.OpenAPI)
-	post(public, "/login", authc.Login)
-	post(public, "/register", authc.Register)
-	post(public, "/tokens/revoke-leaked", leaks.Revoke)
+	post(public, "/login", middlewares.LimitByClientIP(ipLimit, "login"), authc.Login)
+	post(public, "/register", middlewares.LimitByClientIP(ipLimit, "register"), authc.Register)
+	post(public, "/tokens/revoke-leaked", middlewares.LimitByClientIP(ipLimit, "revoke-leaked"), leaks.Revoke)
 
 	api := r.Group("/api", d.Auth.Identify())
 	post(api, "/logout", anyToken, authc.Logout)

@@ -6,6 +6,9 @@ package tests
 
 import (
 	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -17,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
 	"tokenauth/config"
@@ -43,23 +47,47 @@ type Server struct {
 	Auth      *middlewares.Authenticator
 	Usage     *models.UsageRecorder
 	Passwords *models.PasswordHasher
+	// Redis holds the login limits when the server was built WithRedis,
+	// under keys starting with RedisPrefix.
+	Redis       *redis.Client
+	RedisPrefix string
 	// Logs holds everything the service logged.
 	Logs     *syncBuffer
 	client   *http.Client
 	contract *contract
+	dbSwitch *databaseSwitch
 }
 
 // Option changes how NewServer builds the service.
 type Option func(*serverSetup)
 
 type serverSetup struct {
-	cfg    config.Config
-	routes func(*gin.Engine)
+	cfg      config.Config
+	routes   func(*gin.Engine)
+	dbSwitch bool
+	// redisPrefix, when set, is the key prefix of another test server, so
+	// that the two share their login limits as two instances do.
+	redisPrefix string
 }
 
 // WithConfig changes the configuration before the service is built.
 func WithConfig(change func(*config.Config)) Option {
 	return func(s *serverSetup) { change(&s.cfg) }
+}
+
+// WithRedis keeps the login limits in the Redis of TEST_REDIS_URL (default
+// the local one), under a key prefix of the test's own.
+func WithRedis() Option {
+	return func(s *serverSetup) { s.cfg.RedisURL = testRedisURL() }
+}
+
+// WithLimitsOf keeps the login limits in the same Redis keys as other,
+// as a second instance of the service would.
+func WithLimitsOf(other *Server) Option {
+	return func(s *serverSetup) {
+		s.cfg.RedisURL = other.Config.RedisURL
+		s.redisPrefix = other.RedisPrefix
+	}
 }
 
 // WithRoutes adds routes to the router, for tests that need a handler the
@@ -78,8 +106,16 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	}
 	setup := serverSetup{cfg: config.Default()}
 	setup.cfg.DatabaseURL = testdb.URL(t)
+	// Throttling has its own tests, which set these; the rest of the suite
+	// logs in as often as it needs.
+	setup.cfg.LoginIPPerMinute = 1000000
+	setup.cfg.LoginUserFailures = 1000000
 	for _, opt := range opts {
 		opt(&setup)
+	}
+	var dbSwitch *databaseSwitch
+	if setup.dbSwitch && config.IsPostgres(setup.cfg.DatabaseURL) {
+		dbSwitch = newProxySwitch(t, &setup.cfg.DatabaseURL)
 	}
 	db, err := config.OpenDatabase(setup.cfg.DatabaseURL)
 	if err != nil {
@@ -93,12 +129,21 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	if err := config.Migrate(db); err != nil {
 		t.Fatalf("migrating: %v", err)
 	}
+	if setup.dbSwitch && dbSwitch == nil {
+		dbSwitch = newGateSwitch(t, db)
+	}
+	var rdb *redis.Client
+	var redisPrefix string
+	if setup.cfg.RedisURL != "" {
+		rdb, redisPrefix = testRedis(t, setup.cfg.RedisURL, setup.redisPrefix)
+	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	usage := models.NewUsageRecorder(db)
 	passwords := models.NewPasswordHasher(testPasswordParams, 4)
 	auth := middlewares.NewAuthenticator(db, setup.cfg, usage)
-	router := routes.New(routes.Deps{DB: db, Config: setup.cfg, Logger: logger, Passwords: passwords, Auth: auth})
+	router := routes.New(routes.Deps{DB: db, Config: setup.cfg, Logger: logger, Passwords: passwords, Auth: auth,
+		Redis: rdb, RedisPrefix: redisPrefix})
 	if setup.routes != nil {
 		setup.routes(router)
 	}
@@ -107,7 +152,48 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	ts.Start()
 	t.Cleanup(ts.Close)
 	return &Server{URL: ts.URL, DB: db, Config: setup.cfg, Auth: auth, Usage: usage,
-		Passwords: passwords, Logs: logs, client: ts.Client(), contract: spec}
+		Passwords: passwords, Logs: logs, client: ts.Client(), contract: spec, dbSwitch: dbSwitch,
+		Redis: rdb, RedisPrefix: redisPrefix}
+}
+
+func testRedisURL() string {
+	if url := os.Getenv("TEST_REDIS_URL"); url != "" {
+		return url
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
+// testRedis connects to Redis and returns a key prefix of the test's own
+// (or prefix, shared with another server), whose keys are deleted when the
+// test ends. Redis belongs to the test setup like PostgreSQL: when it
+// cannot be reached the test fails.
+func testRedis(t testing.TB, url, prefix string) (*redis.Client, string) {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("Redis URL: %v", err)
+	}
+	client := redis.NewClient(opts)
+	if err := client.Ping(t.Context()).Err(); err != nil {
+		client.Close()
+		t.Fatalf("Redis at %s is not reachable (start it: redis-server --daemonize yes): %v", url, err)
+	}
+	if prefix == "" {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		prefix = "tokenauth-test:" + hex.EncodeToString(b) + ":"
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		for _, pattern := range []string{prefix + "*", "rate:" + prefix + "*"} {
+			iter := client.Scan(ctx, 0, pattern, 100).Iterator()
+			for iter.Next(ctx) {
+				client.Del(ctx, iter.Val())
+			}
+		}
+		client.Close()
+	})
+	return client, prefix
 }
 
 // Request is one HTTP request to the service.

@@ -1,0 +1,86 @@
+package tests
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"tokenauth/models"
+)
+
+// unavailableMessage is the whole of what a client learns about an outage.
+const unavailableMessage = "The service is temporarily unavailable; try again shortly."
+
+func TestDatabaseOutageAnswers503AndRecovers(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, WithDatabaseSwitch())
+	_, cached := s.UserWithToken(t, "alice")
+	_, uncached := s.UserWithToken(t, "bob")
+	// alice's token is now in the token cache; bob's has never been looked up.
+	s.Do(t, Request{Path: "/api/profile/", Token: cached}).Expect(t, http.StatusOK)
+
+	s.StopDatabase(t)
+	down := []struct {
+		name string
+		req  Request
+	}{
+		{"login", Request{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": "alice", "password": testPassword}}},
+		{"readiness", Request{Path: "/readyz"}},
+		{"token not in the cache", Request{Path: "/api/profile/", Token: uncached}},
+		{"a write with a cached token", Request{Method: "POST", Path: "/api/tokens/", Token: cached, Body: map[string]any{"name": "ci"}}},
+		{"a token list", Request{Path: "/api/tokens/", Token: cached}},
+	}
+	for _, tc := range down {
+		t.Run("down/"+tc.name, func(t *testing.T) {
+			body := s.Do(t, tc.req).ExpectError(t, http.StatusServiceUnavailable, "unavailable")
+			if body["error"] != unavailableMessage || len(body) != 2 {
+				t.Errorf("the body says more than that the service is unavailable: %v", body)
+			}
+		})
+	}
+	// What needs no database keeps working: liveness, and a token the
+	// cache vouches for (DESIGN: "may be served from the token cache").
+	s.Do(t, Request{Path: "/healthz"}).Expect(t, http.StatusOK)
+	s.Do(t, Request{Path: "/api/profile/", Token: cached}).Expect(t, http.StatusOK)
+	// Pending last-used times wait for the database instead of vanishing.
+	pending := s.Usage.Len()
+	if pending == 0 {
+		t.Fatal("no token use is pending; the test expected bob's or alice's")
+	}
+	if err := s.Usage.Flush(t.Context()); !errors.Is(err, models.ErrUnavailable) {
+		t.Fatalf("flushing usage during the outage: got %v, want ErrUnavailable", err)
+	}
+	if got := s.Usage.Len(); got != pending {
+		t.Fatalf("pending uses after a failed flush: got %d, want %d", got, pending)
+	}
+	// The cause is in the logs, for the operator.
+	if !strings.Contains(s.Logs.String(), `"status":503`) || !strings.Contains(s.Logs.String(), "database unavailable") {
+		t.Errorf("the outage left no log line with its cause:\n%s", s.Logs.String())
+	}
+
+	s.StartDatabase(t)
+	// The pool may hold connections that died with the server; each is
+	// found out and replaced, so readiness comes back by itself.
+	ready := false
+	for range 50 {
+		if s.Do(t, Request{Path: "/readyz"}).Status == http.StatusOK {
+			ready = true
+			break
+		}
+	}
+	if !ready {
+		t.Fatal("/readyz still not 200 after the database came back")
+	}
+	s.Do(t, Request{Path: "/api/profile/", Token: uncached}).Expect(t, http.StatusOK)
+	s.Login(t, "alice", testPassword)
+	s.Do(t, Request{Method: "POST", Path: "/api/tokens/", Token: cached, Body: map[string]any{"name": "ci"}}).Expect(t, http.StatusCreated)
+	if err := s.Usage.Flush(t.Context()); err != nil {
+		t.Fatalf("flushing usage after the outage: %v", err)
+	}
+	var used int64
+	s.DB.Model(&models.APIToken{}).Where("last_used_at IS NOT NULL").Count(&used)
+	if used < 2 {
+		t.Errorf("tokens with a last-used time after the outage: %d, want both used ones", used)
+	}
+}
