@@ -46,7 +46,7 @@ func (ac *AuthController) Login(c *gin.Context) {
 		return
 	}
 	ctx := requestContext(c)
-	lockKey := models.UsernameKey(req.Username)
+	lockKey := lockoutKey(req.Username)
 	wait, err := ac.lockout.Attempt(ctx, lockKey)
 	if err != nil {
 		apierror.Abort(c, fmt.Errorf("%w: %w", models.ErrUnavailable, err))

@@ -2,7 +2,11 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
+
+	"tokenauth/models"
 )
 
 // LoginLockout counts failed logins per username and locks a username that
@@ -14,4 +18,12 @@ import (
 type LoginLockout interface {
 	Attempt(ctx context.Context, key string) (wait time.Duration, err error)
 	Clear(ctx context.Context, key string) error
+}
+
+// lockoutKey is what the lockout counts under for a username: the SHA-256
+// of its folded form, so that every spelling of a name shares one count,
+// and a password typed into the username field is not written to Redis.
+func lockoutKey(username string) string {
+	sum := sha256.Sum256([]byte(models.UsernameKey(username)))
+	return hex.EncodeToString(sum[:])
 }

@@ -4,9 +4,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"tokenauth/models"
 )
 
 // RequestLog gives every request an id (the client's X-Request-ID when it
@@ -28,7 +31,7 @@ func RequestLog(log *slog.Logger) gin.HandlerFunc {
 			slog.String("request_id", id),
 			slog.String("method", c.Request.Method),
 			slog.String("route", c.FullPath()),
-			slog.String("path", c.Request.URL.Path),
+			slog.String("path", loggablePath(c.Request.URL.Path)),
 			slog.Int("status", c.Writer.Status()),
 			slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000),
 			slog.String("ip", c.ClientIP()),
@@ -40,13 +43,22 @@ func RequestLog(log *slog.Logger) gin.HandlerFunc {
 	}
 }
 
+// loggablePath is the path, unless a token was put in it (RejectTokenInURL
+// refuses such a request, which is still logged).
+func loggablePath(path string) string {
+	if strings.Contains(path, models.TokenPrefix) {
+		return "[path withheld: it holds a token]"
+	}
+	return path
+}
+
 // RequestID returns the id of the request.
 func RequestID(c *gin.Context) string {
 	return c.GetString(requestIDKey)
 }
 
 func saneRequestID(id string) bool {
-	if id == "" || len(id) > 64 {
+	if id == "" || len(id) > 64 || strings.Contains(id, models.TokenPrefix) {
 		return false
 	}
 	for i := 0; i < len(id); i++ {

@@ -40,11 +40,15 @@ func LimitBody(limit int64) gin.HandlerFunc {
 	}
 }
 
-// RejectTokenInURL refuses a request that carries a token in its query
-// string (RFC 6750 access_token, or anything shaped like one of ours): URLs
-// end up in logs, histories and Referer headers.
+// RejectTokenInURL refuses a request that carries a token in its URL: in
+// the query string (RFC 6750 access_token, or anything shaped like one of
+// ours) or in the path. URLs end up in logs, histories and Referer headers.
 func RejectTokenInURL() gin.HandlerFunc {
 	return func(c *gin.Context) {
+		if strings.Contains(c.Request.URL.Path, models.TokenPrefix) {
+			apierror.Abort(c, apierror.ErrTokenInURL)
+			return
+		}
 		raw := c.Request.URL.RawQuery
 		if raw == "" {
 			return
