@@ -42,6 +42,7 @@ type Config struct {
 	CORSAllowedOrigins []string
 	MaxBodyBytes       int64
 	ReadHeaderTimeout  time.Duration
+	RequestTimeout     time.Duration
 	ShutdownGrace      time.Duration
 
 	LogLevel  string
@@ -65,6 +66,7 @@ func Default() Config {
 		LoginIPPerMinute:       20,
 		MaxBodyBytes:           1 << 20,
 		ReadHeaderTimeout:      5 * time.Second,
+		RequestTimeout:         15 * time.Second,
 		ShutdownGrace:          20 * time.Second,
 		LogLevel:               "info",
 		LogFormat:              "json",
@@ -110,6 +112,7 @@ func Load(getenv func(string) string, envFile string) (Config, error) {
 		c.MaxBodyBytes = int64(maxBody)
 	}
 	p.duration("READ_HEADER_TIMEOUT", &c.ReadHeaderTimeout, false)
+	p.duration("REQUEST_TIMEOUT", &c.RequestTimeout, false)
 	p.duration("SHUTDOWN_GRACE", &c.ShutdownGrace, true)
 	p.oneOf("LOG_LEVEL", &c.LogLevel, "debug", "info", "warn", "error")
 	p.oneOf("LOG_FORMAT", &c.LogFormat, "json", "text")

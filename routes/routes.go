@@ -47,6 +47,7 @@ func New(d Deps) *gin.Engine {
 		middlewares.RequestLog(d.Logger),
 		middlewares.Recovery(d.Logger),
 		middlewares.Errors(d.Logger),
+		middlewares.Deadline(d.Config.RequestTimeout),
 		middlewares.SecurityHeaders(),
 		middlewares.RejectTokenInURL(),
 		middlewares.LimitBody(d.Config.MaxBodyBytes),

@@ -1,11 +1,14 @@
 package tests
 
 import (
+	"database/sql"
 	"errors"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"tokenauth/config"
 	"tokenauth/models"
 )
 
@@ -83,4 +86,41 @@ func TestDatabaseOutageAnswers503AndRecovers(t *testing.T) {
 	if used < 2 {
 		t.Errorf("tokens with a last-used time after the outage: %d, want both used ones", used)
 	}
+}
+
+func TestDatabaseThatStopsAnsweringAnswers503(t *testing.T) {
+	t.Parallel()
+	// Every connection of the pool is taken (as by queries stuck on a
+	// database that stopped answering): requests wait for one only until
+	// REQUEST_TIMEOUT, then get 503 instead of hanging.
+	s := NewServer(t, WithConfig(func(c *config.Config) { c.RequestTimeout = 300 * time.Millisecond; c.TokenCacheTTL = 0 }))
+	_, token := s.UserWithToken(t, "alice")
+	sqlDB, err := s.DB.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []*sql.Conn
+	for range sqlDB.Stats().MaxOpenConnections {
+		conn, err := sqlDB.Conn(t.Context())
+		if err != nil {
+			t.Fatalf("taking a connection: %v", err)
+		}
+		held = append(held, conn)
+	}
+	for _, req := range []Request{
+		{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": "alice", "password": testPassword}},
+		{Path: "/api/profile/", Token: token},
+		{Path: "/readyz"},
+	} {
+		body := s.Do(t, req).ExpectError(t, http.StatusServiceUnavailable, "unavailable")
+		if body["error"] != unavailableMessage {
+			t.Errorf("%s %s: %v", req.Method, req.Path, body)
+		}
+	}
+	for _, conn := range held {
+		conn.Close()
+	}
+	s.Do(t, Request{Path: "/readyz"}).Expect(t, http.StatusOK)
+	s.Do(t, Request{Path: "/api/profile/", Token: token}).Expect(t, http.StatusOK)
+	s.Login(t, "alice", testPassword)
 }
