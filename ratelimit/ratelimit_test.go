@@ -67,8 +67,8 @@ func TestRateAllowsBudgetThenRefills(t *testing.T) {
 	t.Parallel()
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
-			// 600 a minute refills one every 100ms, short enough to wait for.
-			const perMinute = 600
+			// 60 a minute refills one a second, short enough to wait for.
+			const perMinute = 60
 			l := b.rate(t, perMinute)
 			for i := range perMinute {
 				if wait := allow(t, l, "10.0.0.1"); wait != 0 {
@@ -76,8 +76,8 @@ func TestRateAllowsBudgetThenRefills(t *testing.T) {
 				}
 			}
 			wait := allow(t, l, "10.0.0.1")
-			if wait <= 0 || wait > 100*time.Millisecond {
-				t.Fatalf("over the budget: retry after %v, want within (0, 100ms]", wait)
+			if wait <= 0 || wait > time.Second {
+				t.Fatalf("over the budget: retry after %v, want within (0, 1s]", wait)
 			}
 			if w := allow(t, l, "10.0.0.2"); w != 0 {
 				t.Fatalf("another key was refused (retry after %v)", w)
@@ -170,18 +170,16 @@ func TestLockoutLastsAWholeWindowFromTheLockingFailure(t *testing.T) {
 	t.Parallel()
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
-			const window = 600 * time.Millisecond
+			const window = 4 * time.Second
 			l := b.lockout(t, 2, window)
 			attempt(t, l, "alice")
 			b.advance(window / 2)
 			attempt(t, l, "alice") // locks now, for a whole window
-			b.advance(window / 2)
-			wait := attempt(t, l, "alice")
-			if wait <= 0 {
-				t.Fatalf("the lock ended with the window of the first failure; it must last a window from the locking one")
-			}
-			if wait > window/2+50*time.Millisecond {
-				t.Fatalf("lock left %v, want about %v", wait, window/2)
+			// Counted from the first failure, half a window (or less, had
+			// the wait overrun) would be left; counted from the locking
+			// one, nearly all of it.
+			if wait := attempt(t, l, "alice"); wait <= window*3/4 || wait > window {
+				t.Fatalf("lock left %v, want nearly %v", wait, window)
 			}
 		})
 	}
