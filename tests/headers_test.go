@@ -27,12 +27,12 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 		{"authenticated error", Request{Method: "POST", Path: "/api/tokens/", Token: token, Body: "[]"}, 400, true},
 		{"no token", Request{Path: "/api/profile/"}, 401, false},
 		{"unknown token", Request{Path: "/api/profile/", Token: "tka_nope"}, 401, false},
-		{"no route", Request{Path: "/nowhere"}, 404, false},
-		{"wrong method", Request{Method: "DELETE", Path: "/api/login/"}, 405, false},
+		{"no route", Request{Path: "/nowhere", OffSpec: true}, 404, false},
+		{"wrong method", Request{Method: "DELETE", Path: "/api/login/", OffSpec: true}, 405, false},
 		{"body too large", Request{Method: "POST", Path: "/api/tokens/", Token: token, Body: `{"name":"` + string(make([]byte, 100)) + `"}`}, 413, false},
 		{"rate limited", Request{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": "alice", "password": testPassword}}, 429, false},
 		{"token in the URL", Request{Path: "/healthz?access_token=x"}, 400, false},
-		{"panic", Request{Path: "/test/panic"}, 500, false},
+		{"panic", Request{Path: "/test/panic", OffSpec: true}, 500, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -185,20 +185,24 @@ func TestTokenInURLIsRefused(t *testing.T) {
 	t.Parallel()
 	s := NewServer(t)
 	_, token := s.UserWithToken(t, "alice")
-	paths := []string{
-		"/api/profile/?access_token=" + token,
-		"/api/profile/?ACCESS_TOKEN=" + token,
-		"/api/profile/?access_token=",
-		"/api/profile/?token=" + token,
-		"/api/profile/?q=x&key=" + strings.Replace(token, "_", "%5F", 1),
-		"/healthz?t=" + token,
-		"/api/tokens/" + token + "/",
-		"/nowhere/" + token,
+	cases := []struct {
+		path    string
+		offSpec bool // a path no route has
+	}{
+		{"/api/profile/?access_token=" + token, false},
+		{"/api/profile/?ACCESS_TOKEN=" + token, false},
+		{"/api/profile/?access_token=", false},
+		{"/api/profile/?token=" + token, false},
+		{"/api/profile/?q=x&key=" + strings.Replace(token, "_", "%5F", 1), false},
+		{"/healthz?t=" + token, false},
+		{"/api/tokens/" + token + "/", true},
+		{"/nowhere/" + token, true},
 	}
-	for _, path := range paths {
+	for _, tc := range cases {
+		path := tc.path
 		// With a good Authorization header too: the token in the URL is
 		// already exposed, and the client must learn not to send it.
-		resp := s.Do(t, Request{Path: path, Token: token})
+		resp := s.Do(t, Request{Path: path, Token: token, OffSpec: tc.offSpec})
 		resp.ExpectError(t, http.StatusBadRequest, "invalid_request")
 		if got := resp.Header.Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_request"`) {
 			t.Errorf("%s: WWW-Authenticate %q, want error=\"invalid_request\"", path, got)

@@ -44,7 +44,7 @@ func TestLogsNeverHoldSecrets(t *testing.T) {
 	s.Do(t, Request{Path: "/api/profile/", Header: map[string]string{"Authorization": "Token " + token}}).Expect(t, 401)
 	s.Do(t, Request{Path: "/api/profile/?access_token=" + token}).Expect(t, 400)
 	s.Do(t, Request{Path: "/api/profile/?next=" + token}).Expect(t, 400)
-	s.Do(t, Request{Path: "/api/" + token}).Expect(t, 400)
+	s.Do(t, Request{Path: "/api/" + token, OffSpec: true}).Expect(t, 400)
 	s.Do(t, Request{Path: "/healthz", Header: map[string]string{"X-Request-ID": token}}).Expect(t, 200)
 
 	next := remember("new password", "pw-"+randomHex(12))

@@ -61,6 +61,12 @@ func TestLoginLocksUsernameAfterFailures(t *testing.T) {
 			if issued != 0 {
 				t.Errorf("a locked username was issued %d token(s)", issued)
 			}
+			// Each refusal is in alice's security events, with the client.
+			var limited []models.SecurityEvent
+			s.DB.Where("user_id = ? AND type = ?", alice.ID, models.EventLoginRateLimited).Find(&limited)
+			if len(limited) != 2 || limited[0].IP != "127.0.0.1" {
+				t.Errorf("login_rate_limited events: %+v, want 2 from 127.0.0.1", limited)
+			}
 			// Other usernames are not affected, from the same client.
 			s.Login(t, "bob", testPassword)
 			s.Do(t, login("nobody", "x")).ExpectError(t, http.StatusUnauthorized, "invalid_credentials")
@@ -221,5 +227,22 @@ func TestLoginFailsClosedWithoutRedis(t *testing.T) {
 	body := s.Do(t, login("alice", testPassword)).ExpectError(t, http.StatusServiceUnavailable, "unavailable")
 	if body["error"] != unavailableMessage {
 		t.Errorf("body: %v", body)
+	}
+}
+
+func TestRevokeLeakedHasAnIPBudget(t *testing.T) {
+	t.Parallel()
+	for _, b := range limitBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			s := NewServer(t, append(b.opts, withLimits(1000, 15*time.Minute, 2))...)
+			report := Request{Method: "POST", Path: "/api/tokens/revoke-leaked/", Body: map[string]any{"tokens": []string{"tka_x"}}}
+			s.Do(t, report).Expect(t, http.StatusAccepted)
+			s.Do(t, report).Expect(t, http.StatusAccepted)
+			expectRateLimited(t, s.Do(t, report), 30*time.Second)
+			// Its budget is not the login's.
+			s.CreateUser(t, "alice", testPassword)
+			s.Login(t, "alice", testPassword)
+		})
 	}
 }

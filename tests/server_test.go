@@ -179,9 +179,7 @@ func testRedis(t testing.TB, url, prefix string) (*redis.Client, string) {
 		t.Fatalf("Redis at %s is not reachable (start it: redis-server --daemonize yes): %v", url, err)
 	}
 	if prefix == "" {
-		b := make([]byte, 8)
-		_, _ = rand.Read(b)
-		prefix = "tokenauth-test:" + hex.EncodeToString(b) + ":"
+		prefix = "tokenauth-test:" + randomHex(8) + ":"
 	}
 	t.Cleanup(func() {
 		ctx := context.Background()
@@ -194,6 +192,14 @@ func testRedis(t testing.TB, url, prefix string) (*redis.Client, string) {
 		client.Close()
 	})
 	return client, prefix
+}
+
+// randomHex returns n random bytes in hex, for names and secrets no other
+// test uses.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read does not fail on supported platforms
+	return hex.EncodeToString(b)
 }
 
 // Request is one HTTP request to the service.
