@@ -68,6 +68,8 @@ type serverSetup struct {
 	// redisPrefix, when set, is the key prefix of another test server, so
 	// that the two share their login limits as two instances do.
 	redisPrefix string
+	// unreachableRedis points the limits at a Redis that is not there.
+	unreachableRedis bool
 }
 
 // WithConfig changes the configuration before the service is built.
@@ -75,10 +77,19 @@ func WithConfig(change func(*config.Config)) Option {
 	return func(s *serverSetup) { change(&s.cfg) }
 }
 
-// WithRedis keeps the login limits in the Redis of TEST_REDIS_URL (default
-// the local one), under a key prefix of the test's own.
+// WithRedis keeps the login limits in the Redis of TEST_REDIS_URL, under a
+// key prefix of the test's own.
 func WithRedis() Option {
 	return func(s *serverSetup) { s.cfg.RedisURL = testRedisURL() }
+}
+
+// WithUnreachableRedis keeps the login limits in a Redis that is not
+// there, as when Redis goes down under a running service.
+func WithUnreachableRedis() Option {
+	return func(s *serverSetup) {
+		s.cfg.RedisURL = "redis://127.0.0.1:1/0"
+		s.unreachableRedis = true
+	}
 }
 
 // WithLimitsOf keeps the login limits in the same Redis keys as other,
@@ -134,7 +145,11 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	}
 	var rdb *redis.Client
 	var redisPrefix string
-	if setup.cfg.RedisURL != "" {
+	switch {
+	case setup.unreachableRedis:
+		rdb, redisPrefix = redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1}), "unreachable:"
+		t.Cleanup(func() { rdb.Close() })
+	case setup.cfg.RedisURL != "":
 		rdb, redisPrefix = testRedis(t, setup.cfg.RedisURL, setup.redisPrefix)
 	}
 	logs := &syncBuffer{}
@@ -156,12 +171,11 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 		Redis: rdb, RedisPrefix: redisPrefix}
 }
 
-func testRedisURL() string {
-	if url := os.Getenv("TEST_REDIS_URL"); url != "" {
-		return url
-	}
-	return "redis://127.0.0.1:6379/0"
-}
+// redisConfigured tells whether this run has a Redis for the tests
+// (TEST_REDIS_URL), as TEST_DATABASE_URL tells whether it has PostgreSQL.
+func redisConfigured() bool { return os.Getenv("TEST_REDIS_URL") != "" }
+
+func testRedisURL() string { return os.Getenv("TEST_REDIS_URL") }
 
 // testRedis connects to Redis and returns a key prefix of the test's own
 // (or prefix, shared with another server), whose keys are deleted when the
