@@ -62,6 +62,7 @@ var (
 	ErrForbidden     = New(http.StatusForbidden, "forbidden", "You may not change this resource.")
 	ErrInternal      = New(http.StatusInternalServerError, "internal_error", "Something went wrong on our side.")
 	ErrUnavailable   = New(http.StatusServiceUnavailable, "unavailable", "The service is temporarily unavailable; try again shortly.")
+	ErrOrigin        = New(http.StatusForbidden, "origin_not_allowed", "Pages from this origin may not call the API.")
 	ErrConflict      = New(http.StatusConflict, "conflict", "This conflicts with an existing resource.")
 	ErrTokenLimit    = New(http.StatusConflict, "token_limit_reached", "You hold the maximum number of tokens; revoke one first.")
 	ErrInvalidCreds  = New(http.StatusUnauthorized, "invalid_credentials", "Invalid username or password.")

@@ -49,6 +49,7 @@ func New(d Deps) *gin.Engine {
 		middlewares.Errors(d.Logger),
 		middlewares.Deadline(d.Config.RequestTimeout),
 		middlewares.SecurityHeaders(),
+		middlewares.CORS(d.Config.CORSAllowedOrigins),
 		middlewares.RejectTokenInURL(),
 		middlewares.LimitBody(d.Config.MaxBodyBytes),
 	)
