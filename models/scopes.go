@@ -30,6 +30,11 @@ func (c *ScopeCatalogue) Add(scope string) {
 	}
 }
 
+// Names returns the scopes in the catalogue, sorted.
+func (c *ScopeCatalogue) Names() []string {
+	return slices.Clone(c.names)
+}
+
 // Scopes is a token's set of scopes, stored as one space-separated column.
 type Scopes []string
 

@@ -14,6 +14,7 @@ import (
 	"tokenauth/docs"
 	"tokenauth/middlewares"
 	"tokenauth/models"
+	"tokenauth/web"
 )
 
 // Deps is what the router needs; main builds it once, tests build one per
@@ -111,6 +112,12 @@ func New(d Deps) *gin.Engine {
 	get(api, "/articles/:id", scope("articles:read"), articles.Show)
 	patch(api, "/articles/:id", scope("articles:write"), articles.Update)
 	del(api, "/articles/:id", scope("articles:write"), articles.Delete)
+
+	// The token management page, a client of the API above. It comes last:
+	// it offers the scopes that the routes above declared.
+	page := web.New(d.Config, scopes.Names())
+	r.GET("/", page.Index)
+	r.GET("/static/:file", page.Asset)
 
 	return r
 }

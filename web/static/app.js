@@ -1,0 +1,551 @@
+// The token management page. It is a client of the public REST API like
+// any other: it sends the sign-in token only in the Authorization header,
+// and it builds the page with textContent and createElement only, never
+// with HTML strings (the Content-Security-Policy forbids those sinks).
+'use strict';
+
+(() => {
+  // The sign-in token lives in sessionStorage: it survives a reload of the
+  // tab, and it is gone when the tab closes. localStorage would keep it on
+  // disk for every tab until someone signs out, a longer window for a thief
+  // (see docs/WEB.md).
+  const storageKey = 'tokenauth.session';
+  const tokenName = 'Web page';
+
+  const $ = (id) => document.getElementById(id);
+
+  let session = readSession();
+
+  function readSession() {
+    try {
+      const s = JSON.parse(sessionStorage.getItem(storageKey));
+      return s && typeof s.token === 'string' ? s : null;
+    } catch {
+      return null;
+    }
+  }
+
+  function setSession(s) {
+    session = s;
+    if (s) {
+      sessionStorage.setItem(storageKey, JSON.stringify(s));
+    } else {
+      sessionStorage.removeItem(storageKey);
+    }
+  }
+
+  // ApiError is an error answer of the API, or a failure to reach it
+  // (status 0).
+  class ApiError extends Error {
+    constructor(status, body, headers) {
+      super((body && body.error) || 'The server answered with an unexpected error (' + status + ').');
+      this.status = status;
+      this.code = (body && body.code) || '';
+      this.fields = (body && body.fields) || {};
+      const retry = headers ? Number.parseInt(headers.get('Retry-After'), 10) : NaN;
+      this.retryAfter = Number.isFinite(retry) && retry > 0 ? retry : 0;
+    }
+  }
+
+  // SessionEnded stops whatever was running after the sign-in token was
+  // refused; the sign-in form is already showing by then.
+  class SessionEnded extends Error {}
+
+  async function api(method, path, body) {
+    const headers = { Accept: 'application/json' };
+    if (session) {
+      headers.Authorization = 'Bearer ' + session.token;
+    }
+    const init = { method, headers, cache: 'no-store', credentials: 'omit', redirect: 'error' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let resp;
+    try {
+      resp = await fetch(path, init);
+    } catch {
+      throw new ApiError(0, { error: 'The server could not be reached. Check your connection and try again.', code: 'network' });
+    }
+    let data = null;
+    if (resp.status !== 204) {
+      try {
+        data = await resp.json();
+      } catch {
+        data = null;
+      }
+    }
+    if (!resp.ok) {
+      throw new ApiError(resp.status, data, resp.headers);
+    }
+    return data;
+  }
+
+  // authed calls the API with the sign-in token; a 401 means the token
+  // expired or was revoked (here or elsewhere), so the page goes back to
+  // the sign-in form and says why.
+  async function authed(method, path, body) {
+    try {
+      return await api(method, path, body);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) {
+        signedOut('Your session has ended: it expired or was revoked. Sign in again.');
+        throw new SessionEnded();
+      }
+      throw err;
+    }
+  }
+
+  // ---- messages -------------------------------------------------------
+
+  function announce(text) {
+    const status = $('status');
+    status.textContent = '';
+    // A fresh text node is announced even when the text repeats.
+    window.setTimeout(() => { status.textContent = text; }, 50);
+  }
+
+  function waitText(seconds) {
+    if (seconds < 60) {
+      return seconds === 1 ? '1 second' : seconds + ' seconds';
+    }
+    const minutes = Math.ceil(seconds / 60);
+    return minutes === 1 ? '1 minute' : minutes + ' minutes';
+  }
+
+  // messageFor turns an API error into a sentence for people.
+  function messageFor(err) {
+    if (!(err instanceof ApiError)) {
+      return 'Something went wrong in this page: ' + err.message;
+    }
+    switch (err.code) {
+      case 'invalid_credentials':
+        return 'Wrong username or password.';
+      case 'rate_limited':
+        return err.retryAfter
+          ? 'Too many attempts. Try again in ' + waitText(err.retryAfter) + '.'
+          : 'Too many attempts. Wait a little and try again.';
+      default:
+        return err.message;
+    }
+  }
+
+  // A form's errors: one per field, under the field, and one for the form.
+  function clearErrors(form) {
+    for (const el of form.querySelectorAll('.field-error, .form-error')) {
+      el.textContent = '';
+    }
+    for (const el of form.querySelectorAll('[aria-invalid]')) {
+      el.removeAttribute('aria-invalid');
+    }
+  }
+
+  function fieldError(input, errorEl, text) {
+    errorEl.textContent = text;
+    if (input) {
+      input.setAttribute('aria-invalid', 'true');
+    }
+  }
+
+  // showErrors puts each field error of a validation answer under its
+  // field (fields maps the API's field names to [input, error element,
+  // label]) and anything else in the form's error line. It focuses the
+  // first field in error, or the form's error line.
+  function showErrors(err, fields, formError) {
+    let first = null;
+    const unplaced = [];
+    for (const [name, message] of Object.entries(err.fields || {})) {
+      const target = fields[name];
+      if (target) {
+        fieldError(target[0], target[1], target[2] + ' ' + message + '.');
+        first = first || target[0];
+      } else {
+        unplaced.push(name + ' ' + message + '.');
+      }
+    }
+    if (err.code !== 'validation_failed' || unplaced.length > 0 || !first) {
+      formError.textContent = unplaced.length > 0 ? unplaced.join(' ') : messageFor(err);
+    }
+    if (first) {
+      first.focus();
+    }
+  }
+
+  // ---- views ----------------------------------------------------------
+
+  // showSignIn shows the sign-in form. After a sign-out the focus goes to
+  // the heading, so a screen reader reads the notice that follows it; on
+  // arrival it goes straight to the username.
+  function showSignIn(notice) {
+    $('tokens-view').hidden = true;
+    $('account').hidden = true;
+    $('signin-view').hidden = false;
+    const n = $('signin-notice');
+    n.textContent = notice || '';
+    n.hidden = !notice;
+    $('signin-password').value = '';
+    if (notice) {
+      $('signin-title').focus();
+    } else {
+      $('signin-username').focus();
+    }
+  }
+
+  function signedOut(notice) {
+    setSession(null);
+    hideSecret();
+    $('token-rows').replaceChildren();
+    for (const form of document.querySelectorAll('form')) {
+      form.reset();
+      clearErrors(form);
+    }
+    syncScopes();
+    showSignIn(notice);
+  }
+
+  async function showTokens() {
+    $('signin-view').hidden = true;
+    $('whoami').textContent = session.username;
+    $('password-username').value = session.username;
+    $('account').hidden = false;
+    $('tokens-view').hidden = false;
+    $('tokens-title').focus();
+    await loadTokens();
+  }
+
+  // ---- sign in and out ------------------------------------------------
+
+  async function signIn(event) {
+    event.preventDefault();
+    const form = $('signin-form');
+    const username = $('signin-username');
+    const password = $('signin-password');
+    clearErrors(form);
+    const fields = {
+      username: [username, $('signin-username-error'), 'Username'],
+      password: [password, $('signin-password-error'), 'Password'],
+    };
+    const submit = $('signin-submit');
+    submit.disabled = true;
+    try {
+      const data = await api('POST', '/api/login/', {
+        username: username.value, password: password.value, token_name: tokenName,
+      });
+      setSession({ token: data.token, username: data.user.username, expiresAt: data.expires_at });
+      password.value = '';
+      $('signin-notice').hidden = true;
+      submit.disabled = false;
+      await showTokens();
+    } catch (err) {
+      submit.disabled = false;
+      if (err.code === 'invalid_credentials') {
+        fieldError(password, $('signin-password-error'), messageFor(err));
+        password.select();
+        password.focus();
+        return;
+      }
+      showErrors(err, fields, $('signin-error'));
+    }
+  }
+
+  async function signOut() {
+    try {
+      await api('POST', '/api/logout/');
+    } catch {
+      // The token is dropped here whatever the server said: a token the
+      // server refuses is as good as signed out.
+    }
+    signedOut('You have signed out.');
+  }
+
+  async function signOutEverywhere() {
+    const ok = await confirmAction('Sign out everywhere?',
+      'Every token of your account stops working at once, this session included.', 'Sign out everywhere');
+    if (!ok) {
+      $('logout-all').focus();
+      return;
+    }
+    $('everywhere-error').textContent = '';
+    try {
+      await authed('POST', '/api/logout-all/');
+      signedOut('You have signed out everywhere: every token of your account is revoked.');
+    } catch (err) {
+      if (!(err instanceof SessionEnded)) {
+        $('everywhere-error').textContent = messageFor(err);
+      }
+    }
+  }
+
+  // ---- the list of tokens ---------------------------------------------
+
+  const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+  function timeCell(label, iso, none) {
+    const td = document.createElement('td');
+    td.dataset.label = label;
+    if (!iso) {
+      td.textContent = none;
+      return td;
+    }
+    const t = document.createElement('time');
+    t.dateTime = iso;
+    t.textContent = dateFormat.format(new Date(iso));
+    td.append(t);
+    return td;
+  }
+
+  function tokenRow(tok) {
+    const tr = document.createElement('tr');
+    tr.dataset.tokenId = String(tok.id);
+
+    const name = document.createElement('td');
+    name.dataset.label = 'Name';
+    const strong = document.createElement('strong');
+    strong.textContent = tok.name;
+    const prefix = document.createElement('code');
+    prefix.className = 'prefix';
+    prefix.textContent = tok.prefix + '…';
+    name.append(strong, ' ', prefix);
+    if (tok.current) {
+      const badge = document.createElement('span');
+      badge.className = 'badge';
+      badge.textContent = 'this session';
+      name.append(' ', badge);
+    }
+
+    const scopes = document.createElement('td');
+    scopes.dataset.label = 'Scopes';
+    for (const s of tok.scopes) {
+      const code = document.createElement('code');
+      code.className = 'scope';
+      code.textContent = s === '*' ? '* (full access)' : s;
+      scopes.append(code, ' ');
+    }
+
+    const actions = document.createElement('td');
+    actions.className = 'actions';
+    if (tok.current) {
+      const note = document.createElement('span');
+      note.className = 'muted';
+      note.textContent = 'Sign out to revoke';
+      actions.append(note);
+    } else {
+      const revoke = document.createElement('button');
+      revoke.type = 'button';
+      revoke.className = 'danger small';
+      revoke.textContent = 'Revoke';
+      revoke.setAttribute('aria-label', 'Revoke token ' + tok.name);
+      revoke.addEventListener('click', () => revokeToken(tok, revoke));
+      actions.append(revoke);
+    }
+
+    tr.append(name, scopes,
+      timeCell('Created', tok.created_at, ''),
+      timeCell('Last used', tok.last_used_at, 'Never'),
+      timeCell('Expires', tok.expires_at, 'Never'),
+      actions);
+    return tr;
+  }
+
+  async function loadTokens() {
+    const error = $('list-error');
+    error.textContent = '';
+    try {
+      const data = await authed('GET', '/api/tokens/');
+      $('token-rows').replaceChildren(...data.tokens.map(tokenRow));
+      $('token-empty').hidden = data.tokens.length > 0;
+    } catch (err) {
+      if (!(err instanceof SessionEnded)) {
+        error.textContent = messageFor(err);
+      }
+    }
+  }
+
+  async function revokeToken(tok, button) {
+    const ok = await confirmAction('Revoke “' + tok.name + '”?',
+      'Anything that uses this token stops working at once. This cannot be undone.', 'Revoke token');
+    if (!ok) {
+      button.focus();
+      return;
+    }
+    const error = $('list-error');
+    error.textContent = '';
+    try {
+      await authed('DELETE', '/api/tokens/' + encodeURIComponent(tok.id) + '/');
+      announce('Token “' + tok.name + '” revoked.');
+    } catch (err) {
+      if (err instanceof SessionEnded) {
+        return;
+      }
+      if (err.status === 404) {
+        announce('Token “' + tok.name + '” was already gone.');
+      } else {
+        error.textContent = messageFor(err);
+      }
+    }
+    await loadTokens();
+    $('list-title').focus();
+  }
+
+  // ---- creating a token -----------------------------------------------
+
+  function syncScopes() {
+    $('create-scopes').disabled = !$('create-limited').checked;
+  }
+
+  async function createToken(event) {
+    event.preventDefault();
+    const form = $('create-form');
+    clearErrors(form);
+    const name = $('create-name');
+    const days = $('create-days');
+    const fields = {
+      name: [name, $('create-name-error'), 'Name'],
+      scopes: [$('create-limited'), $('create-scopes-error'), 'Scopes'],
+      expires_in_days: [days, $('create-days-error'), 'Expiry'],
+    };
+    const body = { name: name.value.trim() };
+    if (body.name === '') {
+      fieldError(name, $('create-name-error'), 'Give the token a name, so you know later what uses it.');
+      name.focus();
+      return;
+    }
+    if ($('create-limited').checked) {
+      body.scopes = [...form.querySelectorAll('input[name=scopes]:checked')].map((c) => c.value);
+      if (body.scopes.length === 0) {
+        fieldError($('create-limited'), $('create-scopes-error'), 'Choose at least one scope, or full access.');
+        $('create-limited').focus();
+        return;
+      }
+    }
+    if (days.value !== '') {
+      const n = Number(days.value);
+      if (!Number.isInteger(n) || n < 1) {
+        fieldError(days, $('create-days-error'), 'Expiry must be a whole number of days, at least 1.');
+        days.focus();
+        return;
+      }
+      body.expires_in_days = n;
+    }
+    const submit = $('create-submit');
+    submit.disabled = true;
+    try {
+      const tok = await authed('POST', '/api/tokens/', body);
+      form.reset();
+      syncScopes();
+      showSecret(tok);
+      await loadTokens();
+    } catch (err) {
+      if (!(err instanceof SessionEnded)) {
+        showErrors(err, fields, $('create-error'));
+      }
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
+  function showSecret(tok) {
+    $('secret-name').textContent = tok.name;
+    const value = $('secret-value');
+    value.value = tok.token;
+    $('secret-panel').hidden = false;
+    $('secret-title').focus();
+    announce('Token “' + tok.name + '” created. Copy it now: it is shown only once.');
+  }
+
+  function hideSecret() {
+    $('secret-value').value = '';
+    $('secret-panel').hidden = true;
+  }
+
+  async function copySecret() {
+    const value = $('secret-value');
+    value.focus();
+    value.select();
+    try {
+      await navigator.clipboard.writeText(value.value);
+      announce('Copied to the clipboard.');
+    } catch {
+      announce('Copying is not allowed here: the token is selected, press Ctrl+C (or ⌘C) to copy it.');
+    }
+  }
+
+  // ---- changing the password ------------------------------------------
+
+  async function changePassword(event) {
+    event.preventDefault();
+    const form = $('password-form');
+    clearErrors(form);
+    const current = $('password-current');
+    const next = $('password-new');
+    const confirm = $('password-confirm');
+    if (next.value !== confirm.value) {
+      fieldError(confirm, $('password-confirm-error'), 'The two new passwords differ.');
+      confirm.focus();
+      return;
+    }
+    const fields = {
+      current_password: [current, $('password-current-error'), 'Current password'],
+      new_password: [next, $('password-new-error'), 'New password'],
+    };
+    const submit = $('password-submit');
+    submit.disabled = true;
+    try {
+      await authed('POST', '/api/password/', { current_password: current.value, new_password: next.value });
+      form.reset();
+      $('password-username').value = session.username;
+      announce('Password changed. Every other session and token of your account is revoked.');
+      await loadTokens();
+    } catch (err) {
+      if (!(err instanceof SessionEnded)) {
+        showErrors(err, fields, $('password-error'));
+      }
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
+  // ---- confirmation ---------------------------------------------------
+
+  // confirmAction asks in a modal dialog, which keeps the focus inside it
+  // and closes with Escape; it resolves to true when the person confirms.
+  function confirmAction(title, text, action) {
+    const dialog = $('confirm');
+    $('confirm-title').textContent = title;
+    $('confirm-text').textContent = text;
+    $('confirm-ok').textContent = action;
+    dialog.returnValue = '';
+    return new Promise((resolve) => {
+      dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok'), { once: true });
+      dialog.showModal();
+    });
+  }
+
+  // ---- wiring ---------------------------------------------------------
+
+  $('signin-form').addEventListener('submit', signIn);
+  $('signout').addEventListener('click', signOut);
+  $('logout-all').addEventListener('click', signOutEverywhere);
+  $('refresh').addEventListener('click', async () => {
+    await loadTokens();
+    announce('Token list refreshed.');
+  });
+  $('create-form').addEventListener('submit', createToken);
+  $('create-full').addEventListener('change', syncScopes);
+  $('create-limited').addEventListener('change', syncScopes);
+  $('secret-copy').addEventListener('click', copySecret);
+  $('secret-done').addEventListener('click', () => {
+    hideSecret();
+    $('create-name').focus();
+  });
+  $('password-form').addEventListener('submit', changePassword);
+  $('confirm-ok').addEventListener('click', () => $('confirm').close('ok'));
+  $('confirm-cancel').addEventListener('click', () => $('confirm').close('cancel'));
+
+  syncScopes();
+  if (session) {
+    showTokens();
+  } else {
+    showSignIn();
+  }
+})();
