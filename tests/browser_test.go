@@ -3,7 +3,6 @@ package tests
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -147,9 +146,10 @@ func (b *Browser) Click(css string) {
 // WaitVisible waits until the element that the CSS selector finds shows.
 func (b *Browser) WaitVisible(css string) {
 	b.t.Helper()
-	if err := chromedp.Do(b.ctx, b.bounded(chromedp.WaitVisible(chromedp.CSS(css)))); err != nil {
-		b.t.Fatalf("waiting for %s to show: %v", css, err)
-	}
+	b.Until(fmt.Sprintf(`(() => {
+  const e = document.querySelector(%q);
+  return e !== null && e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';
+})()`, css), css+" to show")
 }
 
 // WaitGone waits until no element matches the CSS selector.
@@ -177,7 +177,8 @@ func (b *Browser) Until(predicate, what string) {
 		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(waitTimeout)))
 	if err != nil {
 		var text string
-		if raw, evalErr := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.body.innerText`)); evalErr == nil {
+		if raw, evalErr := chromedp.Run(b.ctx, chromedp.Evaluate[string](
+			`document.body.innerText + '\n[problems: ' + (window.__problems || []).join('; ') + ']'`)); evalErr == nil {
 			text = raw
 		}
 		b.t.Fatalf("waiting for %s: %v\npage text:\n%s", what, err, text)
@@ -214,17 +215,4 @@ func (b *Browser) SessionToken() string {
 		return ""
 	}
 	return *token
-}
-
-// bounded gives an action the wait timeout.
-func (b *Browser) bounded(a chromedp.Action[chromedp.Void]) chromedp.Action[chromedp.Void] {
-	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
-		ctx, cancel := context.WithTimeout(ctx, waitTimeout)
-		defer cancel()
-		v, err := a(ctx, t)
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("not within %s: %w", waitTimeout, err)
-		}
-		return v, err
-	}
 }

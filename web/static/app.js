@@ -98,11 +98,19 @@
 
   // ---- messages -------------------------------------------------------
 
+  // announce reads text out to screen readers. What it says is also shown
+  // on the page, next to what it is about.
   function announce(text) {
     const status = $('status');
     status.textContent = '';
     // A fresh text node is announced even when the text repeats.
     window.setTimeout(() => { status.textContent = text; }, 50);
+  }
+
+  // done shows that something worked, next to it, and announces it.
+  function done(el, text) {
+    el.textContent = text;
+    announce(text);
   }
 
   function waitText(seconds) {
@@ -132,7 +140,7 @@
 
   // A form's errors: one per field, under the field, and one for the form.
   function clearErrors(form) {
-    for (const el of form.querySelectorAll('.field-error, .form-error')) {
+    for (const el of form.querySelectorAll('.field-error, .form-error, .form-ok')) {
       el.textContent = '';
     }
     for (const el of form.querySelectorAll('[aria-invalid]')) {
@@ -193,6 +201,7 @@
 
   function signedOut(notice) {
     setSession(null);
+    $('list-ok').textContent = '';
     hideSecret();
     $('token-rows').replaceChildren();
     for (const form of document.querySelectorAll('form')) {
@@ -370,15 +379,16 @@
     }
     const error = $('list-error');
     error.textContent = '';
+    $('list-ok').textContent = '';
     try {
       await authed('DELETE', '/api/tokens/' + encodeURIComponent(tok.id) + '/');
-      announce('Token “' + tok.name + '” revoked.');
+      done($('list-ok'), 'Token “' + tok.name + '” revoked.');
     } catch (err) {
       if (err instanceof SessionEnded) {
         return;
       }
       if (err.status === 404) {
-        announce('Token “' + tok.name + '” was already gone.');
+        done($('list-ok'), 'Token “' + tok.name + '” was already gone.');
       } else {
         error.textContent = messageFor(err);
       }
@@ -494,7 +504,7 @@
       await authed('POST', '/api/password/', { current_password: current.value, new_password: next.value });
       form.reset();
       $('password-username').value = session.username;
-      announce('Password changed. Every other session and token of your account is revoked.');
+      done($('password-ok'), 'Password changed. Every other session and token of your account is revoked.');
       await loadTokens();
     } catch (err) {
       if (!(err instanceof SessionEnded)) {
@@ -509,14 +519,34 @@
 
   // confirmAction asks in a modal dialog, which keeps the focus inside it
   // and closes with Escape; it resolves to true when the person confirms.
+  //
+  // The dialog's close event comes a task after the dialog closed, so it
+  // can arrive after the dialog opened again (closed with Escape, then
+  // reopened at once). One pending answer at a time, and a close event
+  // while the dialog is open is that stale one: ignored.
+  let settleConfirm = null;
+  $('confirm').addEventListener('close', () => {
+    const dialog = $('confirm');
+    if (dialog.open || !settleConfirm) {
+      return;
+    }
+    const settle = settleConfirm;
+    settleConfirm = null;
+    settle(dialog.returnValue === 'ok');
+  });
+
   function confirmAction(title, text, action) {
     const dialog = $('confirm');
+    if (settleConfirm) {
+      // The previous dialog closed; its close event is still on its way.
+      settleConfirm(dialog.returnValue === 'ok');
+    }
     $('confirm-title').textContent = title;
     $('confirm-text').textContent = text;
     $('confirm-ok').textContent = action;
     dialog.returnValue = '';
     return new Promise((resolve) => {
-      dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok'), { once: true });
+      settleConfirm = resolve;
       dialog.showModal();
     });
   }
@@ -527,6 +557,7 @@
   $('signout').addEventListener('click', signOut);
   $('logout-all').addEventListener('click', signOutEverywhere);
   $('refresh').addEventListener('click', async () => {
+    $('list-ok').textContent = '';
     await loadTokens();
     announce('Token list refreshed.');
   });
