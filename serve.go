@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
 
+	"tokenauth/metrics"
 	"tokenauth/middlewares"
 	"tokenauth/models"
 	"tokenauth/routes"
@@ -64,7 +65,20 @@ func serve(ctx context.Context, e *env, flushEvery time.Duration) error {
 
 	gin.SetMode(gin.ReleaseMode)
 	auth := middlewares.NewAuthenticator(e.db, e.cfg, usage)
-	router := routes.New(routes.Deps{DB: e.db, Config: e.cfg, Logger: e.log, Passwords: e.passwords, Auth: auth, Redis: rdb})
+	// The token cache comes on once the feed follows the changes other
+	// processes make, and goes off whenever it cannot.
+	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
+	feedDone := make(chan struct{})
+	go func() {
+		defer close(feedDone)
+		middlewares.NewChangeFeed(auth, e.db, e.cfg.DatabaseURL, e.log).Run(feedCtx)
+	}()
+	defer func() {
+		stopFeed()
+		<-feedDone
+	}()
+	m := metrics.New(auth)
+	router := routes.New(routes.Deps{DB: e.db, Config: e.cfg, Logger: e.log, Passwords: e.passwords, Auth: auth, Redis: rdb, Metrics: m})
 	srv := routes.NewHTTPServer(e.cfg, router, slog.NewLogLogger(e.log.Handler(), slog.LevelWarn))
 	ln, err := net.Listen("tcp", e.cfg.Addr)
 	if err != nil {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"strings"
@@ -75,10 +76,15 @@ func withConnectTimeout(databaseURL string) string {
 	return u.String()
 }
 
-// Migrate creates or updates the schema of every model in models.All.
+// Migrate creates or updates the schema of every model in models.All and,
+// on PostgreSQL, the triggers that announce changes to other instances'
+// token caches.
 func Migrate(db *gorm.DB) error {
 	if err := db.AutoMigrate(models.All()...); err != nil {
 		return fmt.Errorf("migrating the schema: %w", err)
+	}
+	if db.Dialector.Name() == "postgres" {
+		return models.InstallChangeNotifications(context.Background(), db)
 	}
 	return nil
 }

@@ -1,9 +1,12 @@
 package middlewares
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
-	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -24,7 +27,9 @@ const cacheSize = 10000
 
 // Authenticator resolves bearer tokens to users. It owns the cache of
 // lookups and the record of token use, so everything that revokes a token
-// or changes a user tells it through ForgetTokens and ForgetUser.
+// or changes a user tells it through ForgetTokens and ForgetUser. Changes
+// made by other processes reach it through a ChangeFeed, without which
+// the cache stays off (see NewAuthenticator).
 type Authenticator struct {
 	db      *gorm.DB
 	usage   *models.UsageRecorder
@@ -33,18 +38,28 @@ type Authenticator struct {
 	sliding bool
 	ttl     time.Duration
 	maxTTL  time.Duration
+
+	hits, misses, invalidations, outages atomic.Uint64
 }
 
 // NewAuthenticator returns an Authenticator reading tokens from db and
-// recording their use in usage.
+// recording their use in usage. Its cache starts switched off: a cached
+// answer is safe only while changes made by other processes (another
+// instance, an operator subcommand) are followed, so the cache comes on
+// when a ChangeFeed starts following them.
 func NewAuthenticator(db *gorm.DB, cfg config.Config, usage *models.UsageRecorder) *Authenticator {
 	a := &Authenticator{db: db, usage: usage, idle: cfg.TokenIdleTimeout,
 		sliding: cfg.TokenSliding, ttl: cfg.TokenTTL, maxTTL: cfg.TokenMaxTTL}
 	if cfg.TokenCacheTTL > 0 {
 		a.cache = newTokenCache(cacheSize, cfg.TokenCacheTTL)
+		a.cache.setEnabled(false)
 	}
 	return a
 }
+
+// noStore is the Cache-Control of every authenticated response, shared by
+// all of them rather than allocated per request (net/http only reads it).
+var noStore = []string{"no-store"}
 
 // Identify reads the Authorization header and, for a live token, puts the
 // token and its user on the context. A bad or missing token attaches
@@ -67,7 +82,7 @@ func (a *Authenticator) Identify() gin.HandlerFunc {
 			}
 		}
 		now := time.Now().UTC()
-		tok, err := a.lookup(c, models.HashToken(secret), now)
+		e, err := a.lookup(c.Request.Context(), secret, now)
 		if errors.Is(err, models.ErrNotFound) {
 			c.Set(authErrorKey, apierror.ErrInvalidToken)
 			return
@@ -76,34 +91,42 @@ func (a *Authenticator) Identify() gin.HandlerFunc {
 			apierror.Abort(c, err)
 			return
 		}
+		tok := e.token
 		if legacy && tok.Kind != models.KindLegacy {
 			c.Set(authErrorKey, apierror.ErrInvalidToken)
 			return
 		}
-		pending, known := a.usage.Pending(tok.ID)
-		activity := tok.Activity(pending, known)
+		noted := e.noted.Load()
+		var activity models.Usage
+		if noted != nil {
+			activity = tok.Activity(*noted, true)
+		} else {
+			activity = tok.Activity(models.Usage{}, false)
+		}
 		if !tok.User.IsActive || !tok.Alive(now, activity, a.idle) {
 			c.Set(authErrorKey, apierror.ErrInvalidToken)
 			return
 		}
 		expires := activity.ExpiresAt
-		neverUsed := tok.LastUsedAt == nil && !known
-		if neverUsed || now.Sub(activity.LastUsedAt) >= usageGranularity {
-			expires = a.recordUse(tok, expires, now)
+		if noted == nil || now.Sub(noted.LastUsedAt) >= usageGranularity {
+			expires = a.recordUse(e, noted, expires, now)
 		}
 		setToken(c, tok)
-		c.Header("Cache-Control", "no-store")
+		h := c.Writer.Header()
+		h["Cache-Control"] = noStore
 		if expires != nil {
-			c.Header("Token-Expires-At", expires.UTC().Format(time.RFC3339))
+			h.Set("Token-Expires-At", expires.UTC().Format(time.RFC3339))
 		}
 	}
 }
 
 // recordUse notes the use and, for a sliding login token, moves its expiry
 // to now + TOKEN_TTL, never past created_at + TOKEN_MAX_TTL. It returns
-// the expiry that now applies.
-func (a *Authenticator) recordUse(t *models.APIToken, expires *time.Time, now time.Time) *time.Time {
-	use := models.Usage{LastUsedAt: now}
+// the expiry that now applies. Of the requests that find the same last use
+// at once, one records: the others see it replaced and leave it.
+func (a *Authenticator) recordUse(e *cacheEntry, prev *models.Usage, expires *time.Time, now time.Time) *time.Time {
+	t := e.token
+	use := &models.Usage{LastUsedAt: now}
 	if a.sliding && t.Kind == models.KindLogin && expires != nil {
 		next := now.Add(a.ttl)
 		if limit := t.CreatedAt.Add(a.maxTTL); next.After(limit) {
@@ -113,24 +136,43 @@ func (a *Authenticator) recordUse(t *models.APIToken, expires *time.Time, now ti
 			use.ExpiresAt, expires = &next, &next
 		}
 	}
-	a.usage.Record(t.ID, use)
+	if use.ExpiresAt == nil && prev != nil {
+		use.ExpiresAt = prev.ExpiresAt // an earlier slide stays in force
+	}
+	if e.noted.CompareAndSwap(prev, use) {
+		a.usage.Record(t.ID, *use)
+	}
 	return expires
 }
 
-// lookup finds the token by the hash of its secret, through the cache.
-func (a *Authenticator) lookup(c *gin.Context, keyHash string, now time.Time) (*models.APIToken, error) {
-	if a.cache == nil {
-		return models.FindTokenByHash(c.Request.Context(), a.db, keyHash)
+// lookup finds the token by the hash of its secret, through the cache. The
+// entry it returns carries the last use this process knows of, which may
+// be ahead of the database.
+func (a *Authenticator) lookup(ctx context.Context, secret string, now time.Time) (*cacheEntry, error) {
+	key := sha256.Sum256([]byte(secret))
+	var gen uint64
+	if a.cache != nil {
+		if e, ok := a.cache.get(key, now); ok {
+			a.hits.Add(1)
+			return e, nil
+		}
+		a.misses.Add(1)
+		gen = a.cache.begin()
 	}
-	if t, ok := a.cache.get(keyHash, now); ok {
-		return t, nil
+	t, err := models.FindTokenByHash(ctx, a.db, hex.EncodeToString(key[:]))
+	if err != nil {
+		return nil, err
 	}
-	gen := a.cache.begin()
-	t, err := models.FindTokenByHash(c.Request.Context(), a.db, keyHash)
-	if err == nil && t.RevokedAt == nil && t.User.IsActive {
-		a.cache.add(gen, keyHash, t, now)
+	e := &cacheEntry{token: t}
+	if u, ok := a.usage.Pending(t.ID); ok {
+		e.noted.Store(&u)
+	} else if t.LastUsedAt != nil {
+		e.noted.Store(&models.Usage{LastUsedAt: *t.LastUsedAt})
 	}
-	return t, err
+	if a.cache != nil && t.RevokedAt == nil && t.User.IsActive {
+		a.cache.add(gen, key, e, now)
+	}
+	return e, nil
 }
 
 // ForgetTokens drops what this process remembers of the tokens, so that
@@ -139,7 +181,7 @@ func (a *Authenticator) ForgetTokens(ids ...uint) {
 	if a.cache == nil || len(ids) == 0 {
 		return
 	}
-	a.cache.forget(func(t *models.APIToken) bool { return slices.Contains(ids, t.ID) })
+	a.cache.forgetTokens(ids)
 }
 
 // ForgetUser drops what this process remembers of every token of the user.
@@ -147,7 +189,35 @@ func (a *Authenticator) ForgetUser(userID uint) {
 	if a.cache == nil {
 		return
 	}
-	a.cache.forget(func(t *models.APIToken) bool { return t.UserID == userID })
+	a.cache.forgetUsers([]uint{userID})
+}
+
+// apply drops what a change made by another process may have made wrong.
+func (a *Authenticator) apply(ch models.Change) {
+	a.invalidations.Add(1)
+	if a.cache == nil {
+		return
+	}
+	switch {
+	case ch.All:
+		a.cache.purge()
+	case len(ch.UserIDs) > 0:
+		a.cache.forgetUsers(ch.UserIDs)
+	default:
+		a.cache.forgetTokens(ch.TokenIDs)
+	}
+}
+
+// setCaching switches the cache on, when changes made by other processes
+// are followed, or off (and empty) when they might be missed.
+func (a *Authenticator) setCaching(on bool) {
+	if a.cache == nil {
+		return
+	}
+	if !on && a.cache.enabled() {
+		a.outages.Add(1)
+	}
+	a.cache.setEnabled(on)
 }
 
 // LastUsed returns when the token was last used as far as this process
@@ -157,6 +227,36 @@ func (a *Authenticator) LastUsed(t *models.APIToken) *time.Time {
 		return &u.LastUsedAt
 	}
 	return t.LastUsedAt
+}
+
+// AuthStats counts what an Authenticator did since it was made.
+type AuthStats struct {
+	CacheHits   uint64
+	CacheMisses uint64
+	// CacheEntries is the number of lookups remembered now.
+	CacheEntries int
+	// CacheEnabled is false when TOKEN_CACHE_TTL is 0, and while changes
+	// made by other processes cannot be followed.
+	CacheEnabled bool
+	// Invalidations counts the changes made by other processes that were
+	// announced to this one.
+	Invalidations uint64
+	// CacheOutages counts the times the cache was switched off because
+	// such changes could no longer be followed.
+	CacheOutages uint64
+	// PendingUses is the number of tokens whose last use is not written
+	// to the database yet.
+	PendingUses int
+}
+
+// Stats returns the counters of the Authenticator.
+func (a *Authenticator) Stats() AuthStats {
+	s := AuthStats{CacheHits: a.hits.Load(), CacheMisses: a.misses.Load(),
+		Invalidations: a.invalidations.Load(), CacheOutages: a.outages.Load(), PendingUses: a.usage.Len()}
+	if a.cache != nil {
+		s.CacheEntries, s.CacheEnabled = a.cache.len(), a.cache.enabled()
+	}
+	return s
 }
 
 // RequireAuth stops a request that Identify could not authenticate, with

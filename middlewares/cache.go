@@ -1,6 +1,7 @@
 package middlewares
 
 import (
+	"crypto/sha256"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,78 +11,153 @@ import (
 	"tokenauth/models"
 )
 
+// cacheKey is the SHA-256 of a secret: the cache is keyed by the raw sum,
+// so a hit needs neither the hex form nor any allocation.
+type cacheKey = [sha256.Size]byte
+
 // tokenCache remembers successful token lookups for a short time, bounded in
-// size. Failures are never cached. Entries are read-only once added.
+// size. Failures are never cached. An entry's token is read-only once added.
 //
 // A lookup that started before an invalidation must not put its now stale
 // answer back afterwards: each invalidation bumps a generation, and an
 // entry is added only if the generation is the one its lookup started in.
+//
+// Invalidations name tokens or users, so the cache keeps an index of its
+// keys by token id and by user id: dropping a user's entries costs the
+// number of their tokens, not a scan of the whole cache.
 type tokenCache struct {
-	entries *lru.Cache[string, cacheEntry]
+	entries *lru.Cache[cacheKey, *cacheEntry]
 	ttl     time.Duration
-	// mu orders adds against invalidations (adds share it, invalidations
-	// take it alone).
-	mu         sync.RWMutex
+
+	// mu serialises every change (adds, invalidations, switching on and
+	// off) and guards the indexes; lookups do not take it. The LRU calls
+	// onEvict from inside those changes, so the index is kept under mu too.
+	mu      sync.Mutex
+	byToken map[uint]cacheKey
+	byUser  map[uint]map[uint]struct{}
+
 	generation atomic.Uint64
-	// off is set while invalidations from other instances might be missed.
+	// off is set while changes made by other processes might be missed.
 	off atomic.Bool
 }
 
+// cacheEntry is one successful lookup.
 type cacheEntry struct {
 	token *models.APIToken
 	until time.Time
+	// noted is the last use of the token this process noted, shared by the
+	// requests that hit the entry so that deciding whether to record a use
+	// takes no lock (see Authenticator.noteUse). Nil until the first use.
+	noted atomic.Pointer[models.Usage]
 }
 
 func newTokenCache(size int, ttl time.Duration) *tokenCache {
-	entries, err := lru.New[string, cacheEntry](size)
+	c := &tokenCache{ttl: ttl, byToken: map[uint]cacheKey{}, byUser: map[uint]map[uint]struct{}{}}
+	entries, err := lru.NewWithEvict(size, c.onEvict)
 	if err != nil {
 		panic(err) // only for a size below 1, which is a programming error
 	}
-	return &tokenCache{entries: entries, ttl: ttl}
+	c.entries = entries
+	return c
 }
 
-func (c *tokenCache) get(keyHash string, now time.Time) (*models.APIToken, bool) {
+// get returns the live entry for key, if any.
+func (c *tokenCache) get(key cacheKey, now time.Time) (*cacheEntry, bool) {
 	if c.off.Load() {
 		return nil, false
 	}
-	e, ok := c.entries.Get(keyHash)
+	e, ok := c.entries.Get(key)
 	if !ok || !now.Before(e.until) {
 		return nil, false
 	}
-	return e.token, true
+	return e, true
 }
 
 // begin returns the generation a lookup starts in.
 func (c *tokenCache) begin() uint64 { return c.generation.Load() }
 
-func (c *tokenCache) add(gen uint64, keyHash string, t *models.APIToken, now time.Time) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
+// add remembers e, the answer of a lookup that started in generation gen,
+// unless something was invalidated since or the cache is off.
+func (c *tokenCache) add(gen uint64, key cacheKey, e *cacheEntry, now time.Time) {
+	e.until = now.Add(c.ttl)
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.off.Load() || c.generation.Load() != gen {
 		return
 	}
-	c.entries.Add(keyHash, cacheEntry{token: t, until: now.Add(c.ttl)})
+	c.entries.Add(key, e)
+	t := e.token
+	c.byToken[t.ID] = key
+	ids := c.byUser[t.UserID]
+	if ids == nil {
+		ids = map[uint]struct{}{}
+		c.byUser[t.UserID] = ids
+	}
+	ids[t.ID] = struct{}{}
 }
 
-// forget drops every entry match selects.
-func (c *tokenCache) forget(match func(*models.APIToken) bool) {
+// onEvict keeps the indexes in step with the LRU. It runs with mu held:
+// the LRU only evicts inside add, forget and purge.
+func (c *tokenCache) onEvict(key cacheKey, e *cacheEntry) {
+	if c.byToken[e.token.ID] != key {
+		return
+	}
+	delete(c.byToken, e.token.ID)
+	if ids := c.byUser[e.token.UserID]; ids != nil {
+		delete(ids, e.token.ID)
+		if len(ids) == 0 {
+			delete(c.byUser, e.token.UserID)
+		}
+	}
+}
+
+// forgetTokens drops the entries of the tokens.
+func (c *tokenCache) forgetTokens(ids []uint) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.generation.Add(1)
-	for _, key := range c.entries.Keys() {
-		if e, ok := c.entries.Peek(key); ok && match(e.token) {
+	for _, id := range ids {
+		if key, ok := c.byToken[id]; ok {
 			c.entries.Remove(key)
 		}
 	}
 }
 
-// setEnabled switches caching on or off; switching off drops everything.
-func (c *tokenCache) setEnabled(on bool) {
+// forgetUsers drops the entries of every token of the users.
+func (c *tokenCache) forgetUsers(userIDs []uint) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.generation.Add(1)
-	c.off.Store(!on)
-	if !on {
-		c.entries.Purge()
+	for _, userID := range userIDs {
+		for id := range c.byUser[userID] {
+			c.entries.Remove(c.byToken[id])
+		}
 	}
 }
+
+// purge drops every entry.
+func (c *tokenCache) purge() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.purgeLocked()
+}
+
+func (c *tokenCache) purgeLocked() {
+	c.generation.Add(1)
+	c.entries.Purge()
+	clear(c.byToken)
+	clear(c.byUser)
+}
+
+// setEnabled switches caching on or off; switching off drops everything.
+// Lookups that started before either switch are not added.
+func (c *tokenCache) setEnabled(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.off.Store(!on)
+	c.purgeLocked()
+}
+
+func (c *tokenCache) enabled() bool { return !c.off.Load() }
+
+func (c *tokenCache) len() int { return c.entries.Len() }

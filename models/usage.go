@@ -25,6 +25,12 @@ type UsageRecorder struct {
 	db      *gorm.DB
 	mu      sync.Mutex
 	pending map[uint]Usage
+	// writing is the batch being flushed: until it is in the database,
+	// Pending still finds it there, or a token near its idle limit could
+	// look idle for the length of a write.
+	writing map[uint]Usage
+	// flushing makes flushes take turns.
+	flushing sync.Mutex
 }
 
 // NewUsageRecorder returns a recorder writing to db.
@@ -46,6 +52,9 @@ func (r *UsageRecorder) Record(tokenID uint, u Usage) {
 func (r *UsageRecorder) Pending(tokenID uint) (Usage, bool) {
 	r.mu.Lock()
 	u, ok := r.pending[tokenID]
+	if !ok {
+		u, ok = r.writing[tokenID]
+	}
 	r.mu.Unlock()
 	return u, ok
 }
@@ -63,10 +72,18 @@ const flushBatch = 500
 // Flush writes every pending use. Uses that could not be written stay
 // pending for the next flush (unless a newer use replaced them).
 func (r *UsageRecorder) Flush(ctx context.Context) error {
+	r.flushing.Lock()
+	defer r.flushing.Unlock()
 	r.mu.Lock()
 	batch := r.pending
 	r.pending = make(map[uint]Usage, len(batch))
+	r.writing = batch
 	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.writing = nil
+		r.mu.Unlock()
+	}()
 	if len(batch) == 0 {
 		return nil
 	}

@@ -12,6 +12,7 @@ import (
 	"tokenauth/config"
 	"tokenauth/controllers"
 	"tokenauth/docs"
+	"tokenauth/metrics"
 	"tokenauth/middlewares"
 	"tokenauth/models"
 	"tokenauth/web"
@@ -30,10 +31,16 @@ type Deps struct {
 	// keys ("tokenauth:" when empty).
 	Redis       *redis.Client
 	RedisPrefix string
+	// Metrics collects the app's metrics (served at /metrics), the
+	// refusals of the rate limits included. Nil gets a fresh one.
+	Metrics *metrics.Metrics
 }
 
 // New returns the router with every route of the service.
 func New(d Deps) *gin.Engine {
+	if d.Metrics == nil {
+		d.Metrics = metrics.New(d.Auth)
+	}
 	r := gin.New()
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
@@ -45,6 +52,7 @@ func New(d Deps) *gin.Engine {
 		panic(err) // config.Load has validated them
 	}
 	r.Use(
+		d.Metrics.Requests(),
 		middlewares.RequestLog(d.Logger),
 		middlewares.Recovery(d.Logger),
 		middlewares.Errors(d.Logger),
@@ -59,6 +67,8 @@ func New(d Deps) *gin.Engine {
 
 	scopes := &models.ScopeCatalogue{}
 	ipLimit, lockout := loginLimits(d.Config, d.Redis, d.RedisPrefix)
+	ipLimit = d.Metrics.CountRateLimiter("ip", ipLimit)
+	lockout = d.Metrics.CountLockout("username", lockout)
 	health := controllers.NewHealthController(d.DB)
 	docsc := controllers.NewDocsController(docs.OpenAPI())
 	authc := controllers.NewAuthController(d.DB, d.Config, d.Passwords, d.Auth, lockout)
@@ -80,10 +90,13 @@ func New(d Deps) *gin.Engine {
 
 	get(r, "/healthz", health.Healthz)
 	get(r, "/readyz", health.Readyz)
+	get(r, "/metrics", gin.WrapH(d.Metrics.Handler())) // bind or protect in production
 
 	public := r.Group("/api")
 	get(public, "/openapi.yaml", docsc.OpenAPI)
-	post(public, "/login", middlewares.LimitByClientIP(ipLimit, "login"), authc.Login)
+	// CountLogins goes first, so that the limit's refusals count as
+	// login outcomes too.
+	post(public, "/login", d.Metrics.CountLogins, middlewares.LimitByClientIP(ipLimit, "login"), authc.Login)
 	post(public, "/register", middlewares.LimitByClientIP(ipLimit, "register"), authc.Register)
 	post(public, "/tokens/revoke-leaked", middlewares.LimitByClientIP(ipLimit, "revoke-leaked"), leaks.Revoke)
 

@@ -25,6 +25,7 @@ import (
 
 	"tokenauth/config"
 	"tokenauth/internal/testdb"
+	"tokenauth/metrics"
 	"tokenauth/middlewares"
 	"tokenauth/models"
 	"tokenauth/routes"
@@ -51,6 +52,9 @@ type Server struct {
 	// under keys starting with RedisPrefix.
 	Redis       *redis.Client
 	RedisPrefix string
+	Metrics     *metrics.Metrics
+	// Feed follows the changes other processes make to the database.
+	Feed *middlewares.ChangeFeed
 	// Logs holds everything the service logged.
 	Logs     *syncBuffer
 	client   *http.Client
@@ -70,6 +74,7 @@ type serverSetup struct {
 	redisPrefix string
 	// unreachableRedis points the limits at a Redis that is not there.
 	unreachableRedis bool
+	feed             func(*middlewares.ChangeFeed)
 }
 
 // WithConfig changes the configuration before the service is built.
@@ -105,6 +110,18 @@ func WithLimitsOf(other *Server) Option {
 // service does not have (such as one that panics).
 func WithRoutes(add func(*gin.Engine)) Option {
 	return func(s *serverSetup) { s.routes = add }
+}
+
+// WithDatabaseOf serves a second instance of the service on the database
+// of other, as several instances share one database in production.
+func WithDatabaseOf(other *Server) Option {
+	return func(s *serverSetup) { s.cfg.DatabaseURL = other.Config.DatabaseURL }
+}
+
+// WithChangeFeed changes the feed of changes before it starts, for tests
+// that interfere with it.
+func WithChangeFeed(change func(*middlewares.ChangeFeed)) Option {
+	return func(s *serverSetup) { s.feed = change }
 }
 
 // NewServer builds the service on a fresh database and serves it on a
@@ -157,8 +174,14 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	usage := models.NewUsageRecorder(db)
 	passwords := models.NewPasswordHasher(testPasswordParams, 4)
 	auth := middlewares.NewAuthenticator(db, setup.cfg, usage)
+	feed := middlewares.NewChangeFeed(auth, db, setup.cfg.DatabaseURL, logger)
+	if setup.feed != nil {
+		setup.feed(feed)
+	}
+	followChanges(t, auth, feed, setup.cfg.TokenCacheTTL > 0)
+	m := metrics.New(auth)
 	router := routes.New(routes.Deps{DB: db, Config: setup.cfg, Logger: logger, Passwords: passwords, Auth: auth,
-		Redis: rdb, RedisPrefix: redisPrefix})
+		Redis: rdb, RedisPrefix: redisPrefix, Metrics: m})
 	if setup.routes != nil {
 		setup.routes(router)
 	}
@@ -167,7 +190,7 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	ts.Start()
 	t.Cleanup(ts.Close)
 	return &Server{URL: ts.URL, DB: db, Config: setup.cfg, Auth: auth, Usage: usage,
-		Passwords: passwords, Logs: logs, client: ts.Client(), contract: spec, dbSwitch: dbSwitch,
+		Passwords: passwords, Metrics: m, Feed: feed, Logs: logs, client: ts.Client(), contract: spec, dbSwitch: dbSwitch,
 		Redis: rdb, RedisPrefix: redisPrefix}
 }
 
@@ -215,6 +238,58 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b) // crypto/rand.Read does not fail on supported platforms
 	return hex.EncodeToString(b)
 }
+
+// followChanges runs the feed until the test ends and, when the cache is
+// configured, waits until the feed has switched it on, so that every test
+// runs with the cache as a server has it.
+func followChanges(t testing.TB, auth *middlewares.Authenticator, feed *middlewares.ChangeFeed, caching bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		feed.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	if caching {
+		waitFor(t, "the token cache to come on", func() bool { return auth.Stats().CacheEnabled })
+	}
+}
+
+// waitFor polls until cond holds, and fails the test if it does not within
+// ten seconds (far beyond anything these conditions take).
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// OpenDatabase opens another connection to the service's database, as a
+// separate process (an operator subcommand) would.
+func (s *Server) OpenDatabase(t testing.TB) *gorm.DB {
+	t.Helper()
+	db, err := config.OpenDatabase(s.Config.DatabaseURL)
+	if err != nil {
+		t.Fatalf("opening another connection: %v", err)
+	}
+	t.Cleanup(func() {
+		if sqlDB, err := db.DB(); err == nil {
+			sqlDB.Close()
+		}
+	})
+	return db
+}
+
+// freshDatabaseBase is TEST_DATABASE_URL: empty for SQLite.
+func freshDatabaseBase() string { return os.Getenv("TEST_DATABASE_URL") }
 
 // Request is one HTTP request to the service.
 type Request struct {

@@ -1,0 +1,227 @@
+package tests
+
+import (
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"tokenauth/config"
+	"tokenauth/models"
+)
+
+// expectCached makes two requests with the token and checks that the
+// second was answered from the token cache, so that what follows tests a
+// cached token and not a fresh lookup.
+func (s *Server) expectCached(t *testing.T, token string) {
+	t.Helper()
+	s.Do(t, Request{Path: "/api/profile/", Token: token}).Expect(t, http.StatusOK)
+	before := s.Auth.Stats().CacheHits
+	s.Do(t, Request{Path: "/api/profile/", Token: token}).Expect(t, http.StatusOK)
+	if got := s.Auth.Stats().CacheHits; got != before+1 {
+		t.Fatalf("cache hits: got %d, want %d: the token was not served from the cache", got, before+1)
+	}
+}
+
+// tokenID returns the id of the token with that secret.
+func (s *Server) tokenID(t *testing.T, secret string) uint {
+	t.Helper()
+	tok, err := models.FindTokenByHash(t.Context(), s.DB, models.HashToken(secret))
+	if err != nil {
+		t.Fatalf("finding the token: %v", err)
+	}
+	return tok.ID
+}
+
+func TestCachedTokenIsRefusedOnTheNextRequest(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		// act uses the other token of the user, or the victim itself, to
+		// kill the victim; it returns a token that must still work (or "").
+		act func(t *testing.T, s *Server, other, victim string) string
+	}{
+		{"logout", func(t *testing.T, s *Server, _, victim string) string {
+			s.Do(t, Request{Method: "POST", Path: "/api/logout/", Token: victim}).Expect(t, http.StatusNoContent)
+			return ""
+		}},
+		{"revoked by id", func(t *testing.T, s *Server, other, victim string) string {
+			s.Do(t, Request{Method: "DELETE", Path: "/api/tokens/" + itoa(s.tokenID(t, victim)) + "/", Token: other}).
+				Expect(t, http.StatusNoContent)
+			return other
+		}},
+		{"rotated", func(t *testing.T, s *Server, other, victim string) string {
+			body := s.Do(t, Request{Method: "POST", Path: "/api/tokens/" + itoa(s.tokenID(t, victim)) + "/rotate/", Token: other}).
+				Expect(t, http.StatusCreated).JSON(t)
+			next, _ := body["token"].(string)
+			return next
+		}},
+		{"logout everywhere", func(t *testing.T, s *Server, other, _ string) string {
+			s.Do(t, Request{Method: "POST", Path: "/api/logout-all/", Token: other}).Expect(t, http.StatusNoContent)
+			return ""
+		}},
+		{"logout of the others", func(t *testing.T, s *Server, other, _ string) string {
+			s.Do(t, Request{Method: "POST", Path: "/api/logout-others/", Token: other}).Expect(t, http.StatusNoContent)
+			return other
+		}},
+		{"password changed", func(t *testing.T, s *Server, other, _ string) string {
+			s.Do(t, Request{Method: "POST", Path: "/api/password/", Token: other,
+				Body: map[string]string{"current_password": testPassword, "new_password": "another sturdy passphrase 7"}}).
+				Expect(t, http.StatusNoContent)
+			return other
+		}},
+		{"deactivated", func(t *testing.T, s *Server, _, victim string) string {
+			// No endpoint deactivates a user; code that does (as the
+			// operator command does in its own process) tells the
+			// Authenticator.
+			var u models.User
+			if err := s.DB.Take(&u, "username_key = ?", "alice").Error; err != nil {
+				t.Fatal(err)
+			}
+			if err := models.SetActive(t.Context(), s.DB, &u, false); err != nil {
+				t.Fatal(err)
+			}
+			s.Auth.ForgetUser(u.ID)
+			return ""
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := NewServer(t)
+			_, other := s.UserWithToken(t, "alice")
+			victim := s.Login(t, "alice", testPassword)
+			s.expectCached(t, victim)
+			s.expectCached(t, other)
+
+			alive := tc.act(t, s, other, victim)
+
+			s.Do(t, Request{Path: "/api/profile/", Token: victim}).ExpectError(t, http.StatusUnauthorized, "invalid_token")
+			if alive != "" {
+				s.Do(t, Request{Path: "/api/profile/", Token: alive}).Expect(t, http.StatusOK)
+			}
+		})
+	}
+}
+
+func TestCachedProfileShowsTheNewEmail(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	_, tok := s.UserWithToken(t, "alice")
+	other := s.Login(t, "alice", testPassword)
+	s.expectCached(t, other)
+	s.Do(t, Request{Method: "PATCH", Path: "/api/profile/", Token: tok, Body: map[string]string{"email": "new@example.com"}}).
+		Expect(t, http.StatusOK)
+	body := s.Do(t, Request{Path: "/api/profile/", Token: other}).Expect(t, http.StatusOK).JSON(t)
+	if body["email"] != "new@example.com" {
+		t.Errorf("email through another cached token: got %v, want new@example.com", body["email"])
+	}
+}
+
+func TestCacheOffStillRefusesRevokedTokens(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, WithConfig(func(c *config.Config) { c.TokenCacheTTL = 0 }))
+	_, tok := s.UserWithToken(t, "alice")
+	s.Do(t, Request{Path: "/api/profile/", Token: tok}).Expect(t, http.StatusOK)
+	s.Do(t, Request{Path: "/api/profile/", Token: tok}).Expect(t, http.StatusOK)
+	if st := s.Auth.Stats(); st.CacheHits != 0 || st.CacheMisses != 0 || st.CacheEnabled {
+		t.Errorf("TOKEN_CACHE_TTL=0 still caches: %+v", st)
+	}
+	s.Do(t, Request{Method: "POST", Path: "/api/logout/", Token: tok}).Expect(t, http.StatusNoContent)
+	s.Do(t, Request{Path: "/api/profile/", Token: tok}).ExpectError(t, http.StatusUnauthorized, "invalid_token")
+}
+
+// expectRefusedWithin sends requests with the token until one is refused.
+// A request sent after bound has passed since since must be refused.
+func (s *Server) expectRefusedWithin(t *testing.T, token string, since time.Time, bound time.Duration) {
+	t.Helper()
+	deadline := since.Add(bound)
+	for {
+		sent := time.Now()
+		resp := s.Do(t, Request{Path: "/api/profile/", Token: token})
+		if resp.Status == http.StatusUnauthorized {
+			resp.ExpectError(t, http.StatusUnauthorized, "invalid_token")
+			return
+		}
+		resp.Expect(t, http.StatusOK)
+		if sent.After(deadline) {
+			t.Fatalf("the token still works %v after it was killed elsewhere; the stated bound is %v", sent.Sub(since), bound)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestTwoInstancesShareRevocations(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		kill func(t *testing.T, a *Server, other, victim string)
+	}{
+		{"logout", func(t *testing.T, a *Server, _, victim string) {
+			a.Do(t, Request{Method: "POST", Path: "/api/logout/", Token: victim}).Expect(t, http.StatusNoContent)
+		}},
+		{"revoked by id", func(t *testing.T, a *Server, other, victim string) {
+			a.Do(t, Request{Method: "DELETE", Path: "/api/tokens/" + itoa(a.tokenID(t, victim)) + "/", Token: other}).
+				Expect(t, http.StatusNoContent)
+		}},
+		{"rotated", func(t *testing.T, a *Server, other, victim string) {
+			a.Do(t, Request{Method: "POST", Path: "/api/tokens/" + itoa(a.tokenID(t, victim)) + "/rotate/", Token: other}).
+				Expect(t, http.StatusCreated)
+		}},
+		{"password changed", func(t *testing.T, a *Server, other, _ string) {
+			a.Do(t, Request{Method: "POST", Path: "/api/password/", Token: other,
+				Body: map[string]string{"current_password": testPassword, "new_password": "another sturdy passphrase 7"}}).
+				Expect(t, http.StatusNoContent)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a := NewServer(t)
+			b := NewServer(t, WithDatabaseOf(a))
+			_, other := a.UserWithToken(t, "alice")
+			victim := a.Login(t, "alice", testPassword)
+			b.expectCached(t, victim)
+
+			tc.kill(t, a, other, victim)
+			b.expectRefusedWithin(t, victim, time.Now(), b.Feed.StalenessBound())
+		})
+	}
+}
+
+// An operator subcommand runs in its own process, with its own connection
+// to the database: changes it makes reach a serving instance's cache
+// within the stated bound, on PostgreSQL and on SQLite alike.
+func TestOperatorChangesReachTheCache(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		run  func(t *testing.T, db *gorm.DB, u *models.User)
+	}{
+		{"deactivate", func(t *testing.T, db *gorm.DB, u *models.User) {
+			if err := models.SetActive(t.Context(), db, u, false); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"revoke-tokens", func(t *testing.T, db *gorm.DB, u *models.User) {
+			if _, err := models.RevokeTokens(t.Context(), db, models.RevokeQuery{UserID: u.ID, Reason: models.RevokedByOperator}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := NewServer(t)
+			u, tok := s.UserWithToken(t, "alice")
+			s.expectCached(t, tok)
+			operator := s.OpenDatabase(t)
+			tc.run(t, operator, u)
+			s.expectRefusedWithin(t, tok, time.Now(), s.Feed.StalenessBound())
+		})
+	}
+}
+
+func itoa(id uint) string { return strconv.FormatUint(uint64(id), 10) }
