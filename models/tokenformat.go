@@ -61,7 +61,15 @@ func HashToken(secret string) string {
 }
 
 func tokenChecksum(body string) string {
-	return base62(new(big.Int).SetUint64(uint64(crc32.ChecksumIEEE([]byte(body)))), tokenChecksumChars)
+	var out [tokenChecksumChars]byte
+	// A CRC32 fits in 6 base62 digits; plain integer arithmetic keeps the
+	// check, run on every request, free of allocations.
+	n := crc32.ChecksumIEEE([]byte(body))
+	for i := len(out) - 1; i >= 0; i-- {
+		out[i] = base62Digits[n%62]
+		n /= 62
+	}
+	return string(out[:])
 }
 
 // base62 writes n in base62, left-padded with zeros to width characters.

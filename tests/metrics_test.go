@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"tokenauth/config"
 )
 
 // scrape reads /metrics and returns every sample by its name and labels,
@@ -48,23 +50,26 @@ func expectSample(t *testing.T, samples map[string]float64, name string, want fl
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t)
+	s := NewServer(t, WithConfig(func(c *config.Config) { c.LoginIPPerMinute = 3 }))
 	_, tok := s.UserWithToken(t, "alice")
 	s.Do(t, Request{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": "alice", "password": "wrong"}}).
 		ExpectError(t, http.StatusUnauthorized, "invalid_credentials")
 	s.Do(t, Request{Method: "POST", Path: "/api/login/", Body: "not json"}).ExpectError(t, http.StatusBadRequest, "invalid_json")
+	// The fourth login from this address within the minute.
+	s.Do(t, Request{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": "alice", "password": testPassword}}).
+		ExpectError(t, http.StatusTooManyRequests, "rate_limited")
 	for range 3 {
 		s.Do(t, Request{Path: "/api/profile/", Token: tok}).Expect(t, http.StatusOK)
 	}
 	s.Do(t, Request{Path: "/api/profile", Token: "tka_nonsense"}).ExpectError(t, http.StatusUnauthorized, "invalid_token")
 	s.Do(t, Request{Method: "DELETE", Path: "/api/tokens/123/"}).ExpectError(t, http.StatusUnauthorized, "authentication_required")
 	s.Do(t, Request{Path: "/nowhere"}).ExpectError(t, http.StatusNotFound, "not_found")
-	s.Metrics.RateLimited("ip")
 
 	m := s.scrape(t)
 	expectSample(t, m, `tokenauth_logins_total{outcome="succeeded"}`, 1)
 	expectSample(t, m, `tokenauth_logins_total{outcome="invalid_credentials"}`, 1)
 	expectSample(t, m, `tokenauth_logins_total{outcome="invalid_request"}`, 1)
+	expectSample(t, m, `tokenauth_logins_total{outcome="rate_limited"}`, 1)
 	expectSample(t, m, `tokenauth_http_requests_total{method="GET",route="/api/profile/",status="200"}`, 3)
 	expectSample(t, m, `tokenauth_http_requests_total{method="GET",route="/api/profile",status="401"}`, 1)
 	// Routes are patterns, so ids do not multiply the series.

@@ -55,6 +55,8 @@ type Server struct {
 	Metrics     *metrics.Metrics
 	// Feed follows the changes other processes make to the database.
 	Feed *middlewares.ChangeFeed
+	// Router is the service's handler, for benchmarks that skip the network.
+	Router http.Handler
 	// Logs holds everything the service logged.
 	Logs     *syncBuffer
 	client   *http.Client
@@ -75,6 +77,7 @@ type serverSetup struct {
 	// unreachableRedis points the limits at a Redis that is not there.
 	unreachableRedis bool
 	feed             func(*middlewares.ChangeFeed)
+	quiet            bool
 }
 
 // WithConfig changes the configuration before the service is built.
@@ -124,6 +127,11 @@ func WithChangeFeed(change func(*middlewares.ChangeFeed)) Option {
 	return func(s *serverSetup) { s.feed = change }
 }
 
+// withoutLogs discards what the service logs, for benchmarks.
+func withoutLogs() Option {
+	return func(s *serverSetup) { s.quiet = true }
+}
+
 // NewServer builds the service on a fresh database and serves it on a
 // loopback port until the test ends.
 func NewServer(t testing.TB, opts ...Option) *Server {
@@ -170,7 +178,11 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 		rdb, redisPrefix = testRedis(t, setup.cfg.RedisURL, setup.redisPrefix)
 	}
 	logs := &syncBuffer{}
-	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var logOut io.Writer = logs
+	if setup.quiet {
+		logOut = io.Discard
+	}
+	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	usage := models.NewUsageRecorder(db)
 	passwords := models.NewPasswordHasher(testPasswordParams, 4)
 	auth := middlewares.NewAuthenticator(db, setup.cfg, usage)
@@ -190,7 +202,7 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	ts.Start()
 	t.Cleanup(ts.Close)
 	return &Server{URL: ts.URL, DB: db, Config: setup.cfg, Auth: auth, Usage: usage,
-		Passwords: passwords, Metrics: m, Feed: feed, Logs: logs, client: ts.Client(), contract: spec, dbSwitch: dbSwitch,
+		Passwords: passwords, Metrics: m, Feed: feed, Router: router, Logs: logs, client: ts.Client(), contract: spec, dbSwitch: dbSwitch,
 		Redis: rdb, RedisPrefix: redisPrefix}
 }
 
