@@ -28,8 +28,9 @@ const (
 
 const base62Digits = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
-// newTokenSecret returns a fresh secret from crypto/rand.
-func newTokenSecret() (string, error) {
+// NewTokenSecret returns a fresh secret from crypto/rand, in the token
+// format. Tokens are issued with it; bench/ seeds known secrets with it.
+func NewTokenSecret() (string, error) {
 	entropy := make([]byte, tokenEntropyBytes)
 	if _, err := rand.Read(entropy); err != nil {
 		return "", fmt.Errorf("reading token entropy: %w", err)

@@ -10,7 +10,7 @@ import (
 // stay the base62 form of the CRC32 that issued tokens carry.
 func TestTokenChecksumIsBase62OfCRC32(t *testing.T) {
 	for i := range 200 {
-		secret, err := newTokenSecret()
+		secret, err := NewTokenSecret()
 		if err != nil {
 			t.Fatal(err)
 		}

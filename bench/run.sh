@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Benchmarks of tokenauth on PostgreSQL, as ratios measured side by side in
+# one run (docs/BENCHMARKS.md explains the method and gives the figures).
+#
+#   bench/run.sh                  full run: 1,000 and 1,000,000 tokens, 10s per measurement, 3 rounds
+#   SCALE=small bench/run.sh      smoke run: 1,000 and 10,000 tokens, 2s per measurement, 1 round
+#
+# Settings (environment): BENCH_PG, an admin URL of the PostgreSQL server
+# (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable);
+# DURATION, WARMUP, ROUNDS; KEEP=1 keeps the bench databases.
+# It builds the service from this repository, creates two databases
+# (tokenauth_bench_small, tokenauth_bench_big), starts the instances on
+# 127.0.0.1 ports 18081-18085, loads them from a second process on
+# loopback only, prints every target with its ratio and PASS/FAIL, and
+# exits 1 if a target failed. Every load is bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin"
+
+PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
+SCALE=${SCALE:-full}
+if [ "$SCALE" = small ]; then
+  BIG=10000; DURATION=${DURATION:-2s}; WARMUP=${WARMUP:-1s}; ROUNDS=${ROUNDS:-1}
+else
+  BIG=1000000; DURATION=${DURATION:-10s}; WARMUP=${WARMUP:-2s}; ROUNDS=${ROUNDS:-3}
+fi
+SMALL=1000
+PASSWORD='bench passphrase 2026'
+LOGIN_USERS=64
+WORK=$(mktemp -d /tmp/tokenauth-bench.XXXXXX)
+PIDS=()
+FAILED=0
+
+say() { printf '%s\n' "$*"; }
+step() { printf '\n==> %s\n' "$*"; }
+
+# db_url NAME: the URL of database NAME on the server of BENCH_PG.
+db_url() { printf '%s' "$PG" | sed -E "s#^(postgres(ql)?://[^/]*/)[^?]*#\1$1#"; }
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "${KEEP:-0}" != 1 ]; then
+    for name in tokenauth_bench_small tokenauth_bench_big; do
+      psql -q "$PG" -c "DROP DATABASE IF EXISTS $name" >/dev/null 2>&1 || true
+    done
+  fi
+  if [ "${KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+step "machine"
+say "date:       $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+say "nproc:      $(nproc)"
+say "memory:     $(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}')"
+say "go:         $(go version)"
+say "postgres:   $(psql -Atq "$PG" -c 'SHOW server_version')"
+say "load avg:   $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min; anything else running skews the figures)"
+say "scale:      $SCALE ($SMALL and $BIG tokens, $DURATION per measurement after $WARMUP warm-up, $ROUNDS round(s))"
+
+step "build"
+go build -o "$WORK/" . ./bench/loadgen ./bench/onequery ./bench/seed
+
+
+step "seed"
+for db in small big; do
+  name=tokenauth_bench_$db
+  total=$SMALL; [ "$db" = big ] && total=$BIG
+  psql -q "$PG" -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name" >/dev/null
+  DATABASE_URL=$(db_url "$name") "$WORK/tokenauth" migrate >/dev/null
+  "$WORK/seed" -db "$(db_url "$name")" -total "$total" -known "$SMALL" -secrets "$WORK/tokens-$db.txt" \
+    -login-users "$LOGIN_USERS" -password "$PASSWORD"
+done
+
+# start NAME PORT DATABASE [VAR=VALUE...]: runs the service (or, for NAME
+# onequery, the baseline) in the background and waits until it answers.
+start() {
+  local name=$1 port=$2 db=$3; shift 3
+  local bin="$WORK/tokenauth" args=(serve)
+  if [ "$name" = onequery ]; then bin="$WORK/onequery"; args=(); fi
+  env DATABASE_URL="$(db_url "tokenauth_bench_$db")" ADDR="127.0.0.1:$port" LOG_LEVEL=warn \
+    LOGIN_IP_PER_MINUTE=1000000 "$@" "$bin" "${args[@]}" >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+  eval "PID_${name//-/_}=$!"
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then sleep 0.3; return; fi
+    sleep 0.1
+  done
+  say "$name did not start:"; cat "$WORK/$name.log"; exit 1
+}
+pid_of() { local v="PID_${1//-/_}"; printf '%s' "${!v}"; }
+# stop NAME: stops an instance (SIGTERM, graceful), so that no more than
+# two pools of database connections are open at once.
+stop() { local pid; pid=$(pid_of "$1"); kill "$pid"; wait "$pid" 2>/dev/null || true; }
+
+# Peak resident memory (VmHWM) of a process since it started, in MiB: each
+# load runs on fresh instances, so the peak is that load's.
+peak_mib() { awk '/^VmHWM:/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+# measure URL CONNS [loadgen flags...]: prints "RPS NON2XX".
+measure() {
+  local url=$1 conns=$2; shift 2
+  local out
+  out=$(timeout 700 "$WORK/loadgen" -url "$url" -c "$conns" -d "$DURATION" -warmup "$WARMUP" "$@")
+  printf '%s\n' "$out" >>"$WORK/loadgen.log"
+  printf '%s' "$out" | awk '{for (i=1;i<=NF;i++) {split($i,kv,"="); v[kv[1]]=kv[2]} print v["rps"], v["non2xx"]+v["errors"]}'
+}
+
+header() { printf '%-44s %12s %12s %7s %7s  %s\n' target measured baseline ratio want result; }
+# row LABEL MEASURED BASELINE WANT BAD: prints a target and counts failures.
+row() {
+  local label=$1 a=$2 b=$3 want=$4 bad=${5:-0} verdict
+  local ratio
+  ratio=$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')
+  if [ "$bad" != 0 ]; then verdict="FAIL ($bad non-2xx or errors)"
+  elif awk -v r="$ratio" -v w="$want" 'BEGIN {exit !(r >= w)}'; then verdict=PASS
+  else verdict=FAIL; fi
+  [ "${verdict:0:4}" = FAIL ] && FAILED=$((FAILED + 1))
+  printf '%-44s %12.1f %12.1f %7s %7s  %s\n' "$label" "$a" "$b" "$ratio" ">=$want" "$verdict"
+}
+
+# pair LABEL WANT CONNS URL_A "FLAGS_A" URL_B "FLAGS_B": measures A and B in
+# turn, ROUNDS times (alternating which goes first), and compares the mean
+# requests per second of A with B's.
+pair() {
+  local label=$1 want=$2 conns=$3 ua=$4 fa=$5 ub=$6 fb=$7
+  local sa=0 sb=0 bad=0 ra rb na nb
+  for r in $(seq 1 "$ROUNDS"); do
+    if [ $((r % 2)) = 1 ]; then
+      read -r ra na < <(measure "$ua" "$conns" $fa); read -r rb nb < <(measure "$ub" "$conns" $fb)
+    else
+      read -r rb nb < <(measure "$ub" "$conns" $fb); read -r ra na < <(measure "$ua" "$conns" $fa)
+    fi
+    sa=$(awk -v s="$sa" -v x="$ra" 'BEGIN {print s + x}'); sb=$(awk -v s="$sb" -v x="$rb" 'BEGIN {print s + x}')
+    bad=$((bad + na + nb))
+  done
+  row "$label" "$(awk -v s="$sa" -v n="$ROUNDS" 'BEGIN {print s / n}')" \
+    "$(awk -v s="$sb" -v n="$ROUNDS" 'BEGIN {print s / n}')" "$want" "$bad"
+}
+
+step "argon2id: time of one hash (nothing else loaded)"
+HASH=$("$WORK/loadgen" -hash-time | sed 's/hash_seconds=//')
+say "one hash: ${HASH}s; hash-bound login ceiling: $(nproc) cores / ${HASH}s = $(awk -v c="$(nproc)" -v h="$HASH" 'BEGIN {printf "%.1f", c / h}') logins/s"
+
+step "targets (requests per second; ratio = measured / baseline)"
+say "instances on 127.0.0.1: cached (${SMALL} tokens, TOKEN_CACHE_TTL=30s) :18081; nocache (${SMALL}, TOKEN_CACHE_TTL=0) :18082;"
+say "onequery baseline (${SMALL}) :18083; nocache-big ($BIG tokens, TOKEN_CACHE_TTL=0) :18084; login (${SMALL}) :18085"
+header
+start cached 18081 small
+for c in 32 64; do
+  pair "profile vs healthz, $c conns" 0.85 "$c" \
+    http://127.0.0.1:18081/api/profile/ "-tokens $WORK/tokens-small.txt" http://127.0.0.1:18081/healthz ""
+done
+AUTH_PEAK=$(peak_mib "$(pid_of cached)")
+stop cached
+
+start nocache 18082 small TOKEN_CACHE_TTL=0
+start onequery 18083 small
+pair "cache off vs one-query pgx handler, 64 conns" 0.9 64 \
+  http://127.0.0.1:18082/api/profile/ "-tokens $WORK/tokens-small.txt" \
+  http://127.0.0.1:18083/api/profile/ "-tokens $WORK/tokens-small.txt"
+ONEQUERY_PEAK=$(peak_mib "$(pid_of onequery)")
+stop onequery
+
+start nocache-big 18084 big TOKEN_CACHE_TTL=0
+pair "$BIG vs $SMALL tokens (cache off), 64 conns" 0.95 64 \
+  http://127.0.0.1:18084/api/profile/ "-tokens $WORK/tokens-big.txt" \
+  http://127.0.0.1:18082/api/profile/ "-tokens $WORK/tokens-small.txt"
+NOCACHE_PEAK=$(peak_mib "$(pid_of nocache)")
+NOCACHE_BIG_PEAK=$(peak_mib "$(pid_of nocache-big)")
+stop nocache
+stop nocache-big
+
+start login 18085 small
+read -r LOGIN_RPS LOGIN_BAD < <(measure http://127.0.0.1:18085/api/login/ 64 -login-users "$LOGIN_USERS" -password "$PASSWORD")
+LOGIN_PEAK=$(peak_mib "$(pid_of login)")
+stop login
+row "login vs cores/hash time, 64 conns" "$LOGIN_RPS" "$(awk -v c="$(nproc)" -v h="$HASH" 'BEGIN {print c / h}')" 0.8 "$LOGIN_BAD"
+
+step "peak memory of the server (VmHWM, MiB)"
+printf '%-44s %12s %12s %s\n' "load" "peak MiB" "bound MiB" result
+mem_row() {
+  local verdict=PASS
+  awk -v p="$2" -v b="$3" 'BEGIN {exit !(p < b)}' || { verdict=FAIL; FAILED=$((FAILED + 1)); }
+  printf '%-44s %12s %12s %s\n' "$1" "$2" "$3" "$verdict"
+}
+mem_row "authenticated load (32 and 64 conns, cached)" "$AUTH_PEAK" 64
+mem_row "64 concurrent logins" "$LOGIN_PEAK" 150
+printf '%-44s %12s %12s %s\n' "nocache (for reference)" "$NOCACHE_PEAK" - -
+printf '%-44s %12s %12s %s\n' "nocache-big (for reference)" "$NOCACHE_BIG_PEAK" - -
+printf '%-44s %12s %12s %s\n' "onequery baseline (for reference)" "$ONEQUERY_PEAK" - -
+
+step "summary"
+if [ "$FAILED" = 0 ]; then say "every target passed"; else say "$FAILED target(s) failed"; exit 1; fi

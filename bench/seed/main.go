@@ -1,0 +1,104 @@
+// Command seed fills a migrated PostgreSQL database for the benchmarks:
+//
+//	seed -db postgres://... -total 1000000 -known 1000 -secrets tokens.txt -login-users 64 -password '...'
+//
+// It makes login users login1..loginN, all with one password (hashed once
+// with the service's argon2id parameters), holding no token yet; token
+// users owning -known tokens whose secrets are generated here and written
+// to -secrets (the load uses them), copied in with COPY; and filler tokens
+// up to -total, made by generate_series in SQL, with the SHA-256 of a
+// secret nobody holds as their key hash.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"tokenauth/models"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "seed:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	dbURL := flag.String("db", "", "PostgreSQL URL of a migrated, empty database")
+	total := flag.Int("total", 1000, "tokens in the table in all")
+	known := flag.Int("known", 1000, "tokens whose secrets are written to -secrets")
+	secretsFile := flag.String("secrets", "", "file to write the known secrets to")
+	tokenUsers := flag.Int("token-users", 100, "users owning the known tokens")
+	loginUsers := flag.Int("login-users", 64, "users login1..loginN for the login load")
+	password := flag.String("password", "", "password of the login users")
+	flag.Parse()
+	if *dbURL == "" || *secretsFile == "" || *password == "" || *known < 1 || *total < *known || *tokenUsers < 1 {
+		flag.Usage()
+		return errors.New("-db, -secrets and -password are required, and 1 <= -known <= -total")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	start := time.Now()
+
+	hash, err := models.NewPasswordHasher(models.DefaultPasswordParams, runtime.GOMAXPROCS(0)).Hash(ctx, *password)
+	if err != nil {
+		return err
+	}
+	// User 1 owns the filler; then the token users; then the login users.
+	if _, err := conn.Exec(ctx, `INSERT INTO users (username, username_key, email, password_hash, is_active, created_at, updated_at)
+		SELECT name, name, name || '@example.com', $1, true, now(), now()
+		FROM (SELECT 'filler' AS name, 0 AS o UNION ALL
+		      SELECT 'tokens' || i, i FROM generate_series(1, $2::int) i UNION ALL
+		      SELECT 'login' || i, $2::int + i FROM generate_series(1, $3::int) i) n ORDER BY o`,
+		hash, *tokenUsers, *loginUsers); err != nil {
+		return fmt.Errorf("users: %w", err)
+	}
+
+	secrets := make([]string, *known)
+	rows := make([][]any, *known)
+	now := time.Now().UTC()
+	expires := now.Add(30 * 24 * time.Hour)
+	for i := range secrets {
+		s, err := models.NewTokenSecret()
+		if err != nil {
+			return err
+		}
+		secrets[i] = s
+		rows[i] = []any{int64(2 + i%*tokenUsers), "bench", models.KindPersonal, models.HashToken(s),
+			s[:models.DisplayPrefixLength], "*", now, expires, ""}
+	}
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"api_tokens"},
+		[]string{"user_id", "name", "kind", "key_hash", "prefix", "scopes", "created_at", "expires_at", "revoked_reason"},
+		pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("known tokens: %w", err)
+	}
+	if filler := *total - *known; filler > 0 {
+		if _, err := conn.Exec(ctx, `INSERT INTO api_tokens (user_id, name, kind, key_hash, prefix, scopes, created_at, expires_at, revoked_reason)
+			SELECT 1, 'filler', 'personal', encode(sha256(('filler ' || i)::bytea), 'hex'), 'tka_filler00', '*', now(), now() + interval '30 days', ''
+			FROM generate_series(1, $1::int) i`, filler); err != nil {
+			return fmt.Errorf("filler tokens: %w", err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "ANALYZE users; ANALYZE api_tokens"); err != nil {
+		return err
+	}
+	if err := os.WriteFile(*secretsFile, []byte(strings.Join(secrets, "\n")+"\n"), 0o600); err != nil {
+		return err
+	}
+	fmt.Printf("seeded %d tokens (%d known) and %d login users in %.1fs\n", *total, *known, *loginUsers, time.Since(start).Seconds())
+	return nil
+}

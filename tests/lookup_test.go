@@ -1,0 +1,43 @@
+package tests
+
+import (
+	"net/http"
+	"reflect"
+	"testing"
+	"time"
+
+	"tokenauth/models"
+)
+
+// The hand-written lookup reads a token and its user exactly as GORM does.
+func TestFindTokenByHashMatchesTheORM(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	_, tok := s.UserWithToken(t, "alice")
+	s.Do(t, Request{Path: "/api/profile/", Token: tok}).Expect(t, http.StatusOK)
+	if err := s.Usage.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	hash := models.HashToken(tok)
+	if err := s.DB.Model(&models.APIToken{}).Where("key_hash = ?", hash).
+		UpdateColumns(map[string]any{"revoked_at": time.Now().UTC(), "revoked_reason": "user"}).Error; err != nil {
+		t.Fatal(err)
+	}
+	got, err := models.FindTokenByHash(t.Context(), s.DB, hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want models.APIToken
+	if err := s.DB.Joins("User").Where("api_tokens.key_hash = ?", hash).Take(&want).Error; err != nil {
+		t.Fatal(err)
+	}
+	if want.LastUsedAt == nil || want.RevokedAt == nil || want.User.LastLoginAt == nil {
+		t.Fatalf("fixture leaves nullable columns empty: %+v", want)
+	}
+	if !reflect.DeepEqual(*got, want) {
+		t.Errorf("FindTokenByHash:\n got %+v\nwant %+v", *got, want)
+	}
+	if _, err := models.FindTokenByHash(t.Context(), s.DB, models.HashToken("tka_unknown")); err != models.ErrNotFound {
+		t.Errorf("unknown hash: got %v, want ErrNotFound", err)
+	}
+}
