@@ -114,7 +114,11 @@ func (a *Authenticator) Identify() gin.HandlerFunc {
 		setToken(c, tok)
 		h := c.Writer.Header()
 		h["Cache-Control"] = noStore
-		if expires != nil {
+		switch {
+		case expires == nil:
+		case expires == tok.ExpiresAt:
+			h["Token-Expires-At"] = e.expiresHeader
+		default: // moved by sliding expiry
 			h.Set("Token-Expires-At", expires.UTC().Format(time.RFC3339))
 		}
 	}
@@ -171,6 +175,9 @@ func (a *Authenticator) lookup(ctx context.Context, secret string, now time.Time
 		return nil, err
 	}
 	e := &cacheEntry{token: t}
+	if t.ExpiresAt != nil {
+		e.expiresHeader = []string{t.ExpiresAt.UTC().Format(time.RFC3339)}
+	}
 	if u, ok := a.usage.Pending(t.ID); ok {
 		e.noted.Store(&u)
 	} else if t.LastUsedAt != nil {

@@ -38,8 +38,9 @@ func benchAuth(b *testing.B, cacheTTL time.Duration) (http.Handler, string, *Aut
 	if err := models.CreateUser(b.Context(), db, u, models.PasswordPolicy{MinLength: 1}); err != nil {
 		b.Fatal(err)
 	}
+	expires := time.Now().Add(cfg.TokenTTL)
 	tok, _, err := models.IssueToken(b.Context(), db, u.ID, models.TokenSpec{Name: "bench", Kind: models.KindLogin,
-		Scopes: models.Scopes{models.ScopeAll}}, models.TokenPolicy{MaxPerUser: 10}, false)
+		Scopes: models.Scopes{models.ScopeAll}, ExpiresAt: &expires}, models.TokenPolicy{MaxPerUser: 10}, false)
 	if err != nil {
 		b.Fatal(err)
 	}

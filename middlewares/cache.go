@@ -45,6 +45,10 @@ type tokenCache struct {
 type cacheEntry struct {
 	token *models.APIToken
 	until time.Time
+	// expiresHeader is the Token-Expires-At of the token's stored expiry,
+	// formatted once for every response that shows it (net/http only reads
+	// header values, so they can share it).
+	expiresHeader []string
 	// noted is the last use of the token this process noted, shared by the
 	// requests that hit the entry so that deciding whether to record a use
 	// takes no lock (see Authenticator.noteUse). Nil until the first use.
