@@ -50,6 +50,11 @@ func NewPasswordHasher(params PasswordParams, concurrency int) *PasswordHasher {
 	return h
 }
 
+// Memory is the most memory the hashes running at once take, in bytes.
+func (h *PasswordHasher) Memory() int64 {
+	return int64(cap(h.slots)) * int64(h.params.Memory) * 1024
+}
+
 // Hash returns the PHC string of password with a fresh random salt.
 func (h *PasswordHasher) Hash(ctx context.Context, password string) (string, error) {
 	salt := make([]byte, saltLength)

@@ -149,7 +149,7 @@ func (r result) String() string {
 }
 
 // load runs conns connections; connection i sends requests i, i+conns, ...
-// in turn. Requests sent during the warm-up are not counted.
+// in turn. Answers that arrive during the warm-up are not counted.
 func load(host string, requests [][]byte, conns int, warmup, duration time.Duration) (result, error) {
 	start := time.Now()
 	measureFrom := start.Add(warmup)
@@ -215,7 +215,11 @@ func connection(ctx context.Context, host string, requests [][]byte, measureFrom
 			if status, keep, err = readResponse(br); err != nil {
 				break
 			}
-			if sent.After(measureFrom) && time.Now().Before(stopAt) {
+			// Throughput counts the answers that arrive within the
+			// window, whenever they were sent: with slow requests (a
+			// login waits for a hash) most answers in the window were
+			// sent before it.
+			if done := time.Now(); done.After(measureFrom) && done.Before(stopAt) {
 				r.latencies = append(r.latencies, time.Since(sent))
 				r.statuses[status]++
 				if status >= 200 && status < 300 {
