@@ -12,7 +12,7 @@ import (
 // database).
 func FuzzWellFormedToken(f *testing.F) {
 	for range 4 {
-		secret, err := newTokenSecret()
+		secret, err := NewTokenSecret()
 		if err != nil {
 			f.Fatal(err)
 		}
