@@ -76,9 +76,6 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
 }
 
-// Registry returns the registry, for tests that read a metric.
-func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
-
 // Requests counts and times every request. The route is the pattern that
 // matched (so ids do not multiply the series), or "unmatched".
 func (m *Metrics) Requests() gin.HandlerFunc {

@@ -40,6 +40,11 @@ type Authenticator struct {
 	maxTTL  time.Duration
 
 	hits, misses, invalidations, outages atomic.Uint64
+
+	// cacheControl is the Cache-Control of every authenticated response,
+	// one value shared by all of them rather than allocated per request
+	// (net/http only reads header values).
+	cacheControl []string
 }
 
 // NewAuthenticator returns an Authenticator reading tokens from db and
@@ -49,17 +54,13 @@ type Authenticator struct {
 // when a ChangeFeed starts following them.
 func NewAuthenticator(db *gorm.DB, cfg config.Config, usage *models.UsageRecorder) *Authenticator {
 	a := &Authenticator{db: db, usage: usage, idle: cfg.TokenIdleTimeout,
-		sliding: cfg.TokenSliding, ttl: cfg.TokenTTL, maxTTL: cfg.TokenMaxTTL}
+		sliding: cfg.TokenSliding, ttl: cfg.TokenTTL, maxTTL: cfg.TokenMaxTTL, cacheControl: []string{"no-store"}}
 	if cfg.TokenCacheTTL > 0 {
 		a.cache = newTokenCache(cacheSize, cfg.TokenCacheTTL)
 		a.cache.setEnabled(false)
 	}
 	return a
 }
-
-// noStore is the Cache-Control of every authenticated response, shared by
-// all of them rather than allocated per request (net/http only reads it).
-var noStore = []string{"no-store"}
 
 // Identify reads the Authorization header and, for a live token, puts the
 // token and its user on the context. A bad or missing token attaches
@@ -113,7 +114,7 @@ func (a *Authenticator) Identify() gin.HandlerFunc {
 		}
 		setToken(c, tok)
 		h := c.Writer.Header()
-		h["Cache-Control"] = noStore
+		h["Cache-Control"] = a.cacheControl
 		switch {
 		case expires == nil:
 		case expires == tok.ExpiresAt:
