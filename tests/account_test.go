@@ -172,17 +172,3 @@ func TestRegisterIsOffByDefault(t *testing.T) {
 		t.Errorf("users: got %d, want 0", count)
 	}
 }
-
-func TestDeactivatedUserIsRefusedAtOnce(t *testing.T) {
-	t.Parallel()
-	s := NewServer(t)
-	u, token := s.UserWithToken(t, "alice")
-	s.Do(t, Request{Path: "/api/profile/", Token: token}).Expect(t, http.StatusOK) // cached
-	if err := models.SetActive(t.Context(), s.DB, u, false); err != nil {
-		t.Fatal(err)
-	}
-	s.Auth.ForgetUser(u.ID) // what the deactivating code path does
-	s.Do(t, Request{Path: "/api/profile/", Token: token}).ExpectError(t, http.StatusUnauthorized, "invalid_token")
-	s.Do(t, Request{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": "alice", "password": testPassword}}).
-		ExpectError(t, http.StatusUnauthorized, "account_disabled")
-}

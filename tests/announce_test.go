@@ -10,18 +10,15 @@ import (
 	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 
-	"tokenauth/config"
 	"tokenauth/models"
 )
 
 // The triggers announce what can make a cached lookup wrong, and only that:
 // the write-behind of last-used times and sliding expiry must not flush
 // every instance's cache every few seconds.
-func TestChangeAnnouncements(t *testing.T) {
+// It runs in the PostgreSQL run, from TestOperatorChangesReachTheCache.
+func checkChangeAnnouncements(t *testing.T) {
 	t.Parallel()
-	if !config.IsPostgres(freshDatabaseBase()) {
-		t.Skip("announcements are PostgreSQL triggers; set TEST_DATABASE_URL")
-	}
 	s := NewServer(t)
 	u, tok := s.UserWithToken(t, "alice")
 	id := s.tokenID(t, tok)

@@ -222,6 +222,13 @@ func TestOperatorChangesReachTheCache(t *testing.T) {
 			s.expectRefusedWithin(t, tok, time.Now(), s.Feed.StalenessBound())
 		})
 	}
+	// On PostgreSQL the changes travel by LISTEN/NOTIFY: check the
+	// announcements themselves and what a dropped listener does. (On
+	// SQLite the cases above are the whole mechanism: data_version.)
+	if config.IsPostgres(freshDatabaseBase()) {
+		t.Run("announcements", checkChangeAnnouncements)
+		t.Run("dropped listener", checkDroppedListener)
+	}
 }
 
 func itoa(id uint) string { return strconv.FormatUint(uint64(id), 10) }

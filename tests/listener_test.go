@@ -9,17 +9,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"tokenauth/config"
 	"tokenauth/middlewares"
 )
 
 // A dropped listening connection could miss announcements, so the instance
 // empties its cache and answers from the database until it listens again.
-func TestDroppedListenerTurnsTheCacheOffUntilItIsBack(t *testing.T) {
+// It runs in the PostgreSQL run, from TestOperatorChangesReachTheCache.
+func checkDroppedListener(t *testing.T) {
 	t.Parallel()
-	if !config.IsPostgres(freshDatabaseBase()) {
-		t.Skip("LISTEN/NOTIFY exists on PostgreSQL only; set TEST_DATABASE_URL (SQLite is covered by TestOperatorChangesReachTheCache)")
-	}
 	var (
 		mu       sync.Mutex
 		pids     []uint32
