@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -14,15 +16,18 @@ import (
 
 // ProfileController serves the authenticated user's own account.
 type ProfileController struct {
-	db     *gorm.DB
-	cfg    config.Config
-	hasher *models.PasswordHasher
-	auth   *middlewares.Authenticator
+	db      *gorm.DB
+	cfg     config.Config
+	hasher  *models.PasswordHasher
+	auth    *middlewares.Authenticator
+	lockout LoginLockout
 }
 
-// NewProfileController returns a ProfileController.
-func NewProfileController(db *gorm.DB, cfg config.Config, hasher *models.PasswordHasher, auth *middlewares.Authenticator) *ProfileController {
-	return &ProfileController{db: db, cfg: cfg, hasher: hasher, auth: auth}
+// NewProfileController returns a ProfileController. Wrong current
+// passwords count in lockout as failed logins of the user: both guess the
+// same secret, so they share one budget.
+func NewProfileController(db *gorm.DB, cfg config.Config, hasher *models.PasswordHasher, auth *middlewares.Authenticator, lockout LoginLockout) *ProfileController {
+	return &ProfileController{db: db, cfg: cfg, hasher: hasher, auth: auth, lockout: lockout}
 }
 
 // Show returns the user.
@@ -65,8 +70,26 @@ func (pc *ProfileController) ChangePassword(c *gin.Context) {
 		return
 	}
 	tok, _ := middlewares.CurrentToken(c)
-	revoked, err := models.ChangePassword(requestContext(c), pc.db, pc.hasher,
+	ctx := requestContext(c)
+	key := lockoutKey(tok.User.Username)
+	wait, err := pc.lockout.Attempt(ctx, key)
+	if err != nil {
+		apierror.Abort(c, fmt.Errorf("%w: %w", models.ErrUnavailable, err))
+		return
+	}
+	if wait > 0 {
+		apierror.Abort(c, apierror.RateLimited(wait))
+		return
+	}
+	revoked, err := models.ChangePassword(ctx, pc.db, pc.hasher,
 		models.PasswordPolicy{MinLength: pc.cfg.PasswordMinLength}, &tok.User, req.CurrentPassword, req.NewPassword, tok.ID)
+	if currentPasswordRight(err) {
+		// The attempt was no guess.
+		if err := pc.lockout.Clear(ctx, key); err != nil {
+			apierror.Abort(c, fmt.Errorf("%w: %w", models.ErrUnavailable, err))
+			return
+		}
+	}
 	if err != nil {
 		apierror.Abort(c, err)
 		return
@@ -75,4 +98,20 @@ func (pc *ProfileController) ChangePassword(c *gin.Context) {
 	pc.auth.ForgetUser(tok.UserID)
 	pc.auth.ForgetTokens(revoked...)
 	c.Status(http.StatusNoContent)
+}
+
+// currentPasswordRight tells whether a password change got past its
+// current password: it succeeded, or only the new password was refused.
+// Anything else (a wrong current password, an outage, a timeout) leaves
+// the attempt counted.
+func currentPasswordRight(err error) bool {
+	if err == nil {
+		return true
+	}
+	var invalid *models.ValidationError
+	if !errors.As(err, &invalid) {
+		return false
+	}
+	_, wrong := invalid.Fields["current_password"]
+	return !wrong
 }

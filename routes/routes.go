@@ -72,7 +72,7 @@ func New(d Deps) *gin.Engine {
 	health := controllers.NewHealthController(d.DB)
 	docsc := controllers.NewDocsController(docs.OpenAPI())
 	authc := controllers.NewAuthController(d.DB, d.Config, d.Passwords, d.Auth, lockout)
-	profile := controllers.NewProfileController(d.DB, d.Config, d.Passwords, d.Auth)
+	profile := controllers.NewProfileController(d.DB, d.Config, d.Passwords, d.Auth, lockout)
 	tokens := controllers.NewTokenController(d.DB, d.Config, d.Auth, scopes)
 	events := controllers.NewEventController(d.DB)
 	leaks := controllers.NewLeakController(d.DB, d.Auth)

@@ -172,3 +172,36 @@ func TestRegisterIsOffByDefault(t *testing.T) {
 		t.Errorf("users: got %d, want 0", count)
 	}
 }
+
+func TestPasswordChangeSharesTheLoginLockout(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, WithConfig(func(c *cfgT) { c.LoginUserFailures = 3 }))
+	s.CreateUser(t, "alice", testPassword)
+	token := s.Login(t, "alice", testPassword)
+	change := func(current string) *Response {
+		return s.Do(t, Request{Method: "POST", Path: "/api/password/", Token: token,
+			Body: map[string]string{"current_password": current, "new_password": "a brand new passphrase"}})
+	}
+	// A right current password with a refused new one is no guess.
+	Field(t, s.Do(t, Request{Method: "POST", Path: "/api/password/", Token: token,
+		Body: map[string]string{"current_password": testPassword, "new_password": "short"}}).
+		ExpectError(t, http.StatusBadRequest, "validation_failed"), "new_password")
+	for range 3 {
+		Field(t, change("a wrong guess").ExpectError(t, http.StatusBadRequest, "validation_failed"), "current_password")
+	}
+	// Three guesses lock the username: the right password is refused here
+	// and at login until the window ends.
+	resp := change(testPassword)
+	resp.ExpectError(t, http.StatusTooManyRequests, "rate_limited")
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	s.Do(t, Request{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": "alice", "password": testPassword}}).
+		ExpectError(t, http.StatusTooManyRequests, "rate_limited")
+	// The password did not change.
+	var stored models.User
+	s.DB.Where("username_key = ?", "alice").Take(&stored)
+	if ok, _, _ := s.Passwords.Verify(t.Context(), testPassword, stored.PasswordHash); !ok {
+		t.Error("the password changed while locked")
+	}
+}
