@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -32,17 +31,8 @@ func preflight(origin, path, method string) Request {
 // conventions rather than on every operation.
 func (s *Server) doCrossOrigin(t testing.TB, r Request) *Response {
 	t.Helper()
-	req, _ := newHTTPRequest(t, s.URL, r)
-	resp, err := s.client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", req.Method, r.Path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("reading the response of %s %s: %v", req.Method, r.Path, err)
-	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+	_, _, resp := s.send(t, r)
+	return resp
 }
 
 func headerList(h http.Header, name string) []string {

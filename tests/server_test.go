@@ -330,6 +330,17 @@ type Response struct {
 // that does not match it, fails the test (the response is still returned).
 func (s *Server) Do(t testing.TB, r Request) *Response {
 	t.Helper()
+	req, body, out := s.send(t, r)
+	if err := s.contract.check(req, body, out, r.OffSpec); err != nil {
+		t.Errorf("contract: %s %s answered %d: %v\nbody: %.500s", req.Method, r.Path, out.Status, err, out.Body)
+	}
+	return out
+}
+
+// send sends r and reads the whole response, returning the request and its
+// body too, for the contract check.
+func (s *Server) send(t testing.TB, r Request) (*http.Request, []byte, *Response) {
+	t.Helper()
 	req, body := newHTTPRequest(t, s.URL, r)
 	resp, err := s.client.Do(req)
 	if err != nil {
@@ -340,11 +351,7 @@ func (s *Server) Do(t testing.TB, r Request) *Response {
 	if err != nil {
 		t.Fatalf("reading the response of %s %s: %v", req.Method, r.Path, err)
 	}
-	out := &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
-	if err := s.contract.check(req, body, out, r.OffSpec); err != nil {
-		t.Errorf("contract: %s %s answered %d: %v\nbody: %.500s", req.Method, r.Path, out.Status, err, out.Body)
-	}
-	return out
+	return req, body, &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
 }
 
 // newHTTPRequest builds the request r to the service at baseURL and
