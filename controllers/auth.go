@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"fmt"
 	"net/http"
 	"time"
 
@@ -47,9 +46,9 @@ func (ac *AuthController) Login(c *gin.Context) {
 	}
 	ctx := requestContext(c)
 	lockKey := lockoutKey(req.Username)
-	wait, err := ac.lockout.Attempt(ctx, lockKey)
+	wait, err := attemptLockout(ctx, ac.lockout, lockKey)
 	if err != nil {
-		apierror.Abort(c, fmt.Errorf("%w: %w", models.ErrUnavailable, err))
+		apierror.Abort(c, err)
 		return
 	}
 	if wait > 0 {
@@ -65,8 +64,8 @@ func (ac *AuthController) Login(c *gin.Context) {
 		apierror.Abort(c, err)
 		return
 	}
-	if err := ac.lockout.Clear(ctx, lockKey); err != nil {
-		apierror.Abort(c, fmt.Errorf("%w: %w", models.ErrUnavailable, err))
+	if err := clearLockout(ctx, ac.lockout, lockKey); err != nil {
+		apierror.Abort(c, err)
 		return
 	}
 	name := req.TokenName

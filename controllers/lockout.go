@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"time"
 
 	"tokenauth/models"
@@ -26,4 +27,23 @@ type LoginLockout interface {
 func lockoutKey(username string) string {
 	sum := sha256.Sum256([]byte(models.UsernameKey(username)))
 	return hex.EncodeToString(sum[:])
+}
+
+// attemptLockout counts an attempt under key and returns how long the key
+// is still locked. A lockout that cannot answer is an outage (503), never
+// an attempt let through uncounted.
+func attemptLockout(ctx context.Context, l LoginLockout, key string) (time.Duration, error) {
+	wait, err := l.Attempt(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", models.ErrUnavailable, err)
+	}
+	return wait, nil
+}
+
+// clearLockout forgets the failures counted under key.
+func clearLockout(ctx context.Context, l LoginLockout, key string) error {
+	if err := l.Clear(ctx, key); err != nil {
+		return fmt.Errorf("%w: %w", models.ErrUnavailable, err)
+	}
+	return nil
 }

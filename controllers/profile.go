@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -72,9 +71,9 @@ func (pc *ProfileController) ChangePassword(c *gin.Context) {
 	tok, _ := middlewares.CurrentToken(c)
 	ctx := requestContext(c)
 	key := lockoutKey(tok.User.Username)
-	wait, err := pc.lockout.Attempt(ctx, key)
+	wait, err := attemptLockout(ctx, pc.lockout, key)
 	if err != nil {
-		apierror.Abort(c, fmt.Errorf("%w: %w", models.ErrUnavailable, err))
+		apierror.Abort(c, err)
 		return
 	}
 	if wait > 0 {
@@ -85,8 +84,8 @@ func (pc *ProfileController) ChangePassword(c *gin.Context) {
 		models.PasswordPolicy{MinLength: pc.cfg.PasswordMinLength}, &tok.User, req.CurrentPassword, req.NewPassword, tok.ID)
 	if currentPasswordRight(err) {
 		// The attempt was no guess.
-		if err := pc.lockout.Clear(ctx, key); err != nil {
-			apierror.Abort(c, fmt.Errorf("%w: %w", models.ErrUnavailable, err))
+		if err := clearLockout(ctx, pc.lockout, key); err != nil {
+			apierror.Abort(c, err)
 			return
 		}
 	}
