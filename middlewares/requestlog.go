@@ -27,6 +27,11 @@ func RequestLog(log *slog.Logger) gin.HandlerFunc {
 		c.Set(requestIDKey, id)
 		c.Header("X-Request-ID", id)
 		c.Next()
+		// With request lines off (LOG_LEVEL=warn or above) there is nothing
+		// to build: resolving the client IP and the user costs every request.
+		if !log.Enabled(c.Request.Context(), slog.LevelInfo) {
+			return
+		}
 		attrs := []slog.Attr{
 			slog.String("request_id", id),
 			slog.String("method", c.Request.Method),
