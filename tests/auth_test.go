@@ -78,13 +78,8 @@ func TestTwoAuthorizationHeadersAreRefused(t *testing.T) {
 	}
 	req.Header.Add("Authorization", "Bearer "+token)
 	req.Header.Add("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest {
-		t.Errorf("status: got %d, want 400", resp.StatusCode)
+	if got := s.statusOf(t, req); got != http.StatusBadRequest {
+		t.Errorf("status: got %d, want 400", got)
 	}
 }
 

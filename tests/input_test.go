@@ -78,24 +78,14 @@ func TestBodyAtLimitIsRead(t *testing.T) {
 	s.Do(t, Request{Method: "POST", Path: "/api/login/", Body: atLimit}).ExpectError(t, http.StatusUnauthorized, "invalid_credentials")
 	// Sent chunked (no Content-Length), the same body is read the same way.
 	req, _ := http.NewRequest("POST", s.URL+"/api/login/", io.MultiReader(strings.NewReader(atLimit)))
-	resp, err := s.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("chunked body at the limit: status %d, want 401", resp.StatusCode)
+	if got := s.statusOf(t, req); got != http.StatusUnauthorized {
+		t.Errorf("chunked body at the limit: status %d, want 401", got)
 	}
 	overLimit := atLimit + " "
 	s.Do(t, Request{Method: "POST", Path: "/api/login/", Body: overLimit}).ExpectError(t, http.StatusRequestEntityTooLarge, "body_too_large")
 	req, _ = http.NewRequest("POST", s.URL+"/api/login/", io.MultiReader(strings.NewReader(overLimit)))
-	resp, err = s.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestEntityTooLarge {
-		t.Errorf("chunked body over the limit: status %d, want 413", resp.StatusCode)
+	if got := s.statusOf(t, req); got != http.StatusRequestEntityTooLarge {
+		t.Errorf("chunked body over the limit: status %d, want 413", got)
 	}
 }
 

@@ -354,6 +354,18 @@ func (s *Server) send(t testing.TB, r Request) (*http.Request, []byte, *Response
 	return req, body, &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
 }
 
+// statusOf sends a request built by hand, for what Request cannot say
+// (repeated headers, a body without a length), and returns its status.
+func (s *Server) statusOf(t testing.TB, req *http.Request) int {
+	t.Helper()
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // newHTTPRequest builds the request r to the service at baseURL and
 // returns it with its body.
 func newHTTPRequest(t testing.TB, baseURL string, r Request) (*http.Request, []byte) {
