@@ -128,7 +128,7 @@ var (
 	cacheHitsDesc = prometheus.NewDesc("tokenauth_token_cache_hits_total",
 		"Token lookups answered from the in-process cache.", nil, nil)
 	cacheMissesDesc = prometheus.NewDesc("tokenauth_token_cache_misses_total",
-		"Token lookups that went to the database while the cache was configured.", nil, nil)
+		"Token lookups that went to the database (every lookup while the cache is off).", nil, nil)
 	cacheEntriesDesc = prometheus.NewDesc("tokenauth_token_cache_entries",
 		"Token lookups remembered now.", nil, nil)
 	cacheEnabledDesc = prometheus.NewDesc("tokenauth_token_cache_enabled",

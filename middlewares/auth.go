@@ -168,9 +168,9 @@ func (a *Authenticator) lookup(ctx context.Context, secret string, now time.Time
 			a.hits.Add(1)
 			return e, nil
 		}
-		a.misses.Add(1)
 		gen = a.cache.begin()
 	}
+	a.misses.Add(1)
 	t, err := models.FindTokenByHash(ctx, a.db, hex.EncodeToString(key[:]))
 	if err != nil {
 		return nil, err
@@ -246,7 +246,9 @@ func (a *Authenticator) LastUsed(t *models.APIToken) *time.Time {
 
 // AuthStats counts what an Authenticator did since it was made.
 type AuthStats struct {
-	CacheHits   uint64
+	CacheHits uint64
+	// CacheMisses counts the lookups that went to the database: every
+	// lookup while the cache is off.
 	CacheMisses uint64
 	// CacheEntries is the number of lookups remembered now.
 	CacheEntries int

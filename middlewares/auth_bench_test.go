@@ -3,23 +3,24 @@ package middlewares
 import (
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"tokenauth/config"
+	"tokenauth/internal/testdb"
 	"tokenauth/models"
 )
 
-// benchAuth builds an Authenticator on a SQLite file with one user and one
-// token, and a router that authenticates and answers 204.
+// benchAuth builds an Authenticator on a fresh database (SQLite, or
+// PostgreSQL when TEST_DATABASE_URL is set) with one user and one token,
+// and a router that authenticates and answers 204.
 func benchAuth(b *testing.B, cacheTTL time.Duration) (http.Handler, string, *Authenticator) {
 	b.Helper()
 	gin.SetMode(gin.ReleaseMode)
 	cfg := config.Default()
-	cfg.DatabaseURL = filepath.Join(b.TempDir(), "bench.db")
+	cfg.DatabaseURL = testdb.URL(b)
 	cfg.TokenCacheTTL = cacheTTL
 	db, err := config.OpenDatabase(cfg.DatabaseURL)
 	if err != nil {
@@ -79,8 +80,8 @@ func BenchmarkIdentifyCached(b *testing.B) {
 	}
 }
 
-// BenchmarkIdentifyUncached looks every token up in the database (SQLite
-// here; bench/ measures PostgreSQL), which is the cost the cache saves.
+// BenchmarkIdentifyUncached looks every token up in the database, which is
+// the cost the cache saves.
 func BenchmarkIdentifyUncached(b *testing.B) {
 	h, secret, _ := benchAuth(b, 0)
 	benchServe(b, h, secret)
