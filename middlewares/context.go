@@ -30,7 +30,11 @@ func CurrentToken(c *gin.Context) (*models.APIToken, bool) {
 	return t, ok
 }
 
-// CurrentUser returns the authenticated user of the request.
+// CurrentUser returns the authenticated user of the request. It carries
+// what requests need (id, username, email, is_active, created_at,
+// last_login_at), not its password hash, folded username or updated_at
+// (models.FindTokenByHash says why): load the row for those. The same
+// goes for the token's revoked_reason.
 func CurrentUser(c *gin.Context) (*models.User, bool) {
 	t, ok := CurrentToken(c)
 	if !ok {

@@ -7,14 +7,20 @@ import (
 	"gorm.io/gorm"
 )
 
-// ChangePassword checks the current password, applies the policy to the new
-// one, stores its hash and revokes every other token of the user, in one
-// transaction. It returns the ids of the revoked tokens. A wrong current
-// password is a ValidationError on current_password: the caller's token is
-// fine, only the input is wrong.
+// ChangePassword checks the current password against the stored hash (read
+// here: the user a request carries holds none), applies the policy to the
+// new one, stores its hash and revokes every other token of the user, in
+// one transaction. It returns the ids of the revoked tokens. A wrong
+// current password is a ValidationError on current_password: the caller's
+// token is fine, only the input is wrong.
 func ChangePassword(ctx context.Context, db *gorm.DB, hasher *PasswordHasher, policy PasswordPolicy,
 	u *User, current, next string, keepTokenID uint) ([]uint, error) {
-	ok, _, err := hasher.Verify(ctx, current, u.PasswordHash)
+	var stored string
+	if err := db.WithContext(ctx).Model(&User{}).Where("id = ?", u.ID).Select("password_hash").
+		Take(&stored).Error; err != nil {
+		return nil, translate(err)
+	}
+	ok, _, err := hasher.Verify(ctx, current, stored)
 	if err != nil {
 		return nil, err
 	}

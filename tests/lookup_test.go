@@ -9,7 +9,8 @@ import (
 	"tokenauth/models"
 )
 
-// The hand-written lookup reads a token and its user exactly as GORM does.
+// The hand-written lookup reads a token and its user exactly as GORM does,
+// but for the columns it leaves out on purpose.
 func TestFindTokenByHashMatchesTheORM(t *testing.T) {
 	t.Parallel()
 	s := NewServer(t)
@@ -34,6 +35,8 @@ func TestFindTokenByHashMatchesTheORM(t *testing.T) {
 	if want.LastUsedAt == nil || want.RevokedAt == nil || want.User.LastLoginAt == nil {
 		t.Fatalf("fixture leaves nullable columns empty: %+v", want)
 	}
+	// The columns the lookup leaves out on purpose (models.lookupSkips).
+	want.RevokedReason, want.User.PasswordHash, want.User.UsernameKey, want.User.UpdatedAt = "", "", "", time.Time{}
 	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("FindTokenByHash:\n got %+v\nwant %+v", *got, want)
 	}
