@@ -2,7 +2,7 @@
 # Benchmarks of tokenauth on PostgreSQL, as ratios measured side by side in
 # one run (docs/BENCHMARKS.md explains the method and gives the figures).
 #
-#   bench/run.sh                  full run: 1,000 and 1,000,000 tokens, 9 rounds of 3s per side
+#   bench/run.sh                  full run: 1,000 and 1,000,000 tokens, 15 rounds of 3s per side
 #   SCALE=small bench/run.sh      smoke run: 1,000 and 10,000 tokens, 1 round of 2s per side
 #
 # Settings (environment): BENCH_PG, an admin URL of the PostgreSQL server
@@ -22,7 +22,7 @@ SCALE=${SCALE:-full}
 if [ "$SCALE" = small ]; then
   BIG=10000; DURATION=${DURATION:-2s}; WARMUP=${WARMUP:-1s}; ROUNDS=${ROUNDS:-1}
 else
-  BIG=1000000; DURATION=${DURATION:-3s}; WARMUP=${WARMUP:-1s}; ROUNDS=${ROUNDS:-9}
+  BIG=1000000; DURATION=${DURATION:-3s}; WARMUP=${WARMUP:-1s}; ROUNDS=${ROUNDS:-15}
 fi
 SMALL=1000
 LOGIN_DURATION=10s; LOGIN_ROUNDS=3
