@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"time"
 
@@ -36,15 +37,26 @@ func serveCommand(fs *flag.FlagSet) func(context.Context, *env, []string) error 
 	}
 }
 
-// limitMemory sets a soft memory limit, unless GOMEMLIMIT set one. Every
-// login hashes with argon2id, which allocates its whole memory cost (19
-// MiB) afresh; left to GOGC alone, the garbage of finished hashes lets the
-// heap grow to twice what is live before a collection, and a burst of
-// logins costs more than twice the memory the hashes need, most of it spent
-// faulting in fresh pages. A limit of twice the memory of the hashes that
-// may run at once, plus a base for everything else, keeps the peak down and
-// the pages reused.
+// limitMemory bounds the heap, unless GOMEMLIMIT or GOGC say otherwise.
+// Every login hashes with argon2id, which allocates its whole memory cost
+// (19 MiB) afresh. Left to the default GOGC of 100, the garbage of finished
+// hashes lets the heap grow to twice what is live before a collection: a
+// burst of logins costs more than twice the memory the hashes need, most
+// of it spent faulting in fresh pages. So:
+//   - a soft limit of twice the memory of the hashes that may run at once,
+//     plus a base for everything else, keeps the pages reused;
+//   - GOGC 50 collects at one and a half times what is live. Under a
+//     long run of 64 concurrent logins the peak reached 148 to 151 MiB
+//     with GOGC 100 and 127 to 130 MiB with 50, at the same throughput;
+//     a lower limit instead cost 15 to 20% of it, in page faults.
+//
+// The blocks of a hash hold no pointers, so a collection costs little.
 func limitMemory(passwords *models.PasswordHasher) {
+	// The runtime reads GOGC from the process's environment, so that is
+	// where to look.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(50)
+	}
 	if debug.SetMemoryLimit(-1) != math.MaxInt64 {
 		return
 	}
