@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -216,7 +215,7 @@ func FindTokenByHash(ctx context.Context, db *gorm.DB, keyHash string) (*APIToke
 	} else {
 		err = db.WithContext(ctx).Raw(tokenByHashSQL+"?", keyHash).Row().Scan(dest...)
 	}
-	if errors.Is(err, sql.ErrNoRows) || errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, sql.ErrNoRows) { // pgx.ErrNoRows is one too
 		return nil, ErrNotFound
 	}
 	if err != nil {
