@@ -46,9 +46,9 @@ func serveCommand(fs *flag.FlagSet) func(context.Context, *env, []string) error 
 //   - a soft limit of twice the memory of the hashes that may run at once,
 //     plus a base for everything else, keeps the pages reused;
 //   - GOGC 50 collects at one and a half times what is live. Under a
-//     long run of 64 concurrent logins the peak reached 148 to 151 MiB
-//     with GOGC 100 and 127 to 130 MiB with 50, at the same throughput;
-//     a lower limit instead cost 15 to 20% of it, in page faults.
+//     long run of 64 concurrent logins the peak reached 148 MiB
+//     with GOGC 100 and 127 to 132 MiB with 50, at the same throughput;
+//     a lower limit instead cost 14 to 20% of it.
 //
 // The blocks of a hash hold no pointers, so a collection costs little.
 func limitMemory(passwords *models.PasswordHasher) {
