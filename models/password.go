@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -40,6 +41,12 @@ type PasswordHasher struct {
 	params PasswordParams
 	slots  chan struct{}
 	dummy  string
+
+	// pending counts the hashes running or waiting for a slot; onBusy
+	// hears when it leaves zero and when it comes back.
+	pendingMu sync.Mutex
+	pending   int
+	onBusy    func(busy bool)
 }
 
 // NewPasswordHasher returns a hasher with the given cost that runs at most
@@ -49,6 +56,12 @@ func NewPasswordHasher(params PasswordParams, concurrency int) *PasswordHasher {
 	h.dummy = h.encode(make([]byte, saltLength), make([]byte, keyLength))
 	return h
 }
+
+// OnBusy has f called with true when a hash is asked for while none is
+// running or waiting, and with false when the last one ends: the stretches
+// of time in which hashes allocate their memory. The calls alternate and
+// never overlap. Set it before the hasher is used.
+func (h *PasswordHasher) OnBusy(f func(busy bool)) { h.onBusy = f }
 
 // Memory is the most memory the hashes running at once take, in bytes.
 func (h *PasswordHasher) Memory() int64 {
@@ -99,15 +112,35 @@ func (h *PasswordHasher) VerifyDummy(ctx context.Context, password string) error
 }
 
 func (h *PasswordHasher) acquire(ctx context.Context) error {
+	h.track(+1)
 	select {
 	case h.slots <- struct{}{}:
 		return nil
 	case <-ctx.Done():
+		h.track(-1)
 		return fmt.Errorf("%w: waiting to hash: %w", ErrUnavailable, ctx.Err())
 	}
 }
 
-func (h *PasswordHasher) release() { <-h.slots }
+func (h *PasswordHasher) release() {
+	<-h.slots
+	h.track(-1)
+}
+
+// track counts a hash in (+1) or out (-1) and tells onBusy when the count
+// leaves or reaches zero.
+func (h *PasswordHasher) track(delta int) {
+	if h.onBusy == nil {
+		return
+	}
+	h.pendingMu.Lock()
+	defer h.pendingMu.Unlock()
+	was := h.pending
+	h.pending += delta
+	if (was == 0) != (h.pending == 0) {
+		h.onBusy(h.pending > 0)
+	}
+}
 
 func (h *PasswordHasher) encode(salt, key []byte) string {
 	b64 := base64.RawStdEncoding
