@@ -9,6 +9,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -28,6 +29,23 @@ type Metrics struct {
 	latency     *prometheus.HistogramVec
 	logins      *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
+
+	// series holds the request counter and latency histogram of each
+	// seriesKey seen, so that a request finds its two series in one map
+	// read rather than by hashing its labels twice.
+	series sync.Map
+}
+
+// seriesKey names the series of a request. Its values come from short
+// fixed lists (methods, routes, statuses), so the map stays small.
+type seriesKey struct {
+	method, route string
+	status        int
+}
+
+type requestSeries struct {
+	count   prometheus.Counter
+	latency prometheus.Observer
 }
 
 // Login outcomes, the values of the outcome label of tokenauth_logins_total.
@@ -77,19 +95,43 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // Requests counts and times every request. The route is the pattern that
-// matched (so ids do not multiply the series), or "unmatched".
+// matched (so ids do not multiply the series), or "unmatched"; a method
+// outside HTTP's standard ones is "other", so that a client inventing
+// methods cannot make series without end.
 func (m *Metrics) Requests() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
-		route := c.FullPath()
-		if route == "" {
-			route = "unmatched"
-		}
-		status := strconv.Itoa(c.Writer.Status())
-		m.requests.WithLabelValues(c.Request.Method, route, status).Inc()
-		m.latency.WithLabelValues(c.Request.Method, route, status).Observe(time.Since(start).Seconds())
+		s := m.seriesOf(c)
+		s.count.Inc()
+		s.latency.Observe(time.Since(start).Seconds())
 	}
+}
+
+func (m *Metrics) seriesOf(c *gin.Context) *requestSeries {
+	key := seriesKey{method: methodLabel(c.Request.Method), route: c.FullPath(), status: c.Writer.Status()}
+	if key.route == "" {
+		key.route = "unmatched"
+	}
+	if s, ok := m.series.Load(key); ok {
+		return s.(*requestSeries)
+	}
+	status := strconv.Itoa(key.status)
+	s, _ := m.series.LoadOrStore(key, &requestSeries{
+		count:   m.requests.WithLabelValues(key.method, key.route, status),
+		latency: m.latency.WithLabelValues(key.method, key.route, status),
+	})
+	return s.(*requestSeries)
+}
+
+// methodLabel is method if HTTP defines it, else "other".
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "other"
 }
 
 // CountLogins records the outcome of each login, read from the answer.

@@ -110,3 +110,26 @@ func TestMetricsCountInvalidationsReceived(t *testing.T) {
 		t.Errorf("invalidations received: got %v, want more than %v", got, before)
 	}
 }
+
+// A client may send any method token; each must not become a series of its
+// own, or invented methods would grow the metrics without end.
+func TestMetricsLabelInventedMethodsOther(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	for _, method := range []string{"BREW", "PURGE", "X-ANYTHING"} {
+		s.Do(t, Request{Method: method, Path: "/api/profile/", OffSpec: true}).
+			ExpectError(t, http.StatusMethodNotAllowed, "method_not_allowed")
+	}
+	s.Do(t, Request{Method: "OPTIONS", Path: "/api/profile/", OffSpec: true}).
+		ExpectError(t, http.StatusMethodNotAllowed, "method_not_allowed")
+	m := s.scrape(t)
+	expectSample(t, m, `tokenauth_http_requests_total{method="other",route="unmatched",status="405"}`, 3)
+	expectSample(t, m, `tokenauth_http_requests_total{method="OPTIONS",route="unmatched",status="405"}`, 1)
+	for sample := range m {
+		for _, method := range []string{"BREW", "PURGE", "X-ANYTHING"} {
+			if strings.Contains(sample, `method="`+method+`"`) {
+				t.Errorf("a series for the invented method %s: %s", method, sample)
+			}
+		}
+	}
+}
