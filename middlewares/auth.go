@@ -112,6 +112,12 @@ func (a *Authenticator) Identify() gin.HandlerFunc {
 		if noted == nil || now.Sub(noted.LastUsedAt) >= usageGranularity {
 			expires = a.recordUse(e, noted, expires, now)
 		}
+		if a.cache != nil {
+			// What the cache holds is shared by concurrent requests: each
+			// gets a copy. Without a cache, every lookup is the request's.
+			own := *tok
+			tok = &own
+		}
 		setToken(c, tok)
 		h := c.Writer.Header()
 		h["Cache-Control"] = a.cacheControl

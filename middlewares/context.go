@@ -43,9 +43,8 @@ func CurrentUser(c *gin.Context) (*models.User, bool) {
 	return &t.User, true
 }
 
-// setToken attaches a copy of t: what the token cache holds is shared by
-// concurrent requests, while a handler may change its own copy freely.
+// setToken attaches t, which must be the request's own: a handler may
+// change it freely.
 func setToken(c *gin.Context, t *models.APIToken) {
-	own := *t
-	c.Set(tokenKey, &own)
+	c.Set(tokenKey, t)
 }

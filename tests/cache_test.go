@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"gorm.io/gorm"
 
 	"tokenauth/config"
+	"tokenauth/middlewares"
 	"tokenauth/models"
 )
 
@@ -241,3 +243,31 @@ func TestOperatorChangesReachTheCache(t *testing.T) {
 }
 
 func itoa(id uint) string { return strconv.FormatUint(uint64(id), 10) }
+
+// A handler may change the user and token on its context: the change stays
+// in its request and never reaches the cached entry other requests share.
+func TestHandlerChangesStayOutOfTheCache(t *testing.T) {
+	t.Parallel()
+	var s *Server
+	s = NewServer(t, WithRoutes(func(r *gin.Engine) {
+		identify := func(c *gin.Context) { s.Auth.Identify()(c) }
+		r.GET("/test/meddle", identify, middlewares.RequireAuth(), func(c *gin.Context) {
+			u, _ := middlewares.CurrentUser(c)
+			u.Username, u.IsActive = "mallory", false
+			tok, _ := middlewares.CurrentToken(c)
+			tok.Scopes = models.Scopes{"articles:read"}
+			c.Status(http.StatusNoContent)
+		})
+	}))
+	_, tok := s.UserWithToken(t, "alice")
+	s.expectCached(t, tok)
+	s.Do(t, Request{Path: "/test/meddle", Token: tok, OffSpec: true}).Expect(t, http.StatusNoContent)
+	before := s.Auth.Stats().CacheHits
+	body := s.Do(t, Request{Path: "/api/profile/", Token: tok}).Expect(t, http.StatusOK).JSON(t)
+	if body["username"] != "alice" || body["is_active"] != true {
+		t.Errorf("profile after a handler changed its copy: %v, want alice, active", body)
+	}
+	if got := s.Auth.Stats().CacheHits; got != before+1 {
+		t.Errorf("cache hits: got %d, want %d: the profile did not come from the cache", got, before+1)
+	}
+}
