@@ -15,10 +15,23 @@ import (
 func SecurityHeaders() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		h := c.Writer.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-		h.Set("Referrer-Policy", "no-referrer")
+		for _, sh := range securityHeaders {
+			h[sh.name] = sh.value
+		}
 	}
+}
+
+// securityHeaders are SecurityHeaders' headers, by canonical name. Every
+// response shares the value slices rather than allocating its own:
+// net/http only reads them, and setting or adding a header replaces its
+// slice instead of writing into it.
+var securityHeaders = [...]struct {
+	name  string
+	value []string
+}{
+	{"X-Content-Type-Options", []string{"nosniff"}},
+	{"Content-Security-Policy", []string{"default-src 'none'; frame-ancestors 'none'"}},
+	{"Referrer-Policy", []string{"no-referrer"}},
 }
 
 // NoStore marks a response that carries a secret: no cache may keep it.
