@@ -20,12 +20,15 @@ import (
 func RequestLog(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
-		id := c.GetHeader("X-Request-ID")
+		var id string
+		if v := c.Request.Header[requestIDHeader]; len(v) > 0 {
+			id = v[0]
+		}
 		if !saneRequestID(id) {
 			id = newRequestID()
 		}
 		c.Set(requestIDKey, id)
-		c.Header("X-Request-ID", id)
+		c.Writer.Header()[requestIDHeader] = []string{id}
 		c.Next()
 		// With request lines off (LOG_LEVEL=warn or above) there is nothing
 		// to build: resolving the client IP and the user costs every request.
@@ -47,6 +50,11 @@ func RequestLog(log *slog.Logger) gin.HandlerFunc {
 		log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request", attrs...)
 	}
 }
+
+// requestIDHeader is X-Request-ID in net/http's canonical form, read and
+// written as a map key: Header.Get and Set would convert it on every
+// request.
+const requestIDHeader = "X-Request-Id"
 
 // loggablePath is the path, unless a token was put in it (RejectTokenInURL
 // refuses such a request, which is still logged).
