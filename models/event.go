@@ -26,17 +26,21 @@ const (
 // SecurityEvent records one thing that happened to a user's account. It is
 // written in the same transaction as the change it records, and holds
 // nothing secret: no password, no token, no hash.
+//
+// idx_security_events_known_client indexes successful logins by user and
+// client, so that telling whether a login comes from a known client is
+// one probe however many events the user has.
 type SecurityEvent struct {
 	ID     uint   `gorm:"primaryKey"`
-	UserID uint   `gorm:"not null;index:idx_security_events_user_created,priority:1"`
+	UserID uint   `gorm:"not null;index:idx_security_events_user_created,priority:1;index:idx_security_events_known_client,priority:1,where:type = 'login_succeeded'"`
 	Type   string `gorm:"size:32;not null"`
 	// Reason says why a token was revoked (RevokedBy...) or a login failed.
 	Reason    string `gorm:"size:32;not null;default:''"`
 	TokenID   *uint
-	IP        string    `gorm:"size:64;not null;default:''"`
-	UserAgent string    `gorm:"size:512;not null;default:''"`
+	IP        string    `gorm:"size:64;not null;default:'';index:idx_security_events_known_client,priority:2"`
+	UserAgent string    `gorm:"size:512;not null;default:'';index:idx_security_events_known_client,priority:3"`
 	NewClient bool      `gorm:"not null;default:false"`
-	CreatedAt time.Time `gorm:"index:idx_security_events_user_created,priority:2;index"`
+	CreatedAt time.Time `gorm:"index:idx_security_events_user_created,priority:2;index;index:idx_security_events_known_client,priority:4"`
 }
 
 // Client is who made a request, as recorded in security events.

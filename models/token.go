@@ -42,8 +42,12 @@ const TokenNameMaxLength = 100
 // APIToken is a bearer token of a user. Only the SHA-256 of its secret is
 // stored, so a copy of the database yields no usable token.
 type APIToken struct {
-	ID     uint   `gorm:"primaryKey"`
-	UserID uint   `gorm:"not null;index"`
+	ID uint `gorm:"primaryKey"`
+	// UserID has a second index of live tokens only (revoked_at IS NULL),
+	// which the queries of a user's live tokens use: the revoked ones pile
+	// up with every login that evicts one, and would otherwise be read and
+	// thrown away by each login.
+	UserID uint   `gorm:"not null;index;index:idx_api_tokens_user_live,where:revoked_at IS NULL"`
 	User   User   `gorm:"constraint:OnDelete:CASCADE"`
 	Name   string `gorm:"size:100;not null"`
 	Kind   string `gorm:"size:16;not null"`
@@ -466,9 +470,12 @@ func knownClient(tx *gorm.DB, userID uint, since time.Time) (bool, error) {
 	// match: the cost of a login grew with the user's logins from that
 	// client.)
 	var known bool
+	// The event type is written into the query, not bound: the partial
+	// index idx_security_events_known_client (see SecurityEvent) serves
+	// only a query whose type is known when it is planned.
 	err := tx.Raw(`SELECT EXISTS (SELECT 1 FROM security_events
-		WHERE user_id = ? AND type = ? AND ip = ? AND user_agent = ? AND created_at > ?)`,
-		userID, EventLoginSucceeded, client.IP, truncate(client.UserAgent, userAgentMaxLength), since).
+		WHERE user_id = ? AND type = '`+EventLoginSucceeded+`' AND ip = ? AND user_agent = ? AND created_at > ?)`,
+		userID, client.IP, truncate(client.UserAgent, userAgentMaxLength), since).
 		Scan(&known).Error
 	return known, err
 }
