@@ -1,8 +1,10 @@
 package tests
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"tokenauth/models"
@@ -105,6 +107,50 @@ func TestChangePassword(t *testing.T) {
 	s.Login(t, "alice", newPassword)
 	if tokens := listTokens(t, s, current); len(tokens) != 2 {
 		t.Errorf("tokens after the change: want the current one and the new login, got %+v", tokens)
+	}
+}
+
+// Concurrent changes that all give the right current password: one wins,
+// and each of the others finds that the password it gave is no longer the
+// current one, instead of overwriting the winner's.
+func TestConcurrentPasswordChangesOneWins(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	s.CreateUser(t, "alice", testPassword)
+	tok := s.Login(t, "alice", testPassword)
+	current := testPassword
+	// Rounds of n changes at once: the interleaving that lets two of them
+	// both pass the check is likely in one round, and more so in several.
+	const rounds, n = 4, 8
+	for round := range rounds {
+		next := func(i int) string { return fmt.Sprintf("an entirely new passphrase %d.%d", round, i) }
+		statuses := make([]int, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				statuses[i] = s.Do(t, Request{Method: "POST", Path: "/api/password/", Token: tok,
+					Body: map[string]string{"current_password": current, "new_password": next(i)}}).Status
+			})
+		}
+		wg.Wait()
+		won := -1
+		for i, status := range statuses {
+			switch status {
+			case http.StatusNoContent:
+				if won >= 0 {
+					t.Errorf("round %d: changes %d and %d both succeeded from the same current password", round, won, i)
+				}
+				won = i
+			case http.StatusBadRequest:
+			default:
+				t.Errorf("round %d, change %d: status %d, want 204 or 400", round, i, status)
+			}
+		}
+		if won < 0 {
+			t.Fatalf("round %d: no change succeeded: %v", round, statuses)
+		}
+		current = next(won)
+		s.Login(t, "alice", current)
 	}
 }
 
