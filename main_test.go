@@ -137,7 +137,7 @@ func TestOperatorCommands(t *testing.T) {
 	if out, _, err = c.run("", "deactivate", "alice"); err != nil || !strings.Contains(out, "deactivated alice") {
 		t.Fatalf("deactivate: %v %q", err, out)
 	}
-	if _, err := models.Authenticate(t.Context(), db, models.NewPasswordHasher(models.DefaultPasswordParams, 1), "alice", "correct horse battery"); !errors.Is(err, models.ErrAccountDisabled) {
+	if _, _, err := models.Authenticate(t.Context(), db, models.NewPasswordHasher(models.DefaultPasswordParams, 1), "alice", "correct horse battery"); !errors.Is(err, models.ErrAccountDisabled) {
 		t.Errorf("login after deactivate: got %v, want ErrAccountDisabled", err)
 	}
 	if _, _, err = c.run("", "activate", "alice"); err != nil {

@@ -59,7 +59,7 @@ func (ac *AuthController) Login(c *gin.Context) {
 		apierror.Abort(c, apierror.RateLimited(wait))
 		return
 	}
-	user, err := models.Authenticate(ctx, ac.db, ac.hasher, req.Username, req.Password)
+	user, check, err := models.Authenticate(ctx, ac.db, ac.hasher, req.Username, req.Password)
 	if err != nil {
 		apierror.Abort(c, err)
 		return
@@ -74,7 +74,7 @@ func (ac *AuthController) Login(c *gin.Context) {
 	}
 	expires := time.Now().UTC().Add(ac.cfg.TokenTTL)
 	tok, evicted, err := models.IssueToken(ctx, ac.db, user.ID,
-		models.TokenSpec{Name: name, Kind: models.KindLogin, Scopes: models.Scopes{models.ScopeAll}, ExpiresAt: &expires},
+		models.TokenSpec{Name: name, Kind: models.KindLogin, Scopes: models.Scopes{models.ScopeAll}, ExpiresAt: &expires, Login: check},
 		ac.tokenPolicy(), true)
 	if err != nil {
 		apierror.Abort(c, err)

@@ -134,6 +134,10 @@ type TokenSpec struct {
 	Kind      string
 	Scopes    Scopes
 	ExpiresAt *time.Time
+	// Login is the password check a login token follows (see
+	// Authenticate): the token is issued only if the password is still
+	// the one checked, and the login is recorded with it.
+	Login *PasswordCheck
 }
 
 // IssueToken creates a token for the user and returns it with its plain
@@ -150,10 +154,21 @@ func IssueToken(ctx context.Context, db *gorm.DB, userID uint, spec TokenSpec, p
 		ExpiresAt: spec.ExpiresAt, Secret: secret}
 	var evicted []uint
 	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := lockUser(tx, userID); err != nil {
+		now := time.Now().UTC()
+		if spec.Login != nil {
+			// Recording the login takes the row lock as lockUser would. A
+			// password changed since the check revoked every token but the
+			// changer's: this login must not outlive it.
+			current, err := spec.Login.record(tx, userID, now)
+			if err != nil {
+				return err
+			}
+			if !current {
+				return ErrInvalidCredentials
+			}
+		} else if err := lockUser(tx, userID); err != nil {
 			return err
 		}
-		now := time.Now().UTC()
 		var live []APIToken
 		if err := liveTokens(tx, userID, now, policy.IdleTimeout).
 			Select("id", "created_at", "last_used_at").Order("COALESCE(last_used_at, created_at), id").

@@ -116,22 +116,27 @@ func FindUserByUsername(ctx context.Context, db *gorm.DB, username string) (*Use
 // Authenticate checks a username and password. An unknown username costs a
 // dummy verification so that timing does not tell it apart from a wrong
 // password; both are ErrInvalidCredentials. A right password for an
-// inactive account is ErrAccountDisabled. A hash made with old parameters
-// is replaced by a current one.
-func Authenticate(ctx context.Context, db *gorm.DB, hasher *PasswordHasher, username, password string) (*User, error) {
+// inactive account is ErrAccountDisabled.
+//
+// It writes nothing on success: the check it returns goes into the
+// TokenSpec of the login's token, and IssueToken records the login (and
+// replaces a hash made with old parameters by a current one) in the
+// transaction that issues the token, provided the password is still the
+// one checked.
+func Authenticate(ctx context.Context, db *gorm.DB, hasher *PasswordHasher, username, password string) (*User, *PasswordCheck, error) {
 	u, err := FindUserByUsername(ctx, db, username)
 	if errors.Is(err, ErrNotFound) {
 		if err := hasher.VerifyDummy(ctx, password); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return nil, ErrInvalidCredentials
+		return nil, nil, ErrInvalidCredentials
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ok, stale, err := hasher.Verify(ctx, password, u.PasswordHash)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !ok || !u.IsActive {
 		reason, refusal := "wrong_password", ErrInvalidCredentials
@@ -139,26 +144,38 @@ func Authenticate(ctx context.Context, db *gorm.DB, hasher *PasswordHasher, user
 			reason, refusal = "account_disabled", ErrAccountDisabled
 		}
 		if err := recordEvent(db.WithContext(ctx), SecurityEvent{UserID: u.ID, Type: EventLoginFailed, Reason: reason}); err != nil {
-			return nil, translate(err)
+			return nil, nil, translate(err)
 		}
-		return nil, refusal
+		return nil, nil, refusal
 	}
-	now := time.Now().UTC()
-	updates := map[string]any{"last_login_at": now}
+	check := &PasswordCheck{hash: u.PasswordHash}
 	if stale {
-		hash, err := hasher.Hash(ctx, password)
-		if err != nil {
-			return nil, err
+		if check.rehash, err = hasher.Hash(ctx, password); err != nil {
+			return nil, nil, err
 		}
-		updates["password_hash"] = hash
-		u.PasswordHash = hash
 	}
-	// UpdateColumns: the login changes no profile field, so updated_at stays.
-	if err := db.WithContext(ctx).Model(u).UpdateColumns(updates).Error; err != nil {
-		return nil, translate(err)
+	return u, check, nil
+}
+
+// PasswordCheck is a password found right by Authenticate: the stored hash
+// it matched and, when that hash was made with old parameters, a current
+// hash of the same password.
+type PasswordCheck struct {
+	hash, rehash string
+}
+
+// record notes a successful login on the user, in tx: its time, and the
+// current hash if one was made. It reports false, writing nothing, if the
+// password is no longer the one checked (it changed since). The update
+// takes the user's row lock.
+func (pc *PasswordCheck) record(tx *gorm.DB, userID uint, now time.Time) (bool, error) {
+	updates := map[string]any{"last_login_at": now}
+	if pc.rehash != "" {
+		updates["password_hash"] = pc.rehash
 	}
-	u.LastLoginAt = &now
-	return u, nil
+	// UpdateColumns: a login changes no profile field, so updated_at stays.
+	res := tx.Model(&User{}).Where("id = ? AND password_hash = ?", userID, pc.hash).UpdateColumns(updates)
+	return res.RowsAffected == 1, res.Error
 }
 
 // UpdateEmail changes the user's email address.

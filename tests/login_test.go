@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -200,5 +201,51 @@ func TestConcurrentLoginsAllWork(t *testing.T) {
 	s.DB.Model(&models.APIToken{}).Where("revoked_at IS NULL").Count(&count)
 	if count != n {
 		t.Errorf("live tokens in the database: got %d, want %d", count, n)
+	}
+}
+
+// A login checks the password, then issues its token. A password change
+// that commits in between revokes every token but the changer's, so the
+// login must not issue one after it; and a login that replaces a stale
+// hash must not put the old password back. The two steps are run here one
+// after the other around the change, as the models run them.
+func TestLoginRacingAPasswordChangeIssuesNothing(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	// bob's hash is stale: made with other parameters than the server's,
+	// so his login makes a current one.
+	stale := models.NewPasswordHasher(models.PasswordParams{Memory: 32, Time: 1, Threads: 1}, 1)
+	bob := models.NewUser(stale, "bob", "bob@example.com", testPassword)
+	if err := models.CreateUser(t.Context(), s.DB, bob, models.PasswordPolicy{MinLength: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s.CreateUser(t, "alice", testPassword)
+	const changed = "a password changed meanwhile"
+	policy := models.TokenPolicy{MaxPerUser: 10}
+	for _, name := range []string{"alice", "bob"} {
+		t.Run(name, func(t *testing.T) {
+			tok := s.Login(t, name, testPassword)
+			u, check, err := models.Authenticate(t.Context(), s.DB, s.Passwords, name, testPassword)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Do(t, Request{Method: "POST", Path: "/api/password/", Token: tok,
+				Body: map[string]string{"current_password": testPassword, "new_password": changed}}).Expect(t, http.StatusNoContent)
+			var before int64
+			s.DB.Model(&models.APIToken{}).Where("user_id = ?", u.ID).Count(&before)
+			_, _, err = models.IssueToken(t.Context(), s.DB, u.ID, models.TokenSpec{Name: "login", Kind: models.KindLogin,
+				Scopes: models.Scopes{models.ScopeAll}, Login: check}, policy, true)
+			if !errors.Is(err, models.ErrInvalidCredentials) {
+				t.Errorf("issuing after the change: got %v, want ErrInvalidCredentials", err)
+			}
+			var after int64
+			s.DB.Model(&models.APIToken{}).Where("user_id = ?", u.ID).Count(&after)
+			if after != before {
+				t.Errorf("tokens: %d before, %d after a refused issue", before, after)
+			}
+			s.Login(t, name, changed)
+			s.Do(t, Request{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": name, "password": testPassword}}).
+				ExpectError(t, http.StatusUnauthorized, "invalid_credentials")
+		})
 	}
 }
