@@ -2,7 +2,6 @@ package models
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"gorm.io/gorm"
@@ -11,10 +10,10 @@ import (
 // ChangePassword checks the current password against the stored hash (read
 // here: the user a request carries holds none), applies the policy to the
 // new one, stores its hash and revokes every other token of the user, in
-// one transaction. Of concurrent changes from the same current password,
-// one wins: the others find it is no longer current. It returns the ids of the revoked tokens. A wrong
+// one transaction. It returns the ids of the revoked tokens. A wrong
 // current password is a ValidationError on current_password: the caller's
-// token is fine, only the input is wrong.
+// token is fine, only the input is wrong. Of concurrent changes from the
+// same current password, one wins: to the others it is no longer current.
 func ChangePassword(ctx context.Context, db *gorm.DB, hasher *PasswordHasher, policy PasswordPolicy,
 	u *User, current, next string, keepTokenID uint) ([]uint, error) {
 	var stored string
@@ -27,7 +26,7 @@ func ChangePassword(ctx context.Context, db *gorm.DB, hasher *PasswordHasher, po
 		return nil, err
 	}
 	if !ok {
-		return nil, invalid("current_password", "is not your current password")
+		return nil, errNotCurrentPassword()
 	}
 	if err := policy.check("new_password", next, u.Username); err != nil {
 		return nil, err
@@ -38,26 +37,21 @@ func ChangePassword(ctx context.Context, db *gorm.DB, hasher *PasswordHasher, po
 	}
 	var revoked []uint
 	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		// Only over the hash the current password was checked against: a
-		// change that committed meanwhile made that password a former one.
-		res := tx.Model(&User{}).Where("id = ? AND password_hash = ?", u.ID, stored).
-			UpdateColumns(map[string]any{"password_hash": hash, "updated_at": time.Now().UTC()})
-		if res.Error != nil {
-			return res.Error
+		// A change that committed meanwhile made the current password a
+		// former one.
+		current, err := updateOverHash(tx, u.ID, stored, map[string]any{"password_hash": hash, "updated_at": time.Now().UTC()})
+		if err != nil {
+			return err
 		}
-		if res.RowsAffected == 0 {
-			return errPasswordChanged
+		if !current {
+			return errNotCurrentPassword()
 		}
 		if err := recordEvent(tx, SecurityEvent{UserID: u.ID, Type: EventPasswordChanged}); err != nil {
 			return err
 		}
-		var err error
 		revoked, err = revokeWhere(tx, RevokeQuery{UserID: u.ID, ExceptID: keepTokenID, Reason: RevokedByPasswordChange})
 		return err
 	})
-	if errors.Is(err, errPasswordChanged) {
-		return nil, invalid("current_password", "is not your current password")
-	}
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -65,9 +59,11 @@ func ChangePassword(ctx context.Context, db *gorm.DB, hasher *PasswordHasher, po
 	return revoked, nil
 }
 
-// errPasswordChanged ends a password change whose current password was
-// replaced by another change while it was being checked.
-var errPasswordChanged = errors.New("the password changed during the change")
+// errNotCurrentPassword refuses a password change whose current password
+// is wrong, or was replaced by another change while it was being checked.
+func errNotCurrentPassword() error {
+	return invalid("current_password", "is not your current password")
+}
 
 // SetActive activates or deactivates a user. Deactivating revokes nothing
 // (reactivation brings the tokens back), but a deactivated user's tokens

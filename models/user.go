@@ -166,15 +166,22 @@ type PasswordCheck struct {
 
 // record notes a successful login on the user, in tx: its time, and the
 // current hash if one was made. It reports false, writing nothing, if the
-// password is no longer the one checked (it changed since). The update
-// takes the user's row lock.
+// password is no longer the one checked (it changed since).
 func (pc *PasswordCheck) record(tx *gorm.DB, userID uint, now time.Time) (bool, error) {
+	// A login changes no profile field, so updated_at stays.
 	updates := map[string]any{"last_login_at": now}
 	if pc.rehash != "" {
 		updates["password_hash"] = pc.rehash
 	}
-	// UpdateColumns: a login changes no profile field, so updated_at stays.
-	res := tx.Model(&User{}).Where("id = ? AND password_hash = ?", userID, pc.hash).UpdateColumns(updates)
+	return updateOverHash(tx, userID, pc.hash, updates)
+}
+
+// updateOverHash applies updates to the user's row, in tx, only while its
+// password hash is still checked: the one a password was verified against.
+// It reports whether it did; false means the password changed since. The
+// update takes the user's row lock.
+func updateOverHash(tx *gorm.DB, userID uint, checked string, updates map[string]any) (bool, error) {
+	res := tx.Model(&User{}).Where("id = ? AND password_hash = ?", userID, checked).UpdateColumns(updates)
 	return res.RowsAffected == 1, res.Error
 }
 
