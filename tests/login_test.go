@@ -158,11 +158,7 @@ func TestLoginUpgradesStaleHash(t *testing.T) {
 	s := NewServer(t)
 	// A hash made with other parameters than the server's is replaced on
 	// the next good login, transparently.
-	old := models.NewPasswordHasher(models.PasswordParams{Memory: 32, Time: 1, Threads: 1}, 1)
-	u := models.NewUser(old, "carol", "carol@example.com", testPassword)
-	if err := models.CreateUser(t.Context(), s.DB, u, models.PasswordPolicy{MinLength: 1}); err != nil {
-		t.Fatal(err)
-	}
+	u := s.CreateStaleUser(t, "carol", testPassword)
 	if !strings.HasPrefix(u.PasswordHash, "$argon2id$v=19$m=32,t=1,p=1$") {
 		t.Fatalf("unexpected starting hash %q", u.PasswordHash)
 	}
@@ -212,13 +208,8 @@ func TestConcurrentLoginsAllWork(t *testing.T) {
 func TestLoginRacingAPasswordChangeIssuesNothing(t *testing.T) {
 	t.Parallel()
 	s := NewServer(t)
-	// bob's hash is stale: made with other parameters than the server's,
-	// so his login makes a current one.
-	stale := models.NewPasswordHasher(models.PasswordParams{Memory: 32, Time: 1, Threads: 1}, 1)
-	bob := models.NewUser(stale, "bob", "bob@example.com", testPassword)
-	if err := models.CreateUser(t.Context(), s.DB, bob, models.PasswordPolicy{MinLength: 1}); err != nil {
-		t.Fatal(err)
-	}
+	// bob's hash is stale, so his login makes a current one.
+	s.CreateStaleUser(t, "bob", testPassword)
 	s.CreateUser(t, "alice", testPassword)
 	const changed = "a password changed meanwhile"
 	policy := models.TokenPolicy{MaxPerUser: 10}

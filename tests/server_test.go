@@ -471,6 +471,18 @@ func (s *Server) CreateUser(t testing.TB, username, password string) *models.Use
 	return u
 }
 
+// CreateStaleUser creates a user whose password hash was made with other
+// parameters than the server's, so that a good login replaces it.
+func (s *Server) CreateStaleUser(t testing.TB, username, password string) *models.User {
+	t.Helper()
+	old := models.NewPasswordHasher(models.PasswordParams{Memory: 32, Time: 1, Threads: 1}, 1)
+	u := models.NewUser(old, username, username+"@example.com", password)
+	if err := models.CreateUser(t.Context(), s.DB, u, models.PasswordPolicy{MinLength: 1}); err != nil {
+		t.Fatalf("creating user %s: %v", username, err)
+	}
+	return u
+}
+
 // Login logs the user in and returns the new token.
 func (s *Server) Login(t testing.TB, username, password string) string {
 	t.Helper()
