@@ -2,12 +2,13 @@
 # Benchmarks of tokenauth on PostgreSQL, as ratios measured side by side in
 # one run (docs/BENCHMARKS.md explains the method and gives the figures).
 #
-#   bench/run.sh                  full run: 1,000 and 1,000,000 tokens, 15 rounds of 3s per side
-#   SCALE=small bench/run.sh      smoke run: 1,000 and 10,000 tokens, 1 round of 2s per side
+#   bench/run.sh                  full run: 1,000 and 1,000,000 tokens, 30s per side
+#   SCALE=small bench/run.sh      smoke run: 1,000 and 10,000 tokens, 4s per side
 #
 # Settings (environment): BENCH_PG, an admin URL of the PostgreSQL server
 # (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable);
-# DURATION, WARMUP, ROUNDS; KEEP=1 keeps the bench databases.
+# DURATION (measured time per side), WARMUP, SLICE (how long each side of
+# a pair is loaded in turn); KEEP=1 keeps the bench databases.
 # It builds the service from this repository, creates two databases
 # (tokenauth_bench_small, tokenauth_bench_big), starts the instances on
 # 127.0.0.1 ports 18081-18085, loads them from a second process on
@@ -20,13 +21,14 @@ export PATH="$PATH:/usr/local/go/bin"
 PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
 SCALE=${SCALE:-full}
 if [ "$SCALE" = small ]; then
-  BIG=10000; DURATION=${DURATION:-2s}; WARMUP=${WARMUP:-1s}; ROUNDS=${ROUNDS:-1}
+  BIG=10000; DURATION=${DURATION:-4s}; WARMUP=${WARMUP:-1s}
 else
-  BIG=1000000; DURATION=${DURATION:-3s}; WARMUP=${WARMUP:-1s}; ROUNDS=${ROUNDS:-15}
+  BIG=1000000; DURATION=${DURATION:-30s}; WARMUP=${WARMUP:-2s}
 fi
+SLICE=${SLICE:-400ms}
 SMALL=1000
-LOGIN_DURATION=10s; LOGIN_ROUNDS=5
-[ "$SCALE" = small ] && { LOGIN_DURATION=$DURATION; LOGIN_ROUNDS=1; }
+LOGIN_DURATION=30s; LOGIN_SLICE=2s
+[ "$SCALE" = small ] && LOGIN_DURATION=3s
 PASSWORD='bench passphrase 2026'
 LOGIN_USERS=64
 WORK=$(mktemp -d /tmp/tokenauth-bench.XXXXXX)
@@ -58,7 +60,7 @@ say "memory:     $(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}'
 say "go:         $(go version)"
 say "postgres:   $(psql -Atq "$PG" -c 'SHOW server_version')"
 say "load avg:   $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min; anything else running skews the figures)"
-say "scale:      $SCALE ($SMALL and $BIG tokens, $DURATION per measurement after $WARMUP warm-up, $ROUNDS round(s))"
+say "scale:      $SCALE ($SMALL and $BIG tokens; pairs: $DURATION per side after $WARMUP, in slices of $SLICE)"
 
 step "build"
 go build -o "$WORK/" . ./bench/loadgen ./bench/onequery ./bench/seed
@@ -99,18 +101,6 @@ stop() { local pid; pid=$(pid_of "$1"); kill "$pid"; wait "$pid" 2>/dev/null || 
 # load runs on fresh instances, so the peak is that load's.
 peak_mib() { awk '/^VmHWM:/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
-# measure URL CONNS [loadgen flags...]: prints "RPS NON2XX".
-measure() {
-  local url=$1 conns=$2; shift 2
-  local out
-  out=$(timeout 700 "$WORK/loadgen" -url "$url" -c "$conns" -d "$DURATION" -warmup "$WARMUP" "$@")
-  printf '%s\n' "$out" >>"$WORK/loadgen.log"
-  printf '%s' "$out" | awk '{for (i=1;i<=NF;i++) {split($i,kv,"="); v[kv[1]]=kv[2]} print v["rps"], v["non2xx"]+v["errors"]}'
-}
-
-# median: the median of the numbers on stdin, one per line.
-median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2)}'; }
-
 header() { printf '%-44s %12s %12s %7s %7s  %s\n' target measured baseline ratio want result; }
 # row LABEL MEASURED BASELINE WANT BAD [RATIO]: prints a target and counts
 # failures; the ratio is MEASURED / BASELINE unless given.
@@ -125,29 +115,27 @@ row() {
   printf '%-44s %12.1f %12.1f %7s %7s  %s\n' "$label" "$a" "$b" "$ratio" ">=$want" "$verdict"
 }
 
-# pair LABEL WANT CONNS URL_A "FLAGS_A" URL_B "FLAGS_B": measures A and B in
-# turn, ROUNDS times (alternating which goes first). The ratio is the median
-# of the rounds' ratios: on a shared machine, whatever else runs shifts
-# whole rounds, and short alternating rounds with a median leave that out
-# better than long ones. The rps shown are the means.
+# pair LABEL WANT CONNS URL_A TOKENS_A URL_B TOKENS_B: measures A against B
+# (TOKENS_x: a file of bearer tokens, or empty) with loadgen -vs, which
+# loads them in turn in slices of SLICE, in the order A B B A, until each
+# has been measured for DURATION. The ratio is A's throughput over B's.
+# On this shared machine the speed moves within seconds; the two sides of
+# a short interleaved slice see the same machine, where whole rounds of
+# seconds each did not (docs/BENCHMARKS.md).
 pair() {
-  local label=$1 want=$2 conns=$3 ua=$4 fa=$5 ub=$6 fb=$7
-  local sa=0 sb=0 bad=0 ratios=() ra rb na nb
-  for r in $(seq 1 "$ROUNDS"); do
-    if [ $((r % 2)) = 1 ]; then
-      read -r ra na < <(measure "$ua" "$conns" $fa); read -r rb nb < <(measure "$ub" "$conns" $fb)
-    else
-      read -r rb nb < <(measure "$ub" "$conns" $fb); read -r ra na < <(measure "$ua" "$conns" $fa)
-    fi
-    sa=$(awk -v s="$sa" -v x="$ra" 'BEGIN {print s + x}'); sb=$(awk -v s="$sb" -v x="$rb" 'BEGIN {print s + x}')
-    ratios+=("$(awk -v a="$ra" -v b="$rb" 'BEGIN {printf "%.4f", (b > 0 ? a / b : 0)}')")
-    bad=$((bad + na + nb))
-  done
-  local mid
-  mid=$(printf '%s\n' "${ratios[@]}" | median)
-  printf '%s: round ratios %s\n' "$label" "${ratios[*]}" >>"$WORK/rounds.log"
-  row "$label" "$(awk -v s="$sa" -v n="$ROUNDS" 'BEGIN {print s / n}')" \
-    "$(awk -v s="$sb" -v n="$ROUNDS" 'BEGIN {print s / n}')" "$want" "$bad" "$mid"
+  local label=$1 want=$2 conns=$3 ua=$4 ta=$5 ub=$6 tb=$7 out
+  local fa=() fb=()
+  [ -n "$ta" ] && fa=(-tokens "$ta")
+  [ -n "$tb" ] && fb=(-vs-tokens "$tb")
+  out=$(timeout 900 "$WORK/loadgen" -url "$ua" "${fa[@]}" -vs "$ub" "${fb[@]}" -c "$conns" \
+    -d "$DURATION" -warmup "$WARMUP" -slice "$SLICE")
+  printf '%s\n%s\n' "$label" "$out" >>"$WORK/loadgen.log"
+  printf '%s: %s\n' "$label" "$(head -1 <<<"$out")" >>"$WORK/rounds.log"
+  local ratio ra rb bad
+  ratio=$(head -1 <<<"$out" | sed -E 's/^ratio=([0-9.]+).*/\1/')
+  read -r ra rb bad < <(tail -2 <<<"$out" | awk '{for (i=1;i<=NF;i++) {split($i,kv,"="); v[kv[1]]=kv[2]}
+    rps[NR]=v["rps"]; bad+=v["non2xx"]+v["errors"]} END {print rps[1], rps[2], bad}')
+  row "$label" "$ra" "$rb" "$want" "$bad" "$ratio"
 }
 
 # hash_time: prints "ALONE PARALLEL", the median time of one argon2id hash
@@ -158,7 +146,7 @@ step "argon2id: time of one hash (nothing else loaded)"
 read -r HASH PARALLEL < <(hash_time)
 say "one hash alone: ${HASH}s; $(nproc) cores / ${HASH}s = $(awk -v c="$(nproc)" -v h="$HASH" 'BEGIN {printf "%.1f", c / h}') logins/s"
 say "one hash while $(nproc) run at once: ${PARALLEL}s ($(awk -v c="$(nproc)" -v h="$PARALLEL" 'BEGIN {printf "%.1f", c / h}') logins/s)"
-say "(the login target times the hash again next to each of its rounds: this machine's speed drifts)"
+say "(the login target times the hash again between its slices of load: this machine's speed drifts)"
 
 step "targets (requests per second; ratio = measured / baseline)"
 say "instances on 127.0.0.1: cached (${SMALL} tokens, TOKEN_CACHE_TTL=30s) :18081; nocache (${SMALL}, TOKEN_CACHE_TTL=0) :18082;"
@@ -167,7 +155,7 @@ header
 start cached 18081 small
 for c in 32 64; do
   pair "profile vs healthz, $c conns" 0.85 "$c" \
-    http://127.0.0.1:18081/api/profile/ "-tokens $WORK/tokens-small.txt" http://127.0.0.1:18081/healthz ""
+    http://127.0.0.1:18081/api/profile/ "$WORK/tokens-small.txt" http://127.0.0.1:18081/healthz ""
 done
 AUTH_PEAK=$(peak_mib "$(pid_of cached)")
 stop cached
@@ -175,44 +163,35 @@ stop cached
 start nocache 18082 small TOKEN_CACHE_TTL=0
 start onequery 18083 small
 pair "cache off vs one-query pgx handler, 64 conns" 0.9 64 \
-  http://127.0.0.1:18082/api/profile/ "-tokens $WORK/tokens-small.txt" \
-  http://127.0.0.1:18083/api/profile/ "-tokens $WORK/tokens-small.txt"
+  http://127.0.0.1:18082/api/profile/ "$WORK/tokens-small.txt" \
+  http://127.0.0.1:18083/api/profile/ "$WORK/tokens-small.txt"
 ONEQUERY_PEAK=$(peak_mib "$(pid_of onequery)")
 stop onequery
 
 start nocache-big 18084 big TOKEN_CACHE_TTL=0
 pair "$BIG vs $SMALL tokens (cache off), 64 conns" 0.95 64 \
-  http://127.0.0.1:18084/api/profile/ "-tokens $WORK/tokens-big.txt" \
-  http://127.0.0.1:18082/api/profile/ "-tokens $WORK/tokens-small.txt"
+  http://127.0.0.1:18084/api/profile/ "$WORK/tokens-big.txt" \
+  http://127.0.0.1:18082/api/profile/ "$WORK/tokens-small.txt"
 NOCACHE_PEAK=$(peak_mib "$(pid_of nocache)")
 NOCACHE_BIG_PEAK=$(peak_mib "$(pid_of nocache-big)")
 stop nocache
 stop nocache-big
 
 start login 18085 small
-# Each round times one hash on the idle machine, then measures logins, and
-# compares them: the hash time is taken next to the load it is the ceiling
-# of, as the other targets alternate their two sides. A login waits in
-# line for a hash: 64 of them take seconds to reach a steady state, hence
-# a longer warm-up before the first round.
-LOGIN_RATIOS=(); LOGIN_SUM=0; CEILING_SUM=0; LOGIN_BAD=0
-for r in $(seq 1 "$LOGIN_ROUNDS"); do
-  read -r h p < <(hash_time)
-  warm=2s; [ "$r" = 1 ] && warm=5s
-  read -r rps bad < <(DURATION=$LOGIN_DURATION WARMUP=$warm measure http://127.0.0.1:18085/api/login/ 64 -login-users "$LOGIN_USERS" -password "$PASSWORD")
-  ceiling=$(awk -v c="$(nproc)" -v h="$h" 'BEGIN {print c / h}')
-  LOGIN_RATIOS+=("$(awk -v a="$rps" -v b="$ceiling" 'BEGIN {printf "%.4f", a / b}')")
-  LOGIN_SUM=$(awk -v s="$LOGIN_SUM" -v x="$rps" 'BEGIN {print s + x}')
-  CEILING_SUM=$(awk -v s="$CEILING_SUM" -v x="$ceiling" 'BEGIN {print s + x}')
-  LOGIN_BAD=$((LOGIN_BAD + bad))
-  printf 'login round %s: one hash %ss alone, %ss with %s at once; %s logins/s\n' "$r" "$h" "$p" "$(nproc)" "$rps" >>"$WORK/rounds.log"
-done
-printf 'login vs cores/hash time, 64 conns: round ratios %s\n' "${LOGIN_RATIOS[*]}" >>"$WORK/rounds.log"
+# loadgen -vs-hash loads logins in slices of LOGIN_SLICE and, between
+# them, times hashes alone on the then idle machine: each slice is
+# compared with the hash time of just before and just after it. A login
+# waits in line for a hash: 64 of them take a few seconds to reach a
+# steady state, hence the longer warm-up.
+out=$(timeout 900 "$WORK/loadgen" -url http://127.0.0.1:18085/api/login/ -login-users "$LOGIN_USERS" -password "$PASSWORD" \
+  -c 64 -vs-hash -slice "$LOGIN_SLICE" -warmup 5s -d "$LOGIN_DURATION")
+printf 'login\n%s\n' "$out" >>"$WORK/loadgen.log"
+printf 'login vs cores/hash time, 64 conns: %s\n' "$(head -1 <<<"$out")" >>"$WORK/rounds.log"
 LOGIN_PEAK=$(peak_mib "$(pid_of login)")
 stop login
-row "login vs cores/hash time, 64 conns" "$(awk -v s="$LOGIN_SUM" -v n="$LOGIN_ROUNDS" 'BEGIN {print s / n}')" \
-  "$(awk -v s="$CEILING_SUM" -v n="$LOGIN_ROUNDS" 'BEGIN {print s / n}')" 0.8 "$LOGIN_BAD" \
-  "$(printf '%s\n' "${LOGIN_RATIOS[@]}" | median)"
+read -r ratio ceiling rps bad < <(awk '{for (i=1;i<=NF;i++) {split($i,kv,"="); v[kv[1]]=kv[2]}}
+  NR == 1 {ratio=v["ratio"]; ceiling=v["ceiling_rps"]} NR == 2 {print ratio, ceiling, v["rps"], v["non2xx"]+v["errors"]}' <<<"$out")
+row "login vs cores/hash time, 64 conns" "$rps" "$ceiling" 0.8 "$bad" "$ratio"
 
 step "peak memory of the server (VmHWM, MiB)"
 printf '%-44s %12s %12s %s\n' "load" "peak MiB" "bound MiB" result

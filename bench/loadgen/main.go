@@ -6,16 +6,19 @@
 //
 //	loadgen -url http://127.0.0.1:18081/api/profile/ -c 64 -d 10s -tokens tokens.txt
 //	loadgen -url http://127.0.0.1:18081/api/login/ -c 64 -d 10s -login-users 64 -password '...'
+//	loadgen -url http://127.0.0.1:18082/api/profile/ -tokens tokens.txt -vs http://127.0.0.1:18083/api/profile/ -vs-tokens tokens.txt -c 64 -d 30s
 //	loadgen -hash-time
 //
 // The result is one line of key=value pairs (rps, ok, non2xx, errors,
-// p50_ms, p99_ms, seconds). Only loopback addresses are accepted.
+// p50_ms, p99_ms, seconds). With -vs, the two URLs are loaded in turn, in
+// short slices, and the first line gives the ratio of their throughputs
+// and the spread of the ratios of each four slices; the next two lines are
+// each side's result. Only loopback addresses are accepted.
 package main
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -43,13 +46,17 @@ func main() {
 }
 
 func run() error {
-	target := flag.String("url", "", "URL to load (loopback only)")
+	targetURL := flag.String("url", "", "URL to load (loopback only)")
 	conns := flag.Int("c", 32, "connections, each sending one request at a time")
 	duration := flag.Duration("d", 10*time.Second, "how long to measure (at most 10m)")
 	warmup := flag.Duration("warmup", 2*time.Second, "how long to send before measuring")
 	tokensFile := flag.String("tokens", "", "file of bearer tokens, one a line, spread over the connections")
 	loginUsers := flag.Int("login-users", 0, "POST logins of users login1..loginN (one per connection, in turn)")
 	password := flag.String("password", "", "the login users' password")
+	vs := flag.String("vs", "", "a second URL to compare the first with, loaded in turn with it (interleaved slices)")
+	vsTokens := flag.String("vs-tokens", "", "file of bearer tokens for -vs")
+	vsHash := flag.Bool("vs-hash", false, "compare the load with the ceiling cores / time of one argon2id hash, timed alone between slices")
+	slice := flag.Duration("slice", 400*time.Millisecond, "with -vs or -vs-hash: how long each slice of load lasts")
 	hashTime := flag.Bool("hash-time", false, "print the median time of one argon2id hash with the service's parameters, alone and with one hash per core at once, and exit")
 	flag.Parse()
 	if *hashTime {
@@ -62,23 +69,98 @@ func run() error {
 	if *conns < 1 || *conns > 1024 {
 		return errors.New("-c must be from 1 to 1024")
 	}
-	u, err := url.Parse(*target)
+	u, requests, err := target(*targetURL, *tokensFile, *loginUsers, *password)
+	if err != nil {
+		return err
+	}
+	if *vsHash {
+		return printAgainstHash(newSide(u.Host, requests, *conns), *slice, *warmup, *duration)
+	}
+	if *vs == "" {
+		res, err := load(u.Host, requests, *conns, *warmup, *duration)
+		if err != nil {
+			return err
+		}
+		fmt.Println(res)
+		return nil
+	}
+	if *slice < 40*time.Millisecond || *slice > 10*time.Second {
+		return errors.New("-slice must be within [40ms, 10s]")
+	}
+	vu, vsRequests, err := target(*vs, *vsTokens, 0, "")
+	if err != nil {
+		return err
+	}
+	a, b := newSide(u.Host, requests, *conns), newSide(vu.Host, vsRequests, *conns)
+	defer a.close()
+	defer b.close()
+	ra, rb, cycles := interleaved(a, b, *slice, *warmup, *duration)
+	if ra.ok == 0 || rb.ok == 0 {
+		return fmt.Errorf("no successful request: %s; vs: %s", ra, rb)
+	}
+	fmt.Printf("ratio=%.4f %s\n", ra.rps()/rb.rps(), spread(cycles))
+	fmt.Println(ra)
+	fmt.Println("vs:", rb)
+	return nil
+}
+
+// spread describes the ratios of the cycles of an interleaved run.
+func spread(cycles []float64) string {
+	slices.Sort(cycles)
+	q := func(p float64) float64 { return cycles[int(p*float64(len(cycles)-1))] }
+	return fmt.Sprintf("cycles=%d cycle_min=%.4f cycle_p25=%.4f cycle_p50=%.4f cycle_p75=%.4f cycle_max=%.4f",
+		len(cycles), q(0), q(0.25), q(0.5), q(0.75), q(1))
+}
+
+// printAgainstHash measures s against the ceiling of a load bound by
+// password hashes, cores / time of one argon2id hash. It loads s in slices
+// and, between them, times hashes alone on the then idle machine, so that
+// each slice is compared with the hash time measured just before and just
+// after it: this machine's speed drifts within seconds. The first warmup
+// is not counted.
+func printAgainstHash(s *side, slice, warmup, duration time.Duration) error {
+	defer s.close()
+	const hashes = 5
+	cores := float64(runtime.NumCPU())
+	start := time.Now()
+	s.run(start.Add(warmup), start.Add(warmup))
+	before := medianHashTime(hashes, 1)
+	total := result{statuses: map[int]int{}}
+	var reachable, hashSum float64
+	var cycles []float64
+	lead := slice / 4
+	for total.seconds < duration.Seconds() {
+		start := time.Now()
+		r := s.run(start.Add(lead), start.Add(slice))
+		after := medianHashTime(hashes, 1)
+		ceiling := cores / ((before + after) / 2)
+		reachable += ceiling * r.seconds
+		hashSum += before + after
+		cycles = append(cycles, r.rps()/ceiling)
+		total.add(r)
+		before = after
+	}
+	if total.ok == 0 {
+		return fmt.Errorf("no successful request: %s", total)
+	}
+	hash := hashSum / float64(2*len(cycles))
+	fmt.Printf("ratio=%.4f ceiling_rps=%.1f hash_seconds=%.6f %s\n",
+		float64(total.ok)/reachable, reachable/total.seconds, hash, spread(cycles))
+	fmt.Println(total)
+	return nil
+}
+
+// target parses a URL to load (loopback only) and renders its requests.
+func target(raw, tokensFile string, loginUsers int, password string) (*url.URL, [][]byte, error) {
+	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "http" {
-		return fmt.Errorf("-url must be an http:// URL: %q", *target)
+		return nil, nil, fmt.Errorf("not an http:// URL: %q", raw)
 	}
 	if err := requireLoopback(u.Hostname()); err != nil {
-		return err
+		return nil, nil, err
 	}
-	requests, err := buildRequests(u, *tokensFile, *loginUsers, *password)
-	if err != nil {
-		return err
-	}
-	res, err := load(u.Host, requests, *conns, *warmup, *duration)
-	if err != nil {
-		return err
-	}
-	fmt.Println(res)
-	return nil
+	requests, err := buildRequests(u, tokensFile, loginUsers, password)
+	return u, requests, err
 }
 
 // requireLoopback refuses any target but this machine.
@@ -124,13 +206,15 @@ func buildRequests(u *url.URL, tokensFile string, loginUsers int, password strin
 	return out, nil
 }
 
-// result is what one run measured.
+// result is what one run, or one side of an interleaved run, measured.
 type result struct {
 	ok, non2xx, errs int
 	seconds          float64
 	latencies        []time.Duration
 	statuses         map[int]int
 }
+
+func (r result) rps() float64 { return float64(r.ok) / r.seconds }
 
 func (r result) String() string {
 	slices.Sort(r.latencies)
@@ -146,99 +230,182 @@ func (r result) String() string {
 	}
 	slices.Sort(codes)
 	return fmt.Sprintf("rps=%.1f ok=%d non2xx=%d errors=%d p50_ms=%.3f p99_ms=%.3f seconds=%.2f statuses=%s",
-		float64(r.ok)/r.seconds, r.ok, r.non2xx, r.errs, pct(0.50), pct(0.99), r.seconds, strings.Join(codes, ","))
+		r.rps(), r.ok, r.non2xx, r.errs, pct(0.50), pct(0.99), r.seconds, strings.Join(codes, ","))
 }
 
-// load runs conns connections; connection i sends requests i, i+conns, ...
-// in turn. Answers that arrive during the warm-up are not counted.
-func load(host string, requests [][]byte, conns int, warmup, duration time.Duration) (result, error) {
-	start := time.Now()
-	measureFrom := start.Add(warmup)
-	stopAt := measureFrom.Add(duration)
-	ctx, cancel := context.WithDeadline(context.Background(), stopAt.Add(30*time.Second))
-	defer cancel()
+// add counts other's answers in r.
+func (r *result) add(other result) {
+	r.ok += other.ok
+	r.non2xx += other.non2xx
+	r.errs += other.errs
+	r.seconds += other.seconds
+	r.latencies = append(r.latencies, other.latencies...)
+	for code, n := range other.statuses {
+		r.statuses[code] += n
+	}
+}
+
+// side is one URL under load: its connections, each with its share of the
+// requests.
+type side struct{ workers []*worker }
+
+func newSide(host string, requests [][]byte, conns int) *side {
+	s := &side{}
+	for i := range conns {
+		w := &worker{host: host}
+		for j := i % len(requests); j < len(requests); j += conns {
+			w.requests = append(w.requests, requests[j])
+		}
+		if len(w.requests) == 0 {
+			w.requests = [][]byte{requests[i%len(requests)]}
+		}
+		s.workers = append(s.workers, w)
+	}
+	return s
+}
+
+// run loads the side from now until to, counting the answers that arrive
+// within [from, to), and returns once every connection has its last
+// answer.
+func (s *side) run(from, to time.Time) result {
 	var (
 		mu    sync.Mutex
-		total = result{statuses: map[int]int{}}
+		total = result{statuses: map[int]int{}, seconds: to.Sub(from).Seconds()}
 		wg    sync.WaitGroup
 	)
-	for i := range conns {
-		var mine [][]byte
-		for j := i % len(requests); j < len(requests); j += conns {
-			mine = append(mine, requests[j])
-		}
-		if len(mine) == 0 {
-			mine = [][]byte{requests[i%len(requests)]}
-		}
+	for _, w := range s.workers {
 		wg.Go(func() {
-			r := connection(ctx, host, mine, measureFrom, stopAt)
+			r := w.run(from, to)
 			mu.Lock()
 			defer mu.Unlock()
-			total.ok += r.ok
-			total.non2xx += r.non2xx
-			total.errs += r.errs
-			total.latencies = append(total.latencies, r.latencies...)
-			for code, n := range r.statuses {
-				total.statuses[code] += n
-			}
+			r.seconds = 0
+			total.add(r)
 		})
 	}
 	wg.Wait()
-	total.seconds = duration.Seconds()
+	return total
+}
+
+func (s *side) close() {
+	for _, w := range s.workers {
+		w.drop()
+	}
+}
+
+// load runs conns connections for warmup + duration; connection i sends
+// requests i, i+conns, ... in turn. Answers that arrive during the warm-up
+// are not counted.
+func load(host string, requests [][]byte, conns int, warmup, duration time.Duration) (result, error) {
+	s := newSide(host, requests, conns)
+	defer s.close()
+	from := time.Now().Add(warmup)
+	total := s.run(from, from.Add(duration))
 	if total.ok == 0 {
 		return total, fmt.Errorf("no successful request: %s", total)
 	}
 	return total, nil
 }
 
-// connection sends requests one after the other on one connection until
-// stopAt, reconnecting after an error.
-func connection(ctx context.Context, host string, requests [][]byte, measureFrom, stopAt time.Time) result {
+// interleaved compares two sides under the same conditions: it loads them
+// in turn, in slices of the given length, in the order A B B A (which
+// cancels a steady drift of the machine's speed), until each has been
+// measured for duration. Each slice counts the answers after its first
+// quarter (the connections refill the server's queue) and before its end,
+// and the next slice starts once every answer of the last one is in, so
+// no slice carries the other side's work. The first warmup of each side
+// is not counted.
+func interleaved(a, b *side, slice, warmup, duration time.Duration) (ra, rb result, cycles []float64) {
+	ra, rb = result{statuses: map[int]int{}}, result{statuses: map[int]int{}}
+	lead := slice / 4
+	runSlice := func(s *side) result {
+		start := time.Now()
+		return s.run(start.Add(lead), start.Add(slice))
+	}
+	for spent := time.Duration(0); spent < warmup; spent += slice {
+		runSlice(a)
+		runSlice(b)
+	}
+	for measured := time.Duration(0); measured < duration; measured += 2 * (slice - lead) {
+		a1, b1 := runSlice(a), runSlice(b)
+		b2, a2 := runSlice(b), runSlice(a)
+		cycles = append(cycles, float64(a1.ok+a2.ok)/float64(b1.ok+b2.ok))
+		for _, r := range []result{a1, a2} {
+			ra.add(r)
+		}
+		for _, r := range []result{b1, b2} {
+			rb.add(r)
+		}
+	}
+	return ra, rb, cycles
+}
+
+// worker is one keep-alive connection and the requests it sends in turn;
+// it keeps its connection between runs.
+type worker struct {
+	host     string
+	requests [][]byte
+	n        int
+	conn     net.Conn
+	br       *bufio.Reader
+}
+
+// run sends requests one after the other until to, reconnecting after an
+// error, and counts the answers that arrive within [from, to).
+func (w *worker) run(from, to time.Time) result {
 	r := result{statuses: map[int]int{}}
-	var dialer net.Dialer
-	for n := 0; time.Now().Before(stopAt); {
-		conn, err := dialer.DialContext(ctx, "tcp", host)
+	for time.Now().Before(to) {
+		if w.conn == nil {
+			conn, err := net.DialTimeout("tcp", w.host, 5*time.Second)
+			if err != nil {
+				r.errs++
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			w.conn, w.br = conn, bufio.NewReaderSize(conn, 32<<10)
+		}
+		_ = w.conn.SetDeadline(to.Add(30 * time.Second))
+		sent := time.Now()
+		status, keep, err := w.roundTrip()
 		if err != nil {
-			r.errs++
-			time.Sleep(10 * time.Millisecond)
+			if time.Now().Before(to) {
+				r.errs++
+			}
+			w.drop()
 			continue
 		}
-		_ = conn.SetDeadline(stopAt.Add(30 * time.Second))
-		br := bufio.NewReaderSize(conn, 32<<10)
-		for time.Now().Before(stopAt) {
-			sent := time.Now()
-			if _, err = conn.Write(requests[n%len(requests)]); err != nil {
-				break
-			}
-			n++
-			var status int
-			var keep bool
-			if status, keep, err = readResponse(br); err != nil {
-				break
-			}
-			// Throughput counts the answers that arrive within the
-			// window, whenever they were sent: with slow requests (a
-			// login waits for a hash) most answers in the window were
-			// sent before it.
-			if done := time.Now(); done.After(measureFrom) && done.Before(stopAt) {
-				r.latencies = append(r.latencies, time.Since(sent))
-				r.statuses[status]++
-				if status >= 200 && status < 300 {
-					r.ok++
-				} else {
-					r.non2xx++
-				}
-			}
-			if !keep {
-				break
+		// Throughput counts the answers that arrive within the window,
+		// whenever they were sent: with slow requests (a login waits for a
+		// hash) most answers in the window were sent before it.
+		if done := time.Now(); done.After(from) && done.Before(to) {
+			r.latencies = append(r.latencies, done.Sub(sent))
+			r.statuses[status]++
+			if status >= 200 && status < 300 {
+				r.ok++
+			} else {
+				r.non2xx++
 			}
 		}
-		if err != nil && time.Now().Before(stopAt) {
-			r.errs++
+		if !keep {
+			w.drop()
 		}
-		conn.Close()
 	}
 	return r
+}
+
+// roundTrip sends the worker's next request and reads its answer.
+func (w *worker) roundTrip() (status int, keep bool, err error) {
+	if _, err := w.conn.Write(w.requests[w.n%len(w.requests)]); err != nil {
+		return 0, false, err
+	}
+	w.n++
+	return readResponse(w.br)
+}
+
+func (w *worker) drop() {
+	if w.conn != nil {
+		w.conn.Close()
+		w.conn, w.br = nil, nil
+	}
 }
 
 // readResponse reads one response and returns its status and whether the
