@@ -32,7 +32,7 @@ func NewProfileController(db *gorm.DB, cfg config.Config, hasher *models.Passwor
 // Show returns the user.
 func (pc *ProfileController) Show(c *gin.Context) {
 	user, _ := middlewares.CurrentUser(c)
-	c.JSON(http.StatusOK, newUserResponse(user))
+	renderUser(c, http.StatusOK, newUserResponse(user))
 }
 
 type profileUpdateRequest struct {
@@ -52,7 +52,7 @@ func (pc *ProfileController) Update(c *gin.Context) {
 		return
 	}
 	pc.auth.ForgetUser(user.ID)
-	c.JSON(http.StatusOK, newUserResponse(user))
+	renderUser(c, http.StatusOK, newUserResponse(user))
 }
 
 type passwordChangeRequest struct {
