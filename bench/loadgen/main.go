@@ -347,12 +347,14 @@ type worker struct {
 	n        int
 	conn     net.Conn
 	br       *bufio.Reader
+	deadline time.Time // of conn, set once per run rather than per request
 }
 
 // run sends requests one after the other until to, reconnecting after an
 // error, and counts the answers that arrive within [from, to).
 func (w *worker) run(from, to time.Time) result {
 	r := result{statuses: map[int]int{}}
+	deadline := to.Add(30 * time.Second)
 	for time.Now().Before(to) {
 		if w.conn == nil {
 			conn, err := net.DialTimeout("tcp", w.host, 5*time.Second)
@@ -363,7 +365,10 @@ func (w *worker) run(from, to time.Time) result {
 			}
 			w.conn, w.br = conn, bufio.NewReaderSize(conn, 32<<10)
 		}
-		_ = w.conn.SetDeadline(to.Add(30 * time.Second))
+		if !w.deadline.Equal(deadline) {
+			_ = w.conn.SetDeadline(deadline)
+			w.deadline = deadline
+		}
 		sent := time.Now()
 		status, keep, err := w.roundTrip()
 		if err != nil {
@@ -404,7 +409,7 @@ func (w *worker) roundTrip() (status int, keep bool, err error) {
 func (w *worker) drop() {
 	if w.conn != nil {
 		w.conn.Close()
-		w.conn, w.br = nil, nil
+		w.conn, w.br, w.deadline = nil, nil, time.Time{}
 	}
 }
 
