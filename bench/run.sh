@@ -101,6 +101,10 @@ stop() { local pid; pid=$(pid_of "$1"); kill "$pid"; wait "$pid" 2>/dev/null || 
 # load runs on fresh instances, so the peak is that load's.
 peak_mib() { awk '/^VmHWM:/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
+# field KEY: the value of KEY in loadgen's key=value output on stdin, one
+# per line (summed over lines when KEY is on several).
+field() { awk -v k="$1" '{for (i=1;i<=NF;i++) {split($i,kv,"="); if (kv[1]==k) {s+=kv[2]; n++}}} END {if (n) printf "%.10g\n", s}'; }
+
 header() { printf '%-44s %12s %12s %7s %7s  %s\n' target measured baseline ratio want result; }
 # row LABEL MEASURED BASELINE WANT BAD [RATIO]: prints a target and counts
 # failures; the ratio is MEASURED / BASELINE unless given.
@@ -131,11 +135,8 @@ pair() {
     -d "$DURATION" -warmup "$WARMUP" -slice "$SLICE")
   printf '%s\n%s\n' "$label" "$out" >>"$WORK/loadgen.log"
   printf '%s: %s\n' "$label" "$(head -1 <<<"$out")" >>"$WORK/rounds.log"
-  local ratio ra rb bad
-  ratio=$(head -1 <<<"$out" | sed -E 's/^ratio=([0-9.]+).*/\1/')
-  read -r ra rb bad < <(tail -2 <<<"$out" | awk '{for (i=1;i<=NF;i++) {split($i,kv,"="); v[kv[1]]=kv[2]}
-    rps[NR]=v["rps"]; bad+=v["non2xx"]+v["errors"]} END {print rps[1], rps[2], bad}')
-  row "$label" "$ra" "$rb" "$want" "$bad" "$ratio"
+  row "$label" "$(sed -n 2p <<<"$out" | field rps)" "$(sed -n 3p <<<"$out" | field rps)" "$want" \
+    "$(($(field non2xx <<<"$out") + $(field errors <<<"$out")))" "$(head -1 <<<"$out" | field ratio)"
 }
 
 # hash_time: prints "ALONE PARALLEL", the median time of one argon2id hash
@@ -189,9 +190,8 @@ printf 'login\n%s\n' "$out" >>"$WORK/loadgen.log"
 printf 'login vs cores/hash time, 64 conns: %s\n' "$(head -1 <<<"$out")" >>"$WORK/rounds.log"
 LOGIN_PEAK=$(peak_mib "$(pid_of login)")
 stop login
-read -r ratio ceiling rps bad < <(awk '{for (i=1;i<=NF;i++) {split($i,kv,"="); v[kv[1]]=kv[2]}}
-  NR == 1 {ratio=v["ratio"]; ceiling=v["ceiling_rps"]} NR == 2 {print ratio, ceiling, v["rps"], v["non2xx"]+v["errors"]}' <<<"$out")
-row "login vs cores/hash time, 64 conns" "$rps" "$ceiling" 0.8 "$bad" "$ratio"
+row "login vs cores/hash time, 64 conns" "$(field rps <<<"$out")" "$(field ceiling_rps <<<"$out")" 0.8 \
+  "$(($(field non2xx <<<"$out") + $(field errors <<<"$out")))" "$(field ratio <<<"$out")"
 
 step "peak memory of the server (VmHWM, MiB)"
 printf '%-44s %12s %12s %s\n' "load" "peak MiB" "bound MiB" result

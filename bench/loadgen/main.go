@@ -73,6 +73,14 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if *vs != "" || *vsHash {
+		if *vs != "" && *vsHash {
+			return errors.New("-vs and -vs-hash are two different comparisons: give one")
+		}
+		if *slice < 40*time.Millisecond || *slice > 10*time.Second {
+			return errors.New("-slice must be within [40ms, 10s]")
+		}
+	}
 	if *vsHash {
 		return printAgainstHash(newSide(u.Host, requests, *conns), *slice, *warmup, *duration)
 	}
@@ -83,9 +91,6 @@ func run() error {
 		}
 		fmt.Println(res)
 		return nil
-	}
-	if *slice < 40*time.Millisecond || *slice > 10*time.Second {
-		return errors.New("-slice must be within [40ms, 10s]")
 	}
 	vu, vsRequests, err := target(*vs, *vsTokens, 0, "")
 	if err != nil {
@@ -122,16 +127,14 @@ func printAgainstHash(s *side, slice, warmup, duration time.Duration) error {
 	defer s.close()
 	const hashes = 5
 	cores := float64(runtime.NumCPU())
-	start := time.Now()
-	s.run(start.Add(warmup), start.Add(warmup))
+	warm := time.Now().Add(warmup)
+	s.run(warm, warm)
 	before := medianHashTime(hashes, 1)
 	total := result{statuses: map[int]int{}}
 	var reachable, hashSum float64
 	var cycles []float64
-	lead := slice / 4
 	for total.seconds < duration.Seconds() {
-		start := time.Now()
-		r := s.run(start.Add(lead), start.Add(slice))
+		r := s.runSlice(slice)
 		after := medianHashTime(hashes, 1)
 		ceiling := cores / ((before + after) / 2)
 		reachable += ceiling * r.seconds
@@ -286,6 +289,14 @@ func (s *side) run(from, to time.Time) result {
 	return total
 }
 
+// runSlice loads the side for one slice from now, counting the answers
+// after its first quarter (in which the connections refill the server's
+// queue) and before its end.
+func (s *side) runSlice(slice time.Duration) result {
+	start := time.Now()
+	return s.run(start.Add(slice/4), start.Add(slice))
+}
+
 func (s *side) close() {
 	for _, w := range s.workers {
 		w.drop()
@@ -309,32 +320,23 @@ func load(host string, requests [][]byte, conns int, warmup, duration time.Durat
 // interleaved compares two sides under the same conditions: it loads them
 // in turn, in slices of the given length, in the order A B B A (which
 // cancels a steady drift of the machine's speed), until each has been
-// measured for duration. Each slice counts the answers after its first
-// quarter (the connections refill the server's queue) and before its end,
-// and the next slice starts once every answer of the last one is in, so
-// no slice carries the other side's work. The first warmup of each side
-// is not counted.
+// measured for duration. The next slice starts once every answer of the
+// last one is in, so no slice carries the other side's work. The first
+// warmup of each side is not counted.
 func interleaved(a, b *side, slice, warmup, duration time.Duration) (ra, rb result, cycles []float64) {
 	ra, rb = result{statuses: map[int]int{}}, result{statuses: map[int]int{}}
-	lead := slice / 4
-	runSlice := func(s *side) result {
-		start := time.Now()
-		return s.run(start.Add(lead), start.Add(slice))
-	}
 	for spent := time.Duration(0); spent < warmup; spent += slice {
-		runSlice(a)
-		runSlice(b)
+		a.runSlice(slice)
+		b.runSlice(slice)
 	}
-	for measured := time.Duration(0); measured < duration; measured += 2 * (slice - lead) {
-		a1, b1 := runSlice(a), runSlice(b)
-		b2, a2 := runSlice(b), runSlice(a)
+	for ra.seconds < duration.Seconds() {
+		a1, b1 := a.runSlice(slice), b.runSlice(slice)
+		b2, a2 := b.runSlice(slice), a.runSlice(slice)
 		cycles = append(cycles, float64(a1.ok+a2.ok)/float64(b1.ok+b2.ok))
-		for _, r := range []result{a1, a2} {
-			ra.add(r)
-		}
-		for _, r := range []result{b1, b2} {
-			rb.add(r)
-		}
+		ra.add(a1)
+		ra.add(a2)
+		rb.add(b1)
+		rb.add(b2)
 	}
 	return ra, rb, cycles
 }
