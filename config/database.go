@@ -31,17 +31,15 @@ func OpenDatabase(databaseURL string) (*gorm.DB, error) {
 		NowFunc:        func() time.Time { return time.Now().UTC() },
 	}
 	if IsPostgres(databaseURL) {
-		db, err := gorm.Open(postgres.Open(withConnectTimeout(databaseURL)), gcfg)
-		if err != nil {
-			return nil, fmt.Errorf("opening PostgreSQL: %w", err)
-		}
-		sqlDB, err := db.DB()
+		conns, err := openPgxPool(databaseURL)
 		if err != nil {
 			return nil, err
 		}
-		sqlDB.SetMaxOpenConns(32)
-		sqlDB.SetMaxIdleConns(32)
-		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+		db, err := gorm.Open(postgres.New(postgres.Config{Conn: conns}), gcfg)
+		if err != nil {
+			_ = conns.Close()
+			return nil, fmt.Errorf("opening PostgreSQL: %w", err)
+		}
 		return db, nil
 	}
 	// One connection: SQLite allows one writer at a time anyway, and a single

@@ -4,12 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
@@ -218,19 +217,19 @@ func IssueToken(ctx context.Context, db *gorm.DB, userID uint, spec TokenSpec, p
 // This is the query of every request the token cache does not answer, so
 // it is written by hand and scanned without reflection: through GORM's
 // Joins it cost nearly three times the allocations and a good part of the
-// request's CPU. On PostgreSQL it goes one step further and runs on the
-// pgx connection under database/sql, in pgx's binary protocol: GORM's
-// statement building and database/sql's row conversion were a third of
-// the server's CPU per uncached request (scanPgx says how it scans). That
-// path does not pass through GORM's callbacks; on SQLite the query still
-// does.
+// request's CPU. On PostgreSQL opened by config.OpenDatabase it goes one
+// step further and runs on the pgx pool under GORM, in pgx's binary
+// protocol: GORM's statement building and database/sql's row conversion
+// were a third of the server's CPU per uncached request (scanPgx says how
+// it scans). That path does not pass through GORM's callbacks; on SQLite,
+// or on a connection pool of another kind, the query still does.
 // TestFindTokenByHashReadsEveryColumn keeps the column list in step with
 // the models, and TestFindTokenByHashMatchesTheORM the result.
 func FindTokenByHash(ctx context.Context, db *gorm.DB, keyHash string) (*APIToken, error) {
 	t := APIToken{KeyHash: keyHash}
 	var err error
-	if db.Dialector.Name() == "postgres" {
-		err = queryRowPgx(ctx, db, tokenByHashSQL+"$1", keyHash, t.scanPgx)
+	if conns, ok := db.Statement.ConnPool.(pgxPooled); ok {
+		err = t.scanPgx(conns.PgxPool().QueryRow(ctx, tokenByHashSQL+"$1", keyHash))
 	} else {
 		u := &t.User
 		err = db.WithContext(ctx).Raw(tokenByHashSQL+"?", keyHash).Row().Scan(&t.ID, &t.UserID, &t.Name, &t.Kind,
@@ -301,25 +300,10 @@ var lookupSkips = map[string]string{
 	"users.updated_at":          "bookkeeping no request reads",
 }
 
-// queryRowPgx runs a one-row query on a pgx connection borrowed from db's
-// pool, and has scan read the row with pgx's own (binary) decoding.
-func queryRowPgx(ctx context.Context, db *gorm.DB, query string, arg any, scan func(pgx.Row) error) error {
-	sqlDB, err := db.DB()
-	if err != nil {
-		return err
-	}
-	conn, err := sqlDB.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return conn.Raw(func(driverConn any) error {
-		c, ok := driverConn.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("PostgreSQL connection of type %T, not pgx", driverConn)
-		}
-		return scan(c.Conn().QueryRow(ctx, query, arg))
-	})
+// pgxPooled is a connection pool that runs on a pgx pool and lends it out
+// (config.OpenDatabase's on PostgreSQL).
+type pgxPooled interface {
+	PgxPool() *pgxpool.Pool
 }
 
 // ListTokens returns the user's live tokens, newest first.

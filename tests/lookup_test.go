@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"tokenauth/config"
 	"tokenauth/models"
 )
 
@@ -42,5 +45,16 @@ func TestFindTokenByHashMatchesTheORM(t *testing.T) {
 	}
 	if _, err := models.FindTokenByHash(t.Context(), s.DB, models.HashToken("tka_unknown")); err != models.ErrNotFound {
 		t.Errorf("unknown hash: got %v, want ErrNotFound", err)
+	}
+}
+
+// On PostgreSQL the database lends its pgx pool to the lookup, which
+// would otherwise fall back, unnoticed, to GORM's slower path.
+func TestPostgresLendsItsPgxPoolToTheLookup(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	_, lends := s.DB.ConnPool.(interface{ PgxPool() *pgxpool.Pool })
+	if want := config.IsPostgres(s.Config.DatabaseURL); lends != want {
+		t.Errorf("database at %q lends a pgx pool: %v, want %v", s.Config.DatabaseURL, lends, want)
 	}
 }

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"gorm.io/gorm"
+
 	"tokenauth/config"
 	"tokenauth/models"
 )
@@ -98,7 +101,48 @@ func TestDatabaseThatStopsAnsweringAnswers503(t *testing.T) {
 	// REQUEST_TIMEOUT, then get 503 instead of hanging.
 	s := NewServer(t, WithConfig(func(c *config.Config) { c.RequestTimeout = 300 * time.Millisecond; c.TokenCacheTTL = 0 }))
 	_, token := s.UserWithToken(t, "alice")
-	sqlDB, err := s.DB.DB()
+	release := holdEveryConnection(t, s.DB)
+	for _, req := range []Request{
+		{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": "alice", "password": testPassword}},
+		{Path: "/api/profile/", Token: token},
+		{Path: "/readyz"},
+	} {
+		body := s.Do(t, req).ExpectError(t, http.StatusServiceUnavailable, "unavailable")
+		if body["error"] != unavailableMessage {
+			t.Errorf("%s %s: %v", req.Method, req.Path, body)
+		}
+	}
+	release()
+	s.Do(t, Request{Path: "/readyz"}).Expect(t, http.StatusOK)
+	s.Do(t, Request{Path: "/api/profile/", Token: token}).Expect(t, http.StatusOK)
+	s.Login(t, "alice", testPassword)
+}
+
+// holdEveryConnection takes every connection of db's pool (pgx's on
+// PostgreSQL, database/sql's single one on SQLite) and returns the
+// function that gives them back.
+func holdEveryConnection(t *testing.T, db *gorm.DB) (release func()) {
+	t.Helper()
+	if conns, ok := db.ConnPool.(interface{ PgxPool() *pgxpool.Pool }); ok {
+		pool := conns.PgxPool()
+		var held []*pgxpool.Conn
+		for range pool.Config().MaxConns {
+			conn, err := pool.Acquire(t.Context())
+			if err != nil {
+				t.Fatalf("taking a connection: %v", err)
+			}
+			held = append(held, conn)
+		}
+		if len(held) == 0 || pool.Stat().IdleConns() != 0 {
+			t.Fatalf("held %d connections, %d left idle", len(held), pool.Stat().IdleConns())
+		}
+		return func() {
+			for _, conn := range held {
+				conn.Release()
+			}
+		}
+	}
+	sqlDB, err := db.DB()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,20 +154,12 @@ func TestDatabaseThatStopsAnsweringAnswers503(t *testing.T) {
 		}
 		held = append(held, conn)
 	}
-	for _, req := range []Request{
-		{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": "alice", "password": testPassword}},
-		{Path: "/api/profile/", Token: token},
-		{Path: "/readyz"},
-	} {
-		body := s.Do(t, req).ExpectError(t, http.StatusServiceUnavailable, "unavailable")
-		if body["error"] != unavailableMessage {
-			t.Errorf("%s %s: %v", req.Method, req.Path, body)
+	if len(held) == 0 {
+		t.Fatal("the pool has no limit on its connections: none to hold")
+	}
+	return func() {
+		for _, conn := range held {
+			conn.Close()
 		}
 	}
-	for _, conn := range held {
-		conn.Close()
-	}
-	s.Do(t, Request{Path: "/readyz"}).Expect(t, http.StatusOK)
-	s.Do(t, Request{Path: "/api/profile/", Token: token}).Expect(t, http.StatusOK)
-	s.Login(t, "alice", testPassword)
 }
