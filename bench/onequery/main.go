@@ -1,8 +1,8 @@
 // Command onequery is the baseline the service's uncached token lookup is
 // measured against: GET /api/profile/ written by hand with net/http and
 // pgx, one query per request (the token by its key hash, joined to its
-// user), no framework, no ORM, no cache, no logs. It answers what the
-// service answers for a live token with a profile scope, and 401 for
+// user), no framework, no ORM, no cache, no logs. For a live token with a
+// profile scope it answers the service's body, byte for byte, and 401 for
 // anything else.
 //
 //	DATABASE_URL=postgres://... ADDR=127.0.0.1:18083 onequery
@@ -71,7 +71,12 @@ func run(ctx context.Context) error {
 		}
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(p)
+		body, err := json.Marshal(p)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		_, _ = w.Write(body)
 	})
 	srv := &http.Server{Addr: os.Getenv("ADDR"), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -111,6 +116,12 @@ func find(ctx context.Context, pool *pgxpool.Pool, header string) (*profile, err
 	}
 	for s := range strings.FieldsSeq(scopes) {
 		if s == "*" || s == "profile:read" {
+			// The service's times: UTC, in whole seconds.
+			p.CreatedAt = p.CreatedAt.UTC().Truncate(time.Second)
+			if p.LastLoginAt != nil {
+				t := p.LastLoginAt.UTC().Truncate(time.Second)
+				p.LastLoginAt = &t
+			}
 			return &p, nil
 		}
 	}
