@@ -69,6 +69,7 @@ func isOutage(err error) bool {
 		connectErr *pgconn.ConnectError
 		netErr     net.Error
 		pgErr      *pgconn.PgError
+		sqliteErr  interface{ Code() int }
 	)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded),
@@ -86,10 +87,27 @@ func isOutage(err error) bool {
 		// 57P0x the server shutting down.
 		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "53") ||
 			strings.HasPrefix(pgErr.Code, "57P")
+	case errors.As(err, &sqliteErr):
+		// The primary result code is the low byte: the database file is
+		// busy, locked, read-only, failing to read or write, full, or
+		// cannot be opened. A corrupt file or a broken query stays a 500.
+		switch sqliteErr.Code() & 0xff {
+		case sqliteBusy, sqliteLocked, sqliteReadOnly, sqliteIOErr, sqliteFull, sqliteCantOpen:
+			return true
+		}
 	}
 	msg := err.Error()
-	// SQLite reports a busy or locked database file only in the message,
-	// and pgx says "closed pool" when the application is shutting down.
-	return strings.Contains(msg, "database is locked") || strings.Contains(msg, "SQLITE_BUSY") ||
-		strings.Contains(msg, "closed pool") || strings.Contains(msg, "sql: database is closed")
+	// pgx says "closed pool" when the application is shutting down.
+	return strings.Contains(msg, "closed pool") || strings.Contains(msg, "sql: database is closed")
 }
+
+// SQLite's primary result codes (https://sqlite.org/rescode.html) that
+// mean the database file cannot be used for now.
+const (
+	sqliteBusy     = 5
+	sqliteLocked   = 6
+	sqliteReadOnly = 8
+	sqliteIOErr    = 10
+	sqliteFull     = 13
+	sqliteCantOpen = 14
+)

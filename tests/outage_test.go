@@ -3,6 +3,7 @@ package tests
 import (
 	"database/sql"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -161,5 +162,98 @@ func holdEveryConnection(t *testing.T, db *gorm.DB) (release func()) {
 		for _, conn := range held {
 			conn.Close()
 		}
+	}
+}
+
+// A database whose storage is full cannot take writes until an operator
+// makes room: that is an outage (503), as PostgreSQL's class 53
+// (insufficient resources) already was, not a bug of the service (500).
+// Nothing of the refused writes is left behind, and the service recovers
+// once there is room again.
+func TestFullDatabaseAnswers503AndRecovers(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	_, token := s.UserWithToken(t, "alice")
+	s.CreateUser(t, "bob", testPassword)
+	count := func(model any) int64 {
+		var n int64
+		if err := s.DB.Model(model).Count(&n).Error; err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	tokens, events := count(&models.APIToken{}), count(&models.SecurityEvent{})
+
+	makeRoom := fillStorage(t, s.DB)
+	for _, req := range []Request{
+		{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": "bob", "password": testPassword}},
+		{Method: "POST", Path: "/api/tokens/", Token: token, Body: map[string]any{"name": "ci"}},
+	} {
+		body := s.Do(t, req).ExpectError(t, http.StatusServiceUnavailable, "unavailable")
+		if body["error"] != unavailableMessage {
+			t.Errorf("%s %s: %v", req.Method, req.Path, body)
+		}
+	}
+	// Reading still works.
+	s.Do(t, Request{Path: "/api/profile/", Token: token}).Expect(t, http.StatusOK)
+	makeRoom()
+	if got := count(&models.APIToken{}); got != tokens {
+		t.Errorf("tokens after the refused writes: %d, want %d", got, tokens)
+	}
+	if got := count(&models.SecurityEvent{}); got != events {
+		t.Errorf("security events after the refused writes: %d, want %d", got, events)
+	}
+	s.Login(t, "bob", testPassword)
+	s.Do(t, Request{Method: "POST", Path: "/api/tokens/", Token: token, Body: map[string]any{"name": "ci"}}).
+		Expect(t, http.StatusCreated)
+}
+
+// fillStorage makes db's storage refuse to grow, as on a full disk, for
+// new tokens and security events, and returns the function that makes room
+// again. On SQLite, the database is held to the pages it has
+// (max_page_count) and each such insert first tries to store a megabyte
+// elsewhere: "database or disk is full", as SQLite says when a write finds
+// no room. On PostgreSQL each such insert gets disk_full (53100), as when
+// it cannot extend a table.
+func fillStorage(t *testing.T, db *gorm.DB) (makeRoom func()) {
+	t.Helper()
+	exec := func(sql string) {
+		t.Helper()
+		if err := db.Exec(sql).Error; err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	tables := []string{"api_tokens", "security_events"}
+	if db.Dialector.Name() == "sqlite" {
+		exec("CREATE TABLE storage_filler (b BLOB)")
+		for _, table := range tables {
+			exec("CREATE TRIGGER storage_full_" + table + " BEFORE INSERT ON " + table +
+				" BEGIN INSERT INTO storage_filler VALUES (zeroblob(1048576)); END")
+		}
+		// The pool's one connection is the service's: the pragma holds
+		// for every request.
+		var pages int64
+		if err := db.Raw("PRAGMA page_count").Scan(&pages).Error; err != nil || pages == 0 {
+			t.Fatalf("reading the page count: %d, %v", pages, err)
+		}
+		exec(fmt.Sprintf("PRAGMA max_page_count = %d", pages))
+		return func() {
+			exec("PRAGMA max_page_count = 1073741823")
+			for _, table := range tables {
+				exec("DROP TRIGGER storage_full_" + table)
+			}
+			exec("DROP TABLE storage_filler")
+		}
+	}
+	exec(`CREATE FUNCTION storage_full() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$`)
+	for _, table := range tables {
+		exec("CREATE TRIGGER storage_full BEFORE INSERT ON " + table + " FOR EACH ROW EXECUTE FUNCTION storage_full()")
+	}
+	return func() {
+		for _, table := range tables {
+			exec("DROP TRIGGER storage_full ON " + table)
+		}
+		exec("DROP FUNCTION storage_full()")
 	}
 }

@@ -1,0 +1,76 @@
+package models
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// SQLite's errors reach translate as the driver's, with their result
+// codes: a file that is locked by another writer or cannot grow is an
+// outage, a broken statement is not.
+func TestTranslateSQLiteErrors(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "t.db")
+	open := func() *gorm.DB {
+		t.Helper()
+		db, err := gorm.Open(sqlite.Open("file:"+path+"?_pragma=busy_timeout(0)"), &gorm.Config{Logger: logger.Discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sqlDB, err := db.DB()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sqlDB.SetMaxOpenConns(1)
+		t.Cleanup(func() { sqlDB.Close() })
+		return db
+	}
+	db, other := open(), open()
+	if err := db.Exec("CREATE TABLE t (b BLOB)").Error; err != nil {
+		t.Fatal(err)
+	}
+
+	// Another connection holds the write lock.
+	tx := other.Begin()
+	if err := tx.Exec("INSERT INTO t VALUES (x'00')").Error; err != nil {
+		t.Fatal(err)
+	}
+	locked := db.Exec("INSERT INTO t VALUES (x'01')").Error
+	tx.Rollback()
+
+	// The file may not grow by another page.
+	var pages int
+	if err := db.Raw("PRAGMA page_count").Scan(&pages).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Exec(fmt.Sprintf("PRAGMA max_page_count = %d", pages)).Error; err != nil {
+		t.Fatal(err)
+	}
+	full := db.Exec("INSERT INTO t VALUES (zeroblob(1048576))").Error
+
+	broken := db.Exec("INSERT INTO no_such_table VALUES (1)").Error
+
+	for _, tc := range []struct {
+		name   string
+		err    error
+		outage bool
+	}{
+		{"locked by another writer", locked, true},
+		{"full", full, true},
+		{"no such table", broken, false},
+	} {
+		if tc.err == nil {
+			t.Errorf("%s: the statement succeeded", tc.name)
+			continue
+		}
+		if got := errors.Is(translate(tc.err), ErrUnavailable); got != tc.outage {
+			t.Errorf("%s (%v): unavailable %v, want %v", tc.name, tc.err, got, tc.outage)
+		}
+	}
+}
