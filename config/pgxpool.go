@@ -14,7 +14,8 @@ import (
 // pgxConns is the connection pool of a PostgreSQL database: a pgx pool,
 // with database/sql on top of it for GORM. The two share the pool's 32
 // connections, and closing the sql.DB (as every user of gorm's DB() does)
-// closes the pool too.
+// closes the pool too. That waits until every borrowed connection is back:
+// after the HTTP server has stopped, at most REQUEST_TIMEOUT.
 //
 // The token lookup, the query of every request the token cache does not
 // answer, runs on the pgx pool directly (models.FindTokenByHash):

@@ -11,8 +11,10 @@ import (
 	"net"
 	"strings"
 
+	"github.com/glebarez/go-sqlite"
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Errors the models report. Controllers turn them into HTTP responses; no
@@ -69,7 +71,7 @@ func isOutage(err error) bool {
 		connectErr *pgconn.ConnectError
 		netErr     net.Error
 		pgErr      *pgconn.PgError
-		sqliteErr  interface{ Code() int }
+		sqliteErr  *sqlite.Error
 	)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded),
@@ -88,11 +90,14 @@ func isOutage(err error) bool {
 		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "53") ||
 			strings.HasPrefix(pgErr.Code, "57P")
 	case errors.As(err, &sqliteErr):
-		// The primary result code is the low byte: the database file is
-		// busy, locked, read-only, failing to read or write, full, or
-		// cannot be opened. A corrupt file or a broken query stays a 500.
+		// The driver reports extended result codes; the primary one is the
+		// low byte. The database file is locked by another writer,
+		// read-only, failing to read or write, full, or cannot be opened,
+		// or the statement was interrupted because the request's deadline
+		// passed. A corrupt file or a broken statement stays a 500.
 		switch sqliteErr.Code() & 0xff {
-		case sqliteBusy, sqliteLocked, sqliteReadOnly, sqliteIOErr, sqliteFull, sqliteCantOpen:
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+			sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_INTERRUPT:
 			return true
 		}
 	}
@@ -100,14 +105,3 @@ func isOutage(err error) bool {
 	// pgx says "closed pool" when the application is shutting down.
 	return strings.Contains(msg, "closed pool") || strings.Contains(msg, "sql: database is closed")
 }
-
-// SQLite's primary result codes (https://sqlite.org/rescode.html) that
-// mean the database file cannot be used for now.
-const (
-	sqliteBusy     = 5
-	sqliteLocked   = 6
-	sqliteReadOnly = 8
-	sqliteIOErr    = 10
-	sqliteFull     = 13
-	sqliteCantOpen = 14
-)

@@ -1,10 +1,12 @@
 package models
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/glebarez/sqlite"
 	"gorm.io/gorm"
@@ -12,8 +14,9 @@ import (
 )
 
 // SQLite's errors reach translate as the driver's, with their result
-// codes: a file that is locked by another writer or cannot grow is an
-// outage, a broken statement is not.
+// codes: a file that is locked by another writer or cannot grow, or a
+// statement cut off by the deadline, is an outage; a broken statement is
+// not.
 func TestTranslateSQLiteErrors(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "t.db")
@@ -54,6 +57,13 @@ func TestTranslateSQLiteErrors(t *testing.T) {
 	}
 	full := db.Exec("INSERT INTO t VALUES (zeroblob(1048576))").Error
 
+	// A statement still running when the request's deadline passes (it
+	// would take seconds): the driver interrupts it.
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	interrupted := db.WithContext(ctx).Exec("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c " +
+		"LIMIT 30000000) SELECT count(*) FROM c").Error
+
 	broken := db.Exec("INSERT INTO no_such_table VALUES (1)").Error
 
 	for _, tc := range []struct {
@@ -63,6 +73,7 @@ func TestTranslateSQLiteErrors(t *testing.T) {
 	}{
 		{"locked by another writer", locked, true},
 		{"full", full, true},
+		{"interrupted at the deadline", interrupted, true},
 		{"no such table", broken, false},
 	} {
 		if tc.err == nil {

@@ -48,13 +48,40 @@ func TestFindTokenByHashMatchesTheORM(t *testing.T) {
 	}
 }
 
-// On PostgreSQL the database lends its pgx pool to the lookup, which
-// would otherwise fall back, unnoticed, to GORM's slower path.
-func TestPostgresLendsItsPgxPoolToTheLookup(t *testing.T) {
+// On PostgreSQL the lookup runs on the pgx pool itself, not through
+// database/sql, which would work as well, only slower, and go unnoticed.
+// database/sql keeps no idle connection over the pool: each statement it
+// runs ends by closing one, and MaxIdleClosed counts them.
+func TestLookupRunsOnThePgxPool(t *testing.T) {
 	t.Parallel()
 	s := NewServer(t)
 	_, lends := s.DB.ConnPool.(interface{ PgxPool() *pgxpool.Pool })
 	if want := config.IsPostgres(s.Config.DatabaseURL); lends != want {
-		t.Errorf("database at %q lends a pgx pool: %v, want %v", s.Config.DatabaseURL, lends, want)
+		t.Fatalf("database at %q lends a pgx pool: %v, want %v", s.Config.DatabaseURL, lends, want)
+	}
+	if !lends {
+		return // SQLite: the lookup goes through GORM, which TestFindTokenByHashMatchesTheORM covers
+	}
+	sqlDB, err := s.DB.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DB.Exec("SELECT 1").Error; err != nil {
+		t.Fatal(err)
+	}
+	before := sqlDB.Stats().MaxIdleClosed
+	if before == 0 {
+		t.Fatal("a statement through database/sql closed no connection: the signal below would be blind")
+	}
+	const lookups = 20
+	for range lookups {
+		if _, err := models.FindTokenByHash(t.Context(), s.DB, models.HashToken("tka_unknown")); err != models.ErrNotFound {
+			t.Fatalf("unknown hash: got %v, want ErrNotFound", err)
+		}
+	}
+	// The server's own work (writing last-used times) may use
+	// database/sql meanwhile, but not once per lookup.
+	if closed := sqlDB.Stats().MaxIdleClosed - before; closed >= lookups {
+		t.Errorf("%d lookups closed %d database/sql connections: they did not run on the pgx pool", lookups, closed)
 	}
 }
