@@ -228,8 +228,8 @@ func IssueToken(ctx context.Context, db *gorm.DB, userID uint, spec TokenSpec, p
 func FindTokenByHash(ctx context.Context, db *gorm.DB, keyHash string) (*APIToken, error) {
 	t := APIToken{KeyHash: keyHash}
 	var err error
-	if conns, ok := db.Statement.ConnPool.(pgxPooled); ok {
-		err = t.scanPgx(conns.PgxPool().QueryRow(ctx, tokenByHashSQL+"$1", keyHash))
+	if pool, ok := PgxPool(db); ok {
+		err = t.scanPgx(pool.QueryRow(ctx, tokenByHashSQL+"$1", keyHash))
 	} else {
 		u := &t.User
 		err = db.WithContext(ctx).Raw(tokenByHashSQL+"?", keyHash).Row().Scan(&t.ID, &t.UserID, &t.Name, &t.Kind,
@@ -300,10 +300,15 @@ var lookupSkips = map[string]string{
 	"users.updated_at":          "bookkeeping no request reads",
 }
 
-// pgxPooled is a connection pool that runs on a pgx pool and lends it out
-// (config.OpenDatabase's on PostgreSQL).
-type pgxPooled interface {
-	PgxPool() *pgxpool.Pool
+// PgxPool returns the pgx pool that db's connections come from, when its
+// connection pool lends one out (config.OpenDatabase's does on
+// PostgreSQL).
+func PgxPool(db *gorm.DB) (*pgxpool.Pool, bool) {
+	conns, ok := db.Statement.ConnPool.(interface{ PgxPool() *pgxpool.Pool })
+	if !ok {
+		return nil, false
+	}
+	return conns.PgxPool(), true
 }
 
 // ListTokens returns the user's live tokens, newest first.

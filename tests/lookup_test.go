@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"tokenauth/config"
 	"tokenauth/models"
 )
@@ -55,7 +53,7 @@ func TestFindTokenByHashMatchesTheORM(t *testing.T) {
 func TestLookupRunsOnThePgxPool(t *testing.T) {
 	t.Parallel()
 	s := NewServer(t)
-	_, lends := s.DB.ConnPool.(interface{ PgxPool() *pgxpool.Pool })
+	_, lends := models.PgxPool(s.DB)
 	if want := config.IsPostgres(s.Config.DatabaseURL); lends != want {
 		t.Fatalf("database at %q lends a pgx pool: %v, want %v", s.Config.DatabaseURL, lends, want)
 	}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"gorm.io/gorm"
 
 	"tokenauth/config"
@@ -138,8 +137,7 @@ func holdEveryConnection(t *testing.T, db *gorm.DB) (release func()) {
 		})
 	}
 	t.Cleanup(release)
-	if conns, ok := db.ConnPool.(interface{ PgxPool() *pgxpool.Pool }); ok {
-		pool := conns.PgxPool()
+	if pool, ok := models.PgxPool(db); ok {
 		for range pool.Config().MaxConns {
 			conn, err := pool.Acquire(ctx)
 			if err != nil {
