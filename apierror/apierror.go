@@ -1,6 +1,6 @@
 // Package apierror is the one place where errors become HTTP responses.
-// Handlers and middlewares hand any error to Abort; Render, run once per
-// request, answers with {"error", "code"[, "fields"]} and a status. Known
+// Handlers return their errors (see Handle) and middlewares hand them to
+// Abort; the error middleware, run once per request, answers with {"error", "code"[, "fields"]} and a status. Known
 // errors keep their message; anything else becomes a 500 whose detail is
 // logged and never sent.
 package apierror
@@ -13,7 +13,9 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"tokenauth/auth"
 	"tokenauth/models"
+	"tokenauth/password"
 )
 
 // Error is an error with its HTTP form.
@@ -87,10 +89,24 @@ func RateLimited(wait time.Duration) *Error {
 		WithHeader("Retry-After", strconv.FormatInt(seconds, 10))
 }
 
-// Abort records err for Render and stops the handler chain.
+// Abort records err for the error middleware to render, and stops the
+// handler chain.
 func Abort(c *gin.Context, err error) {
 	_ = c.Error(err)
 	c.Abort()
+}
+
+// HandlerFunc is a handler that returns its error instead of rendering it.
+type HandlerFunc func(c *gin.Context) error
+
+// Handle adapts h to Gin: an error it returns is handed to Abort, so every
+// error is rendered in one place.
+func Handle(h HandlerFunc) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := h(c); err != nil {
+			Abort(c, err)
+		}
+	}
 }
 
 // From resolves any error to its HTTP form. The second result is false when
@@ -108,6 +124,12 @@ func From(err error) (*Error, bool) {
 		return Validation(invalid.Fields), true
 	case errors.As(err, &tooBig):
 		return ErrBodyTooLarge, true
+	case errors.Is(err, auth.ErrNoToken):
+		return ErrAuthRequired, true
+	case errors.Is(err, auth.ErrMalformedHeader):
+		return ErrInvalidAuthzn, true
+	case errors.Is(err, auth.ErrInvalidToken):
+		return ErrInvalidToken, true
 	case errors.Is(err, models.ErrNotFound):
 		return ErrNotFound, true
 	case errors.Is(err, models.ErrConflict):
@@ -118,7 +140,7 @@ func From(err error) (*Error, bool) {
 		return ErrInvalidCreds, true
 	case errors.Is(err, models.ErrAccountDisabled):
 		return ErrAccountOff, true
-	case errors.Is(err, models.ErrUnavailable):
+	case errors.Is(err, models.ErrUnavailable), errors.Is(err, password.ErrNoSlot):
 		// Known, but the cause is worth a log line.
 		return ErrUnavailable, false
 	}

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"tokenauth/models"
+	"tokenauth/password"
 )
 
 // Config holds every setting of the service. Load fills it from the
@@ -98,7 +98,7 @@ func Load(getenv func(string) string, envFile string) (Config, error) {
 	p.integer("MAX_TOKENS_PER_USER", &c.MaxTokensPerUser, 1, 100000)
 	p.duration("TOKEN_CACHE_TTL", &c.TokenCacheTTL, true)
 	p.boolean("ALLOW_REGISTRATION", &c.AllowRegistration)
-	p.integer("PASSWORD_MIN_LENGTH", &c.PasswordMinLength, 1, models.PasswordMaxLength)
+	p.integer("PASSWORD_MIN_LENGTH", &c.PasswordMinLength, 1, password.MaxLength)
 	p.duration("SECURITY_EVENT_RETENTION", &c.SecurityEventRetention, false)
 	p.integer("LOGIN_USER_FAILURES", &c.LoginUserFailures, 1, 1000000)
 	p.duration("LOGIN_USER_WINDOW", &c.LoginUserWindow, false)

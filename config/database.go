@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/glebarez/sqlite"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -21,10 +22,28 @@ func IsPostgres(databaseURL string) bool {
 	return strings.HasPrefix(databaseURL, "postgres://") || strings.HasPrefix(databaseURL, "postgresql://")
 }
 
+// Database is an open database: GORM over it and, on PostgreSQL, the pgx
+// pool under GORM, which the token lookup uses directly (see
+// models.FindTokenByHash).
+type Database struct {
+	ORM *gorm.DB
+	// Pool is nil on SQLite.
+	Pool *pgxpool.Pool
+}
+
+// Close closes the database (on PostgreSQL, the pool with it).
+func (d *Database) Close() error {
+	sqlDB, err := d.ORM.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
 // OpenDatabase opens the database the URL names. Errors from both drivers
 // are translated by GORM (TranslateError), so a duplicate key is
 // gorm.ErrDuplicatedKey on either. Times are stored in UTC.
-func OpenDatabase(databaseURL string) (*gorm.DB, error) {
+func OpenDatabase(databaseURL string) (*Database, error) {
 	gcfg := &gorm.Config{
 		TranslateError: true,
 		Logger:         logger.Discard,
@@ -40,7 +59,7 @@ func OpenDatabase(databaseURL string) (*gorm.DB, error) {
 			_ = conns.Close()
 			return nil, fmt.Errorf("opening PostgreSQL: %w", err)
 		}
-		return db, nil
+		return &Database{ORM: db, Pool: conns.pool}, nil
 	}
 	// One connection: SQLite allows one writer at a time anyway, and a single
 	// connection turns what would be "database is locked" errors between
@@ -56,7 +75,7 @@ func OpenDatabase(databaseURL string) (*gorm.DB, error) {
 		return nil, err
 	}
 	sqlDB.SetMaxOpenConns(1)
-	return db, nil
+	return &Database{ORM: db}, nil
 }
 
 // withConnectTimeout adds a connect timeout to a PostgreSQL URL that has

@@ -18,7 +18,7 @@ import (
 // after the HTTP server has stopped, at most REQUEST_TIMEOUT.
 //
 // The token lookup, the query of every request the token cache does not
-// answer, runs on the pgx pool directly (models.FindTokenByHash):
+// answer, runs on the pgx pool directly (Database.Pool):
 // borrowing a connection through database/sql cost it three times as much
 // as an acquire from the pool.
 type pgxConns struct {
@@ -28,9 +28,6 @@ type pgxConns struct {
 
 // GetDBConn is how gorm's DB() finds the sql.DB.
 func (c *pgxConns) GetDBConn() (*sql.DB, error) { return c.DB, nil }
-
-// PgxPool returns the pgx pool.
-func (c *pgxConns) PgxPool() *pgxpool.Pool { return c.pool }
 
 func openPgxPool(databaseURL string) (*pgxConns, error) {
 	cfg, err := pgxpool.ParseConfig(withConnectTimeout(databaseURL))

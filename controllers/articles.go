@@ -53,22 +53,21 @@ type articleListResponse struct {
 }
 
 // List returns one page of every article, newest first.
-func (ac *ArticleController) List(c *gin.Context) {
+func (ac *ArticleController) List(c *gin.Context) error {
 	page, err := parsePage(c)
 	if err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
 	articles, total, err := models.ListArticles(c.Request.Context(), ac.db, page.offset(), page.Size)
 	if err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
 	out := make([]articleResponse, len(articles))
 	for i := range articles {
 		out[i] = newArticleResponse(&articles[i])
 	}
 	c.JSON(http.StatusOK, articleListResponse{Articles: out, pageInfo: newPageInfo(page, total)})
+	return nil
 }
 
 type articleCreateRequest struct {
@@ -78,29 +77,32 @@ type articleCreateRequest struct {
 
 // Create stores an article written by the user and answers 201 with its
 // address in Location.
-func (ac *ArticleController) Create(c *gin.Context) {
+func (ac *ArticleController) Create(c *gin.Context) error {
 	var req articleCreateRequest
 	if err := bindJSON(c, &req); err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
-	user, _ := middlewares.CurrentUser(c)
+	user, err := middlewares.CurrentUser(c)
+	if err != nil {
+		return err
+	}
 	a, err := models.CreateArticle(c.Request.Context(), ac.db, user, req.Title, req.Body)
 	if err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
 	c.Header("Location", "/api/articles/"+strconv.FormatUint(uint64(a.ID), 10)+"/")
 	c.JSON(http.StatusCreated, newArticleResponse(a))
+	return nil
 }
 
 // Show returns one article, whoever wrote it.
-func (ac *ArticleController) Show(c *gin.Context) {
-	a, ok := ac.find(c)
-	if !ok {
-		return
+func (ac *ArticleController) Show(c *gin.Context) error {
+	a, err := ac.find(c)
+	if err != nil {
+		return err
 	}
 	c.JSON(http.StatusOK, newArticleResponse(a))
+	return nil
 }
 
 // articleUpdateRequest holds the fields to change; a field left out (or
@@ -111,63 +113,59 @@ type articleUpdateRequest struct {
 }
 
 // Update changes the title or body of one of the user's articles.
-func (ac *ArticleController) Update(c *gin.Context) {
-	a, ok := ac.findOwn(c)
-	if !ok {
-		return
+func (ac *ArticleController) Update(c *gin.Context) error {
+	a, err := ac.findOwn(c)
+	if err != nil {
+		return err
 	}
 	var req articleUpdateRequest
 	if err := bindJSON(c, &req); err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
-	err := models.UpdateArticle(c.Request.Context(), ac.db, a, models.ArticleChanges{Title: req.Title, Body: req.Body})
-	if err != nil {
-		apierror.Abort(c, err)
-		return
+	if err := models.UpdateArticle(c.Request.Context(), ac.db, a, models.ArticleChanges{Title: req.Title, Body: req.Body}); err != nil {
+		return err
 	}
 	c.JSON(http.StatusOK, newArticleResponse(a))
+	return nil
 }
 
 // Delete deletes one of the user's articles.
-func (ac *ArticleController) Delete(c *gin.Context) {
-	a, ok := ac.findOwn(c)
-	if !ok {
-		return
+func (ac *ArticleController) Delete(c *gin.Context) error {
+	a, err := ac.findOwn(c)
+	if err != nil {
+		return err
 	}
 	if err := models.DeleteArticle(c.Request.Context(), ac.db, a); err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
 	c.Status(http.StatusNoContent)
+	return nil
 }
 
 // find loads the article named by the :id parameter. A non-numeric id is
 // 404 like a missing one: both name no article.
-func (ac *ArticleController) find(c *gin.Context) (*models.Article, bool) {
-	id, ok := idParam(c)
-	if !ok {
-		return nil, false
-	}
-	a, err := models.FindArticle(c.Request.Context(), ac.db, id)
+func (ac *ArticleController) find(c *gin.Context) (*models.Article, error) {
+	id, err := idParam(c)
 	if err != nil {
-		apierror.Abort(c, err)
-		return nil, false
+		return nil, err
 	}
-	return a, true
+	return models.FindArticle(c.Request.Context(), ac.db, id)
 }
 
 // findOwn is find for a change: another user's article is 403 forbidden.
 // Its existence is no secret (anyone may read it), so 403 tells the client
 // the truth where a 404 would mislead it.
-func (ac *ArticleController) findOwn(c *gin.Context) (*models.Article, bool) {
-	a, ok := ac.find(c)
-	if !ok {
-		return nil, false
+func (ac *ArticleController) findOwn(c *gin.Context) (*models.Article, error) {
+	user, err := middlewares.CurrentUser(c)
+	if err != nil {
+		return nil, err
 	}
-	if user, _ := middlewares.CurrentUser(c); !a.OwnedBy(user.ID) {
-		apierror.Abort(c, apierror.ErrForbidden)
-		return nil, false
+	a, err := ac.find(c)
+	if err != nil {
+		return nil, err
 	}
-	return a, true
+	if !a.OwnedBy(user.ID) {
+		return nil, apierror.ErrForbidden
+	}
+	return a, nil
 }

@@ -2,30 +2,31 @@ package controllers
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"gorm.io/gorm"
 
 	"tokenauth/apierror"
+	"tokenauth/clock"
 	"tokenauth/config"
 	"tokenauth/middlewares"
 	"tokenauth/models"
+	"tokenauth/password"
 )
 
 // AuthController handles logging in and out and registering.
 type AuthController struct {
 	db      *gorm.DB
 	cfg     config.Config
-	hasher  *models.PasswordHasher
-	auth    *middlewares.Authenticator
-	lockout LoginLockout
+	clock   clock.Clock
+	hasher  *password.Hasher
+	lockout *Lockout
 }
 
 // NewAuthController returns an AuthController that locks usernames with
 // too many failed logins through lockout.
-func NewAuthController(db *gorm.DB, cfg config.Config, hasher *models.PasswordHasher, auth *middlewares.Authenticator, lockout LoginLockout) *AuthController {
-	return &AuthController{db: db, cfg: cfg, hasher: hasher, auth: auth, lockout: lockout}
+func NewAuthController(db *gorm.DB, cfg config.Config, clk clock.Clock, hasher *password.Hasher, lockout *Lockout) *AuthController {
+	return &AuthController{db: db, cfg: cfg, clock: clk, hasher: hasher, lockout: lockout}
 }
 
 type loginRequest struct {
@@ -38,58 +39,46 @@ type loginRequest struct {
 // Unknown user and wrong password get the same answer after the same work.
 // A username with LOGIN_USER_FAILURES failures within LOGIN_USER_WINDOW is
 // locked, whatever the password, until its window ends (429).
-func (ac *AuthController) Login(c *gin.Context) {
+func (ac *AuthController) Login(c *gin.Context) error {
 	var req loginRequest
 	if err := bindJSON(c, &req); err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
 	ctx := requestContext(c)
-	lockKey := lockoutKey(req.Username)
-	wait, err := attemptLockout(ctx, ac.lockout, lockKey)
+	wait, err := ac.lockout.attempt(ctx, req.Username)
 	if err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
 	if wait > 0 {
 		if err := models.RecordLoginRateLimited(ctx, ac.db, req.Username); err != nil {
-			apierror.Abort(c, err)
-			return
+			return err
 		}
-		apierror.Abort(c, apierror.RateLimited(wait))
-		return
+		return apierror.RateLimited(wait)
 	}
 	user, check, err := models.Authenticate(ctx, ac.db, ac.hasher, req.Username, req.Password)
 	if err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
-	if err := clearLockout(ctx, ac.lockout, lockKey); err != nil {
-		apierror.Abort(c, err)
-		return
+	if err := ac.lockout.clear(ctx, req.Username); err != nil {
+		return err
 	}
 	name := req.TokenName
 	if name == "" {
 		name = "login"
 	}
-	expires := time.Now().UTC().Add(ac.cfg.TokenTTL)
-	tok, evicted, err := models.IssueToken(ctx, ac.db, user.ID,
+	expires := ac.clock.Now().Add(ac.cfg.TokenTTL)
+	tok, err := models.IssueToken(ctx, ac.db, user.ID,
 		models.TokenSpec{Name: name, Kind: models.KindLogin, Scopes: models.Scopes{models.ScopeAll}, ExpiresAt: &expires, Login: check},
-		ac.tokenPolicy(), true)
+		tokenPolicy(ac.cfg), true)
 	if err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
-	ac.auth.ForgetTokens(evicted...)
 	middlewares.NoStore(c)
 	c.JSON(http.StatusOK, loginResponse{
 		Token: tok.Secret, TokenType: "Bearer", ExpiresAt: utc(tok.ExpiresAt), NewClient: tok.NewClient,
 		User: loginUser{ID: user.ID, Username: user.Username, Email: user.Email},
 	})
-}
-
-func (ac *AuthController) tokenPolicy() models.TokenPolicy {
-	return tokenPolicy(ac.cfg)
+	return nil
 }
 
 type registerRequest struct {
@@ -101,48 +90,57 @@ type registerRequest struct {
 // Register creates an account when registration is enabled (404
 // otherwise, as if the route did not exist). It issues no token: the
 // client logs in next.
-func (ac *AuthController) Register(c *gin.Context) {
+func (ac *AuthController) Register(c *gin.Context) error {
 	if !ac.cfg.AllowRegistration {
-		apierror.Abort(c, apierror.ErrNotFound)
-		return
+		return apierror.ErrNotFound
 	}
 	var req registerRequest
 	if err := bindJSON(c, &req); err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
-	user := models.NewUser(ac.hasher, req.Username, req.Email, req.Password)
-	if err := models.CreateUser(requestContext(c), ac.db, user, models.PasswordPolicy{MinLength: ac.cfg.PasswordMinLength}); err != nil {
-		apierror.Abort(c, err)
-		return
+	ctx := requestContext(c)
+	user, err := models.NewUser(ctx, ac.hasher, passwordPolicy(ac.cfg), req.Username, req.Email, req.Password)
+	if err != nil {
+		return err
+	}
+	if err := models.CreateUser(ctx, ac.db, user); err != nil {
+		return err
 	}
 	c.JSON(http.StatusCreated, gin.H{"user": newUserResponse(user)})
+	return nil
 }
 
 // Logout revokes the token that made the request.
-func (ac *AuthController) Logout(c *gin.Context) {
-	tok, _ := middlewares.CurrentToken(c)
-	ac.revoke(c, models.RevokeQuery{UserID: tok.UserID, TokenID: tok.ID, Reason: models.RevokedByLogout})
+func (ac *AuthController) Logout(c *gin.Context) error {
+	tok, err := middlewares.CurrentToken(c)
+	if err != nil {
+		return err
+	}
+	return ac.revoke(c, models.RevokeQuery{UserID: tok.UserID, TokenID: tok.ID, Reason: models.RevokedByLogout})
 }
 
 // LogoutAll revokes every token of the user, the current one included.
-func (ac *AuthController) LogoutAll(c *gin.Context) {
-	tok, _ := middlewares.CurrentToken(c)
-	ac.revoke(c, models.RevokeQuery{UserID: tok.UserID, Reason: models.RevokedByLogout})
+func (ac *AuthController) LogoutAll(c *gin.Context) error {
+	tok, err := middlewares.CurrentToken(c)
+	if err != nil {
+		return err
+	}
+	return ac.revoke(c, models.RevokeQuery{UserID: tok.UserID, Reason: models.RevokedByLogout})
 }
 
 // LogoutOthers revokes every token of the user but the current one.
-func (ac *AuthController) LogoutOthers(c *gin.Context) {
-	tok, _ := middlewares.CurrentToken(c)
-	ac.revoke(c, models.RevokeQuery{UserID: tok.UserID, ExceptID: tok.ID, Reason: models.RevokedByLogout})
+func (ac *AuthController) LogoutOthers(c *gin.Context) error {
+	tok, err := middlewares.CurrentToken(c)
+	if err != nil {
+		return err
+	}
+	return ac.revoke(c, models.RevokeQuery{UserID: tok.UserID, ExceptID: tok.ID, Reason: models.RevokedByLogout})
 }
 
-func (ac *AuthController) revoke(c *gin.Context, q models.RevokeQuery) {
-	ids, err := models.RevokeTokens(requestContext(c), ac.db, q)
-	if err != nil {
-		apierror.Abort(c, err)
-		return
+func (ac *AuthController) revoke(c *gin.Context, q models.RevokeQuery) error {
+	if _, err := models.RevokeTokens(requestContext(c), ac.db, q); err != nil {
+		return err
 	}
-	ac.auth.ForgetTokens(ids...)
 	c.Status(http.StatusNoContent)
+	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"github.com/gin-gonic/gin"
 	"gorm.io/gorm"
 
-	"tokenauth/apierror"
 	"tokenauth/middlewares"
 	"tokenauth/models"
 )
@@ -39,17 +38,18 @@ type eventsResponse struct {
 }
 
 // List returns a page of the user's own events, newest first.
-func (ec *EventController) List(c *gin.Context) {
+func (ec *EventController) List(c *gin.Context) error {
 	p, err := parsePage(c)
 	if err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
-	user, _ := middlewares.CurrentUser(c)
+	user, err := middlewares.CurrentUser(c)
+	if err != nil {
+		return err
+	}
 	events, total, err := models.ListEvents(c.Request.Context(), ec.db, user.ID, p.offset(), p.Size)
 	if err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
 	out := eventsResponse{Events: make([]eventResponse, len(events)), pageInfo: newPageInfo(p, total)}
 	for i, e := range events {
@@ -57,4 +57,5 @@ func (ec *EventController) List(c *gin.Context) {
 			IP: e.IP, UserAgent: e.UserAgent, TokenID: e.TokenID, NewClient: e.NewClient}
 	}
 	c.JSON(http.StatusOK, out)
+	return nil
 }

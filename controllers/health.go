@@ -23,13 +23,14 @@ func NewHealthController(db *gorm.DB) *HealthController {
 
 // Healthz says the process is up. It touches nothing else, which also makes
 // it the baseline for measuring the cost of authentication.
-func (hc *HealthController) Healthz(c *gin.Context) {
+func (hc *HealthController) Healthz(c *gin.Context) error {
 	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+	return nil
 }
 
 // Readyz says whether the database answers within two seconds; 503 when it
 // does not, so a load balancer stops sending traffic here.
-func (hc *HealthController) Readyz(c *gin.Context) {
+func (hc *HealthController) Readyz(c *gin.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 	defer cancel()
 	sqlDB, err := hc.db.DB()
@@ -37,8 +38,8 @@ func (hc *HealthController) Readyz(c *gin.Context) {
 		err = sqlDB.PingContext(ctx)
 	}
 	if err != nil {
-		apierror.Abort(c, apierror.ErrUnavailable)
-		return
+		return apierror.ErrUnavailable
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	return nil
 }

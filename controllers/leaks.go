@@ -6,21 +6,18 @@ import (
 	"github.com/gin-gonic/gin"
 	"gorm.io/gorm"
 
-	"tokenauth/apierror"
-	"tokenauth/middlewares"
 	"tokenauth/models"
 )
 
 // LeakController lets anyone who finds a leaked token kill it, without
 // owning it, the way code hosts report secrets they find in public code.
 type LeakController struct {
-	db   *gorm.DB
-	auth *middlewares.Authenticator
+	db *gorm.DB
 }
 
 // NewLeakController returns a LeakController.
-func NewLeakController(db *gorm.DB, auth *middlewares.Authenticator) *LeakController {
-	return &LeakController{db: db, auth: auth}
+func NewLeakController(db *gorm.DB) *LeakController {
+	return &LeakController{db: db}
 }
 
 type leakReport struct {
@@ -31,11 +28,10 @@ type leakReport struct {
 // with the number of strings received, so it tells nothing about which
 // were real; strings that are neither well-formed tokens nor imported
 // Django keys in shape cost no query.
-func (lc *LeakController) Revoke(c *gin.Context) {
+func (lc *LeakController) Revoke(c *gin.Context) error {
 	var req leakReport
 	if err := bindJSON(c, &req); err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
 	hashes := make([]string, 0, len(req.Tokens))
 	seen := make(map[string]bool, len(req.Tokens))
@@ -46,11 +42,9 @@ func (lc *LeakController) Revoke(c *gin.Context) {
 			hashes = append(hashes, models.HashToken(s))
 		}
 	}
-	ids, err := models.RevokeLeaked(requestContext(c), lc.db, hashes)
-	if err != nil {
-		apierror.Abort(c, err)
-		return
+	if _, err := models.RevokeLeaked(requestContext(c), lc.db, hashes); err != nil {
+		return err
 	}
-	lc.auth.ForgetTokens(ids...)
 	c.JSON(http.StatusAccepted, gin.H{"received": len(req.Tokens)})
+	return nil
 }

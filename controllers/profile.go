@@ -11,28 +11,32 @@ import (
 	"tokenauth/config"
 	"tokenauth/middlewares"
 	"tokenauth/models"
+	"tokenauth/password"
 )
 
 // ProfileController serves the authenticated user's own account.
 type ProfileController struct {
 	db      *gorm.DB
 	cfg     config.Config
-	hasher  *models.PasswordHasher
-	auth    *middlewares.Authenticator
-	lockout LoginLockout
+	hasher  *password.Hasher
+	lockout *Lockout
 }
 
 // NewProfileController returns a ProfileController. Wrong current
 // passwords count in lockout as failed logins of the user: both guess the
 // same secret, so they share one budget.
-func NewProfileController(db *gorm.DB, cfg config.Config, hasher *models.PasswordHasher, auth *middlewares.Authenticator, lockout LoginLockout) *ProfileController {
-	return &ProfileController{db: db, cfg: cfg, hasher: hasher, auth: auth, lockout: lockout}
+func NewProfileController(db *gorm.DB, cfg config.Config, hasher *password.Hasher, lockout *Lockout) *ProfileController {
+	return &ProfileController{db: db, cfg: cfg, hasher: hasher, lockout: lockout}
 }
 
 // Show returns the user.
-func (pc *ProfileController) Show(c *gin.Context) {
-	user, _ := middlewares.CurrentUser(c)
+func (pc *ProfileController) Show(c *gin.Context) error {
+	user, err := middlewares.CurrentUser(c)
+	if err != nil {
+		return err
+	}
 	renderUser(c, http.StatusOK, newUserResponse(user))
+	return nil
 }
 
 type profileUpdateRequest struct {
@@ -40,19 +44,20 @@ type profileUpdateRequest struct {
 }
 
 // Update changes the user's email.
-func (pc *ProfileController) Update(c *gin.Context) {
+func (pc *ProfileController) Update(c *gin.Context) error {
 	var req profileUpdateRequest
 	if err := bindJSON(c, &req); err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
-	user, _ := middlewares.CurrentUser(c)
+	user, err := middlewares.CurrentUser(c)
+	if err != nil {
+		return err
+	}
 	if err := models.UpdateEmail(requestContext(c), pc.db, user, req.Email); err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
-	pc.auth.ForgetUser(user.ID)
 	renderUser(c, http.StatusOK, newUserResponse(user))
+	return nil
 }
 
 type passwordChangeRequest struct {
@@ -62,41 +67,36 @@ type passwordChangeRequest struct {
 
 // ChangePassword replaces the password and revokes every other token of the
 // user; the token making the request keeps working.
-func (pc *ProfileController) ChangePassword(c *gin.Context) {
+func (pc *ProfileController) ChangePassword(c *gin.Context) error {
 	var req passwordChangeRequest
 	if err := bindJSON(c, &req); err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
-	tok, _ := middlewares.CurrentToken(c)
-	ctx := requestContext(c)
-	key := lockoutKey(tok.User.Username)
-	wait, err := attemptLockout(ctx, pc.lockout, key)
+	tok, err := middlewares.CurrentToken(c)
 	if err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
+	}
+	ctx := requestContext(c)
+	wait, err := pc.lockout.attempt(ctx, tok.User.Username)
+	if err != nil {
+		return err
 	}
 	if wait > 0 {
-		apierror.Abort(c, apierror.RateLimited(wait))
-		return
+		return apierror.RateLimited(wait)
 	}
-	revoked, err := models.ChangePassword(ctx, pc.db, pc.hasher,
-		models.PasswordPolicy{MinLength: pc.cfg.PasswordMinLength}, &tok.User, req.CurrentPassword, req.NewPassword, tok.ID)
+	err = models.ChangePassword(ctx, pc.db, pc.hasher, passwordPolicy(pc.cfg), &tok.User,
+		req.CurrentPassword, req.NewPassword, tok.ID)
 	if currentPasswordRight(err) {
 		// The attempt was no guess.
-		if err := clearLockout(ctx, pc.lockout, key); err != nil {
-			apierror.Abort(c, err)
-			return
+		if err := pc.lockout.clear(ctx, tok.User.Username); err != nil {
+			return err
 		}
 	}
 	if err != nil {
-		apierror.Abort(c, err)
-		return
+		return err
 	}
-	// The user's cached lookups hold the old password hash; drop them all.
-	pc.auth.ForgetUser(tok.UserID)
-	pc.auth.ForgetTokens(revoked...)
 	c.Status(http.StatusNoContent)
+	return nil
 }
 
 // currentPasswordRight tells whether a password change got past its

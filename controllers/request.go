@@ -24,13 +24,17 @@ func tokenPolicy(cfg config.Config) models.TokenPolicy {
 		KnownClientWindow: cfg.SecurityEventRetention}
 }
 
+// passwordPolicy is the rule new passwords follow.
+func passwordPolicy(cfg config.Config) models.PasswordPolicy {
+	return models.PasswordPolicy{MinLength: cfg.PasswordMinLength}
+}
+
 // idParam reads the :id path parameter. An id that is not a positive whole
 // number names nothing, so it is 404 like a missing one.
-func idParam(c *gin.Context) (uint, bool) {
+func idParam(c *gin.Context) (uint, error) {
 	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
 	if err != nil || id == 0 {
-		apierror.Abort(c, apierror.ErrNotFound)
-		return 0, false
+		return 0, apierror.ErrNotFound
 	}
-	return uint(id), true
+	return uint(id), nil
 }

@@ -20,6 +20,7 @@ import (
 	"gorm.io/gorm"
 
 	"tokenauth/models"
+	"tokenauth/password"
 )
 
 // Token kinds the import reads.
@@ -262,7 +263,7 @@ func importUsers(tx *gorm.DB, users []djangoUser, now time.Time, report *Report)
 			report.UsersSkipped++
 			continue
 		}
-		scheme, usable := models.ImportedPasswordScheme(u.Password)
+		scheme, usable := password.ImportedScheme(u.Password)
 		report.Passwords[scheme]++
 		if !usable {
 			report.NoPasswordLogin = append(report.NoPasswordLogin, u.Username)

@@ -57,7 +57,7 @@ func openSource(dsn string) (*gorm.DB, error) {
 		if err != nil {
 			return nil, fmt.Errorf("opening the Django database: %w", err)
 		}
-		return db, nil
+		return db.ORM, nil
 	}
 	if _, err := os.Stat(dsn); err != nil {
 		return nil, fmt.Errorf("opening the Django database: %w", err)

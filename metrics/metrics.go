@@ -1,25 +1,20 @@
-// Package metrics exposes the service's Prometheus metrics: HTTP requests
-// by route and status, login outcomes, rate-limit hits, the token cache and
-// the pending last-used writes. Each Metrics has its own registry (never
-// the global default), so that two apps in one process, as in the tests,
-// do not share counters.
+// Package metrics holds the service's Prometheus metrics: HTTP requests by
+// route and status, login outcomes, rate-limit hits, the token cache and
+// the pending last-used writes. It is a leaf: the places that count report
+// to it, and it imports none of them. Each Metrics has its own registry
+// (never the global default), so that two apps in one process, as in the
+// tests, do not share counters.
 package metrics
 
 import (
-	"context"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"tokenauth/apierror"
-	"tokenauth/controllers"
-	"tokenauth/middlewares"
 )
 
 // Metrics holds the collectors of one app and the registry that serves them.
@@ -58,9 +53,9 @@ const (
 	LoginError       = "error"
 )
 
-// New returns the metrics of an app whose authentication is auth (nil for
-// none), with the Go runtime and process collectors.
-func New(auth *middlewares.Authenticator) *Metrics {
+// New returns the metrics of an app, with the Go runtime and process
+// collectors.
+func New() *Metrics {
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -83,9 +78,6 @@ func New(auth *middlewares.Authenticator) *Metrics {
 	}
 	m.registry.MustRegister(m.requests, m.latency, m.logins, m.rateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if auth != nil {
-		m.registry.MustRegister(authCollector{auth})
-	}
 	return m
 }
 
@@ -94,22 +86,17 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
 }
 
-// Requests counts and times every request. The route is the pattern that
-// matched (so ids do not multiply the series), or "unmatched"; a method
-// outside HTTP's standard ones is "other", so that a client inventing
-// methods cannot make series without end.
-func (m *Metrics) Requests() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		start := time.Now()
-		c.Next()
-		s := m.seriesOf(c)
-		s.count.Inc()
-		s.latency.Observe(time.Since(start).Seconds())
-	}
+// ObserveRequest counts and times one answered request. route is the
+// pattern that matched (so ids do not multiply the series), "" for none;
+// a method outside HTTP's standard ones is counted as "other", so that a
+// client inventing methods cannot make series without end.
+func (m *Metrics) ObserveRequest(method, route string, status int, took time.Duration) {
+	s := m.seriesOf(seriesKey{method: methodLabel(method), route: route, status: status})
+	s.count.Inc()
+	s.latency.Observe(took.Seconds())
 }
 
-func (m *Metrics) seriesOf(c *gin.Context) *requestSeries {
-	key := seriesKey{method: methodLabel(c.Request.Method), route: c.FullPath(), status: c.Writer.Status()}
+func (m *Metrics) seriesOf(key seriesKey) *requestSeries {
 	if key.route == "" {
 		key.route = "unmatched"
 	}
@@ -134,37 +121,34 @@ func methodLabel(method string) string {
 	return "other"
 }
 
-// CountLogins records the outcome of each login, read from the answer.
-// Put it first on the login route, before anything that may refuse the
-// request (a rate limiter), so that refusals are counted too.
-func (m *Metrics) CountLogins(c *gin.Context) {
-	c.Next()
-	outcome := LoginSucceeded
-	if len(c.Errors) > 0 {
-		resp, _ := apierror.From(c.Errors.Last().Err)
-		switch {
-		case resp.Code == apierror.ErrInvalidCreds.Code:
-			outcome = LoginBadPassword
-		case resp.Code == apierror.ErrAccountOff.Code:
-			outcome = LoginDisabled
-		case resp.Status == http.StatusTooManyRequests:
-			outcome = LoginRateLimited
-		case resp.Status < http.StatusInternalServerError:
-			outcome = LoginBadRequest
-		default:
-			outcome = LoginError
-		}
-	} else if c.Writer.Status() >= http.StatusBadRequest {
-		outcome = LoginError
-	}
+// Login counts a login attempt with its outcome (one of the Login...
+// constants).
+func (m *Metrics) Login(outcome string) {
 	m.logins.WithLabelValues(outcome).Inc()
 }
 
-// authCollector reads the Authenticator's counters at each scrape, so that
-// the request path pays for nothing more than the atomic counters it keeps.
-type authCollector struct {
-	auth *middlewares.Authenticator
+// RateLimitHit counts a request refused by the limit named limit.
+func (m *Metrics) RateLimitHit(limit string) {
+	m.rateLimited.WithLabelValues(limit).Inc()
 }
+
+// TokenCache is what the token cache reports at each scrape.
+type TokenCache struct {
+	Hits, Misses  uint64
+	Entries       int
+	Enabled       bool
+	Invalidations uint64
+	Outages       uint64
+	PendingUses   int
+}
+
+// WatchTokenCache has stats read at each scrape, so that the request path
+// pays for nothing more than the atomic counters the cache keeps.
+func (m *Metrics) WatchTokenCache(stats func() TokenCache) {
+	m.registry.MustRegister(tokenCacheCollector(stats))
+}
+
+type tokenCacheCollector func() TokenCache
 
 var (
 	cacheHitsDesc = prometheus.NewDesc("tokenauth_token_cache_hits_total",
@@ -176,69 +160,31 @@ var (
 	cacheEnabledDesc = prometheus.NewDesc("tokenauth_token_cache_enabled",
 		"1 while the token cache is on; 0 when configured off or while changes made elsewhere cannot be followed.", nil, nil)
 	invalidationsDesc = prometheus.NewDesc("tokenauth_token_cache_invalidations_received_total",
-		"Changes made by other processes (instances, operator commands) announced to this one.", nil, nil)
+		"Changes to users and tokens applied to the cache: made by this process, or announced by others (instances, operator commands).", nil, nil)
 	outagesDesc = prometheus.NewDesc("tokenauth_token_cache_outages_total",
 		"Times the token cache was switched off because changes made elsewhere could no longer be followed.", nil, nil)
 	pendingDesc = prometheus.NewDesc("tokenauth_token_usage_pending",
 		"Tokens whose last use is not written to the database yet.", nil, nil)
 )
 
-func (a authCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c tokenCacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{cacheHitsDesc, cacheMissesDesc, cacheEntriesDesc, cacheEnabledDesc,
 		invalidationsDesc, outagesDesc, pendingDesc} {
 		ch <- d
 	}
 }
 
-func (a authCollector) Collect(ch chan<- prometheus.Metric) {
-	s := a.auth.Stats()
+func (c tokenCacheCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c()
 	enabled := 0.0
-	if s.CacheEnabled {
+	if s.Enabled {
 		enabled = 1
 	}
-	ch <- prometheus.MustNewConstMetric(cacheHitsDesc, prometheus.CounterValue, float64(s.CacheHits))
-	ch <- prometheus.MustNewConstMetric(cacheMissesDesc, prometheus.CounterValue, float64(s.CacheMisses))
-	ch <- prometheus.MustNewConstMetric(cacheEntriesDesc, prometheus.GaugeValue, float64(s.CacheEntries))
+	ch <- prometheus.MustNewConstMetric(cacheHitsDesc, prometheus.CounterValue, float64(s.Hits))
+	ch <- prometheus.MustNewConstMetric(cacheMissesDesc, prometheus.CounterValue, float64(s.Misses))
+	ch <- prometheus.MustNewConstMetric(cacheEntriesDesc, prometheus.GaugeValue, float64(s.Entries))
 	ch <- prometheus.MustNewConstMetric(cacheEnabledDesc, prometheus.GaugeValue, enabled)
 	ch <- prometheus.MustNewConstMetric(invalidationsDesc, prometheus.CounterValue, float64(s.Invalidations))
-	ch <- prometheus.MustNewConstMetric(outagesDesc, prometheus.CounterValue, float64(s.CacheOutages))
+	ch <- prometheus.MustNewConstMetric(outagesDesc, prometheus.CounterValue, float64(s.Outages))
 	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(s.PendingUses))
-}
-
-// CountRateLimiter returns l, counting each refusal as a hit of the limit
-// named limit.
-func (m *Metrics) CountRateLimiter(limit string, l middlewares.RateLimiter) middlewares.RateLimiter {
-	return countedLimiter{RateLimiter: l, hit: m.rateLimited.WithLabelValues(limit)}
-}
-
-type countedLimiter struct {
-	middlewares.RateLimiter
-	hit prometheus.Counter
-}
-
-func (l countedLimiter) Allow(ctx context.Context, key string) (time.Duration, error) {
-	wait, err := l.RateLimiter.Allow(ctx, key)
-	if err == nil && wait > 0 {
-		l.hit.Inc()
-	}
-	return wait, err
-}
-
-// CountLockout returns l, counting each login refused by it as a hit of
-// the limit named limit.
-func (m *Metrics) CountLockout(limit string, l controllers.LoginLockout) controllers.LoginLockout {
-	return countedLockout{LoginLockout: l, hit: m.rateLimited.WithLabelValues(limit)}
-}
-
-type countedLockout struct {
-	controllers.LoginLockout
-	hit prometheus.Counter
-}
-
-func (l countedLockout) Attempt(ctx context.Context, key string) (time.Duration, error) {
-	wait, err := l.LoginLockout.Attempt(ctx, key)
-	if err == nil && wait > 0 {
-		l.hit.Inc()
-	}
-	return wait, err
 }

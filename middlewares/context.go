@@ -1,12 +1,14 @@
-// Package middlewares holds the Gin middlewares of tokenauth: token
-// authentication and scope checks, error rendering, recovery, request logs,
-// security headers and body limits. It also owns the context key under
-// which the authenticated user and token live.
+// Package middlewares holds the Gin middlewares of tokenauth: thin adapters
+// over the token resolver (identify, then require), error rendering,
+// recovery, request logs and metrics, security headers, rate limits and
+// body limits. It also owns the context key under which the caller's
+// identity lives.
 package middlewares
 
 import (
 	"github.com/gin-gonic/gin"
 
+	"tokenauth/auth"
 	"tokenauth/models"
 )
 
@@ -15,36 +17,60 @@ import (
 type contextKey int
 
 const (
-	tokenKey contextKey = iota
+	identityKey contextKey = iota
 	authErrorKey
 	requestIDKey
 )
 
-// CurrentToken returns the token that authenticated the request.
-func CurrentToken(c *gin.Context) (*models.APIToken, bool) {
-	v, ok := c.Get(tokenKey)
-	if !ok {
-		return nil, false
+// CurrentIdentity returns who made the request. A request that is not
+// authenticated gets the reason as the error (auth.ErrNoToken when the
+// route never identified it), ready to be returned: it renders as 401 (or
+// 400 for a malformed header).
+func CurrentIdentity(c *gin.Context) (*auth.Identity, error) {
+	if v, ok := c.Get(identityKey); ok {
+		return v.(*auth.Identity), nil
 	}
-	t, ok := v.(*models.APIToken)
-	return t, ok
+	if v, ok := c.Get(authErrorKey); ok {
+		return nil, v.(error)
+	}
+	return nil, auth.ErrNoToken
 }
 
-// CurrentUser returns the authenticated user of the request. It carries
-// what requests need (id, username, email, is_active, created_at,
-// last_login_at), not its password hash, folded username or updated_at
-// (models.FindTokenByHash says why): load the row for those. The same
-// goes for the token's revoked_reason.
-func CurrentUser(c *gin.Context) (*models.User, bool) {
-	t, ok := CurrentToken(c)
-	if !ok {
-		return nil, false
+// CurrentToken returns the token that authenticated the request, or why
+// there is none (see CurrentIdentity).
+func CurrentToken(c *gin.Context) (*models.APIToken, error) {
+	id, err := CurrentIdentity(c)
+	if err != nil {
+		return nil, err
 	}
-	return &t.User, true
+	return &id.Token, nil
 }
 
-// setToken attaches t, which must be the request's own: a handler may
-// change it freely.
-func setToken(c *gin.Context, t *models.APIToken) {
-	c.Set(tokenKey, t)
+// CurrentUser returns the authenticated user of the request, or why there
+// is none (see CurrentIdentity). It carries what requests need (id,
+// username, email, is_active, created_at, last_login_at), not its password
+// hash, folded username or updated_at (models.FindTokenByHash says why):
+// load the row for those. The same goes for the token's revoked_reason.
+func CurrentUser(c *gin.Context) (*models.User, error) {
+	id, err := CurrentIdentity(c)
+	if err != nil {
+		return nil, err
+	}
+	return id.User(), nil
+}
+
+// noStore is the Cache-Control of every authenticated response, one value
+// shared by all of them rather than allocated per request (net/http only
+// reads header values).
+var noStore = []string{"no-store"}
+
+// setIdentity attaches id, which must be the request's own (a handler may
+// change it freely), and the headers every authenticated response carries.
+func setIdentity(c *gin.Context, id *auth.Identity) {
+	c.Set(identityKey, id)
+	h := c.Writer.Header()
+	h["Cache-Control"] = noStore
+	if v := id.ExpiresHeader(); v != nil {
+		h["Token-Expires-At"] = v
+	}
 }

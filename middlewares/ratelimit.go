@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"tokenauth/apierror"
+	"tokenauth/metrics"
 	"tokenauth/models"
 )
 
@@ -19,27 +20,30 @@ type RateLimiter interface {
 }
 
 // LimitByClientIP answers 429 rate_limited, with Retry-After, to a client
-// IP over its budget in l; scope names the budget, so that one limiter can
-// keep several. The client IP is Gin's: the peer address, or what
+// IP over its budget in l, and counts the refusal in m as a hit of the
+// "ip" limit; budget names the budget, so that one limiter can keep
+// several. The client IP is Gin's: the peer address, or what
 // X-Forwarded-For says when the peer is one of TRUSTED_PROXIES. A limiter
 // that cannot answer (Redis down) stops the request with 503: letting it
 // through would switch the brute-force protection off.
-func LimitByClientIP(l RateLimiter, scope string) gin.HandlerFunc {
+func LimitByClientIP(l RateLimiter, budget string, m *metrics.Metrics) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		wait, err := l.Allow(c.Request.Context(), scope+":"+clientKey(c.ClientIP()))
+		wait, err := l.Allow(c.Request.Context(), budget+":"+ClientNetwork(c.ClientIP()))
 		switch {
 		case err != nil:
 			apierror.Abort(c, fmt.Errorf("%w: %w", models.ErrUnavailable, err))
 		case wait > 0:
+			m.RateLimitHit("ip")
 			apierror.Abort(c, apierror.RateLimited(wait))
 		}
 	}
 }
 
-// clientKey is the unit a budget belongs to: one IPv4 address, or one IPv6
-// /64, the block a single customer usually gets (counting IPv6 addresses
-// one by one would give every client 2^64 budgets).
-func clientKey(ip string) string {
+// ClientNetwork is the unit a client's budget belongs to: one IPv4
+// address, or one IPv6 /64, the block a single customer usually gets
+// (counting IPv6 addresses one by one would give every client 2^64
+// budgets).
+func ClientNetwork(ip string) string {
 	addr, err := netip.ParseAddr(ip)
 	if err != nil {
 		return ip

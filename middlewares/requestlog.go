@@ -44,7 +44,7 @@ func RequestLog(log *slog.Logger) gin.HandlerFunc {
 			slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000),
 			slog.String("ip", c.ClientIP()),
 		}
-		if u, ok := CurrentUser(c); ok {
+		if u, err := CurrentUser(c); err == nil {
 			attrs = append(attrs, slog.Uint64("user_id", uint64(u.ID)))
 		}
 		log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request", attrs...)

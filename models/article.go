@@ -93,7 +93,7 @@ func UpdateArticle(ctx context.Context, db *gorm.DB, a *Article, changes Article
 	if len(updates) == 0 {
 		return nil
 	}
-	now := time.Now().UTC()
+	now := nowOf(db)
 	updates["updated_at"] = now
 	res := db.WithContext(ctx).Model(&Article{}).Where("id = ? AND author_id = ?", a.ID, a.AuthorID).UpdateColumns(updates)
 	if res.Error != nil {

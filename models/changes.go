@@ -109,13 +109,17 @@ func InstallChangeNotifications(ctx context.Context, db *gorm.DB) error {
 	return nil
 }
 
-// Change is what one announcement names.
+// Change names what a committed change may have made wrong in a
+// remembered token lookup: some tokens, every token of some users, or
+// everything.
 type Change struct {
 	// All means every cached lookup may be wrong.
 	All      bool
 	TokenIDs []uint
 	UserIDs  []uint
 }
+
+func (c Change) empty() bool { return !c.All && len(c.TokenIDs) == 0 && len(c.UserIDs) == 0 }
 
 var errBadChange = errors.New("malformed change announcement")
 

@@ -1,5 +1,12 @@
 // Package models holds the GORM models of tokenauth and their domain logic:
-// users and their passwords, API tokens and their secrets, scopes.
+// users, API tokens and their secrets, scopes, security events, and the
+// example resource.
+//
+// Functions take the database handle first after ctx. They read the time
+// from it (see nowOf), and every write that can make a remembered token
+// lookup wrong announces itself through it once committed (see commit and
+// ListenForChanges). Errors leave as the ones declared here: no gorm or
+// driver error leaves this package unwrapped.
 package models
 
 import (

@@ -49,16 +49,16 @@ type Client struct {
 	UserAgent string
 }
 
-type clientKey struct{}
+type clientContextKey struct{}
 
 // WithClient returns a context that carries the client of the request, for
 // the events the models write on its behalf.
 func WithClient(ctx context.Context, c Client) context.Context {
-	return context.WithValue(ctx, clientKey{}, c)
+	return context.WithValue(ctx, clientContextKey{}, c)
 }
 
 func clientOf(ctx context.Context) Client {
-	c, _ := ctx.Value(clientKey{}).(Client)
+	c, _ := ctx.Value(clientContextKey{}).(Client)
 	return c
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"tokenauth/password"
 )
 
 //go:embed common_passwords.txt
@@ -29,23 +31,23 @@ type PasswordPolicy struct {
 	MinLength int
 }
 
-// Check returns a ValidationError on field "password" when password breaks
+// Check returns a ValidationError on field "password" when plain breaks
 // the policy for a user called username.
-func (p PasswordPolicy) Check(password, username string) error {
-	return p.check("password", password, username)
+func (p PasswordPolicy) Check(plain, username string) error {
+	return p.check("password", plain, username)
 }
 
-func (p PasswordPolicy) check(field, password, username string) error {
-	n := utf8.RuneCountInString(password)
+func (p PasswordPolicy) check(field, plain, username string) error {
+	n := utf8.RuneCountInString(plain)
 	switch {
 	case n < p.MinLength:
 		return invalid(field, fmt.Sprintf("must be at least %d characters", p.MinLength))
-	case n > PasswordMaxLength:
-		return invalid(field, fmt.Sprintf("must be at most %d characters", PasswordMaxLength))
-	case username != "" && UsernameKey(password) == UsernameKey(username):
+	case n > password.MaxLength:
+		return invalid(field, fmt.Sprintf("must be at most %d characters", password.MaxLength))
+	case username != "" && UsernameKey(plain) == UsernameKey(username):
 		return invalid(field, "must not be the username")
 	}
-	if _, common := commonPasswords[strings.ToLower(password)]; common {
+	if _, common := commonPasswords[strings.ToLower(plain)]; common {
 		return invalid(field, "is too common; choose a less guessable password")
 	}
 	return nil

@@ -16,7 +16,7 @@ const defaultRedisPrefix = "tokenauth:"
 // loginLimits returns the per-client-IP budget and the per-username lockout
 // of logins: in Redis when there is a client, so that every instance counts
 // together, else in this process's memory.
-func loginLimits(cfg config.Config, client *redis.Client, prefix string) (middlewares.RateLimiter, controllers.LoginLockout) {
+func loginLimits(cfg config.Config, client *redis.Client, prefix string) (middlewares.RateLimiter, controllers.LoginCounter) {
 	if client == nil {
 		return ratelimit.NewMemoryRate(cfg.LoginIPPerMinute),
 			ratelimit.NewMemoryLockout(cfg.LoginUserFailures, cfg.LoginUserWindow)

@@ -19,7 +19,7 @@ const (
 )
 
 // NewHTTPServer returns the http.Server that serves handler with the
-// service's timeouts and limits. main and the tests both use it.
+// service's timeouts and limits.
 func NewHTTPServer(cfg config.Config, handler http.Handler, errorLog *log.Logger) *http.Server {
 	return &http.Server{
 		Addr:              cfg.Addr,

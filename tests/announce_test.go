@@ -75,7 +75,7 @@ func checkChangeAnnouncements(t *testing.T) {
 
 	// Written behind: not announced.
 	s.Do(t, Request{Path: "/api/profile/", Token: tok}).Expect(t, http.StatusOK)
-	if err := s.Usage.Flush(t.Context()); err != nil {
+	if err := s.Resolver.FlushUsage(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	want(t, next(t), "")

@@ -131,7 +131,7 @@ func TestExpiredRevokedAndDisabledTokensAreRefused(t *testing.T) {
 			s.Do(t, Request{Path: "/api/profile/", Token: token}).Expect(t, http.StatusOK)
 			// Write the use down first, so that what the test writes next
 			// is all this instance knows.
-			if err := s.Usage.Flush(t.Context()); err != nil {
+			if err := s.Resolver.FlushUsage(t.Context()); err != nil {
 				t.Fatal(err)
 			}
 			tc.spoil(t, s, u)
@@ -165,7 +165,7 @@ func TestLastUsedIsRecordedBehind(t *testing.T) {
 	if current.LastUsedAt == nil {
 		t.Fatalf("GET /api/tokens/current/ shows no last use")
 	}
-	if err := s.Usage.Flush(t.Context()); err != nil {
+	if err := s.Resolver.FlushUsage(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.DB.Where("key_hash = ?", models.HashToken(token)).Take(&tok).Error; err != nil {
@@ -174,8 +174,8 @@ func TestLastUsedIsRecordedBehind(t *testing.T) {
 	if tok.LastUsedAt == nil || time.Since(*tok.LastUsedAt) > time.Minute {
 		t.Fatalf("last_used_at after the flush: got %v, want about now", tok.LastUsedAt)
 	}
-	if s.Usage.Len() != 0 {
-		t.Errorf("pending uses after the flush: %d", s.Usage.Len())
+	if s.Resolver.Stats().PendingUses != 0 {
+		t.Errorf("pending uses after the flush: %d", s.Resolver.Stats().PendingUses)
 	}
 }
 

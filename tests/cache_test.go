@@ -27,9 +27,9 @@ func (s *Server) expectCached(t *testing.T, token string) {
 	var before, got uint64
 	for range 3 {
 		s.Do(t, Request{Path: "/api/profile/", Token: token}).Expect(t, http.StatusOK)
-		before = s.Auth.Stats().CacheHits
+		before = s.Resolver.Stats().CacheHits
 		s.Do(t, Request{Path: "/api/profile/", Token: token}).Expect(t, http.StatusOK)
-		if got = s.Auth.Stats().CacheHits; got == before+1 {
+		if got = s.Resolver.Stats().CacheHits; got == before+1 {
 			return
 		}
 	}
@@ -39,7 +39,7 @@ func (s *Server) expectCached(t *testing.T, token string) {
 // tokenID returns the id of the token with that secret.
 func (s *Server) tokenID(t *testing.T, secret string) uint {
 	t.Helper()
-	tok, err := models.FindTokenByHash(t.Context(), s.DB, models.HashToken(secret))
+	tok, err := models.FindTokenByHash(t.Context(), s.DB, s.Pool, models.HashToken(secret))
 	if err != nil {
 		t.Fatalf("finding the token: %v", err)
 	}
@@ -94,7 +94,7 @@ func TestCachedTokenIsRefusedOnTheNextRequest(t *testing.T) {
 			if err := models.SetActive(t.Context(), s.DB, &u, false); err != nil {
 				t.Fatal(err)
 			}
-			s.Auth.ForgetUser(u.ID)
+			s.Resolver.Apply(models.Change{UserIDs: []uint{u.ID}})
 			return ""
 		}},
 	}
@@ -137,7 +137,7 @@ func TestCacheOffStillRefusesRevokedTokens(t *testing.T) {
 	_, tok := s.UserWithToken(t, "alice")
 	s.Do(t, Request{Path: "/api/profile/", Token: tok}).Expect(t, http.StatusOK)
 	s.Do(t, Request{Path: "/api/profile/", Token: tok}).Expect(t, http.StatusOK)
-	if st := s.Auth.Stats(); st.CacheHits != 0 || st.CacheMisses != 2 || st.CacheEnabled || st.CacheEntries != 0 {
+	if st := s.Resolver.Stats(); st.CacheHits != 0 || st.CacheMisses != 2 || st.CacheEnabled || st.CacheEntries != 0 {
 		t.Errorf("TOKEN_CACHE_TTL=0 still caches: %+v", st)
 	}
 	s.Do(t, Request{Method: "POST", Path: "/api/logout/", Token: tok}).Expect(t, http.StatusNoContent)
@@ -250,11 +250,19 @@ func TestHandlerChangesStayOutOfTheCache(t *testing.T) {
 	t.Parallel()
 	var s *Server
 	s = NewServer(t, WithRoutes(func(r *gin.Engine) {
-		identify := func(c *gin.Context) { s.Auth.Identify()(c) }
+		identify := func(c *gin.Context) { middlewares.Identify(s.Resolver, s.Clock)(c) }
 		r.GET("/test/meddle", identify, middlewares.RequireAuth(), func(c *gin.Context) {
-			u, _ := middlewares.CurrentUser(c)
+			u, err := middlewares.CurrentUser(c)
+			if err != nil {
+				t.Error(err)
+				return
+			}
 			u.Username, u.IsActive = "mallory", false
-			tok, _ := middlewares.CurrentToken(c)
+			tok, err := middlewares.CurrentToken(c)
+			if err != nil {
+				t.Error(err)
+				return
+			}
 			tok.Scopes = models.Scopes{"articles:read"}
 			c.Status(http.StatusNoContent)
 		})
@@ -262,12 +270,12 @@ func TestHandlerChangesStayOutOfTheCache(t *testing.T) {
 	_, tok := s.UserWithToken(t, "alice")
 	s.expectCached(t, tok)
 	s.Do(t, Request{Path: "/test/meddle", Token: tok, OffSpec: true}).Expect(t, http.StatusNoContent)
-	before := s.Auth.Stats().CacheHits
+	before := s.Resolver.Stats().CacheHits
 	body := s.Do(t, Request{Path: "/api/profile/", Token: tok}).Expect(t, http.StatusOK).JSON(t)
 	if body["username"] != "alice" || body["is_active"] != true {
 		t.Errorf("profile after a handler changed its copy: %v, want alice, active", body)
 	}
-	if got := s.Auth.Stats().CacheHits; got != before+1 {
+	if got := s.Resolver.Stats().CacheHits; got != before+1 {
 		t.Errorf("cache hits: got %d, want %d: the profile did not come from the cache", got, before+1)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"tokenauth/djangoimport"
 	"tokenauth/internal/testdb"
 	"tokenauth/models"
+	"tokenauth/password"
 )
 
 // The Django database made by testdata/django/make_fixture.py, and what it
@@ -198,7 +199,7 @@ func TestDjangoImportKeepsUsersAndTokens(t *testing.T) {
 			!u.CreatedAt.Equal(want.DateJoined) || !sameTime(u.LastLoginAt, want.LastLogin) {
 			t.Errorf("user %s: got %+v, want %+v", want.Username, u, want)
 		}
-		if scheme, _ := models.ImportedPasswordScheme(u.PasswordHash); scheme != want.Algorithm {
+		if scheme, _ := password.ImportedScheme(u.PasswordHash); scheme != want.Algorithm {
 			t.Errorf("user %s: stored hash scheme %q, want Django's %q", want.Username, scheme, want.Algorithm)
 		}
 		var mark models.ImportedUser
@@ -407,14 +408,14 @@ func TestLegacyLookingTokensCostOneLookup(t *testing.T) {
 	}
 	for _, tc := range cases {
 		others.Store(0)
-		before := s.Auth.Stats().CacheMisses
+		before := s.Resolver.Stats().CacheMisses
 		resp := s.Do(t, Request{Path: "/api/profile/", Token: tc.token})
 		if tc.wantStatus == http.StatusOK {
 			resp.Expect(t, http.StatusOK)
 		} else {
 			resp.ExpectError(t, tc.wantStatus, "invalid_token")
 		}
-		lookups := s.Auth.Stats().CacheMisses - before
+		lookups := s.Resolver.Stats().CacheMisses - before
 		if lookups != tc.wantLookups {
 			t.Errorf("%s: %d lookups, want %d", tc.name, lookups, tc.wantLookups)
 		}
@@ -777,15 +778,12 @@ func postgresDjango(t *testing.T) string {
 	if !config.IsPostgres(url) {
 		t.Fatalf("a PostgreSQL source needs TEST_DATABASE_URL, got %q", url)
 	}
-	dst, err := config.OpenDatabase(url)
+	database, err := config.OpenDatabase(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if sqlDB, err := dst.DB(); err == nil {
-			sqlDB.Close()
-		}
-	})
+	t.Cleanup(func() { database.Close() })
+	dst := database.ORM
 	if err := dst.Exec(djangoPostgresDDL).Error; err != nil {
 		t.Fatalf("creating the Django tables: %v", err)
 	}

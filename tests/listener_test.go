@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"tokenauth/middlewares"
+	"tokenauth/auth"
 )
 
 // A dropped listening connection could miss announcements, so the instance
@@ -22,7 +22,7 @@ func checkDroppedListener(t *testing.T) {
 		pids     []uint32
 		reopened = make(chan struct{})
 	)
-	s := NewServer(t, WithChangeFeed(func(f *middlewares.ChangeFeed) {
+	s := NewServer(t, WithChangeFeed(func(f *auth.ChangeFeed) {
 		connect := f.Connect
 		f.Connect = func(ctx context.Context) (*pgx.Conn, error) {
 			mu.Lock()
@@ -55,16 +55,16 @@ func checkDroppedListener(t *testing.T) {
 	if err := s.DB.Exec("SELECT pg_terminate_backend(?)", listener).Error; err != nil {
 		t.Fatalf("terminating the listening connection: %v", err)
 	}
-	waitFor(t, "the token cache to go off", func() bool { return !s.Auth.Stats().CacheEnabled })
+	waitFor(t, "the token cache to go off", func() bool { return !s.Resolver.Stats().CacheEnabled })
 
-	st := s.Auth.Stats()
+	st := s.Resolver.Stats()
 	if st.CacheEntries != 0 || st.CacheOutages != 1 {
 		t.Fatalf("after the listener dropped: got %d entries and %d outages, want 0 and 1", st.CacheEntries, st.CacheOutages)
 	}
 	for range 3 {
 		s.Do(t, Request{Path: "/api/profile/", Token: tok}).Expect(t, http.StatusOK)
 	}
-	if got := s.Auth.Stats(); got.CacheHits != st.CacheHits || got.CacheEntries != 0 {
+	if got := s.Resolver.Stats(); got.CacheHits != st.CacheHits || got.CacheEntries != 0 {
 		t.Fatalf("while not listening: hits went from %d to %d and %d entries were kept; want no caching",
 			st.CacheHits, got.CacheHits, got.CacheEntries)
 	}
@@ -73,7 +73,7 @@ func checkDroppedListener(t *testing.T) {
 	}
 
 	close(reopened)
-	waitFor(t, "the token cache to come back on", func() bool { return s.Auth.Stats().CacheEnabled })
+	waitFor(t, "the token cache to come back on", func() bool { return s.Resolver.Stats().CacheEnabled })
 	s.expectCached(t, tok)
 	mu.Lock()
 	defer mu.Unlock()

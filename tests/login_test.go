@@ -224,7 +224,7 @@ func TestLoginRacingAPasswordChangeIssuesNothing(t *testing.T) {
 				Body: map[string]string{"current_password": testPassword, "new_password": changed}}).Expect(t, http.StatusNoContent)
 			var before int64
 			s.DB.Model(&models.APIToken{}).Where("user_id = ?", u.ID).Count(&before)
-			_, _, err = models.IssueToken(t.Context(), s.DB, u.ID, models.TokenSpec{Name: "login", Kind: models.KindLogin,
+			_, err = models.IssueToken(t.Context(), s.DB, u.ID, models.TokenSpec{Name: "login", Kind: models.KindLogin,
 				Scopes: models.Scopes{models.ScopeAll}, Login: check}, policy, true)
 			if !errors.Is(err, models.ErrInvalidCredentials) {
 				t.Errorf("issuing after the change: got %v, want ErrInvalidCredentials", err)

@@ -17,7 +17,7 @@ func TestFindTokenByHashMatchesTheORM(t *testing.T) {
 	s := NewServer(t)
 	_, tok := s.UserWithToken(t, "alice")
 	s.Do(t, Request{Path: "/api/profile/", Token: tok}).Expect(t, http.StatusOK)
-	if err := s.Usage.Flush(t.Context()); err != nil {
+	if err := s.Resolver.FlushUsage(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	hash := models.HashToken(tok)
@@ -25,7 +25,7 @@ func TestFindTokenByHashMatchesTheORM(t *testing.T) {
 		UpdateColumns(map[string]any{"revoked_at": time.Now().UTC(), "revoked_reason": "user"}).Error; err != nil {
 		t.Fatal(err)
 	}
-	got, err := models.FindTokenByHash(t.Context(), s.DB, hash)
+	got, err := models.FindTokenByHash(t.Context(), s.DB, s.Pool, hash)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestFindTokenByHashMatchesTheORM(t *testing.T) {
 	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("FindTokenByHash:\n got %+v\nwant %+v", *got, want)
 	}
-	if _, err := models.FindTokenByHash(t.Context(), s.DB, models.HashToken("tka_unknown")); err != models.ErrNotFound {
+	if _, err := models.FindTokenByHash(t.Context(), s.DB, s.Pool, models.HashToken("tka_unknown")); err != models.ErrNotFound {
 		t.Errorf("unknown hash: got %v, want ErrNotFound", err)
 	}
 }
@@ -53,7 +53,7 @@ func TestFindTokenByHashMatchesTheORM(t *testing.T) {
 func TestLookupRunsOnThePgxPool(t *testing.T) {
 	t.Parallel()
 	s := NewServer(t)
-	_, lends := models.PgxPool(s.DB)
+	lends := s.Pool != nil
 	if want := config.IsPostgres(s.Config.DatabaseURL); lends != want {
 		t.Fatalf("database at %q lends a pgx pool: %v, want %v", s.Config.DatabaseURL, lends, want)
 	}
@@ -73,9 +73,11 @@ func TestLookupRunsOnThePgxPool(t *testing.T) {
 	}
 	const lookups = 20
 	for range lookups {
-		if _, err := models.FindTokenByHash(t.Context(), s.DB, models.HashToken("tka_unknown")); err != models.ErrNotFound {
-			t.Fatalf("unknown hash: got %v, want ErrNotFound", err)
+		unknown, err := models.NewTokenSecret()
+		if err != nil {
+			t.Fatal(err)
 		}
+		s.Do(t, Request{Path: "/api/profile/", Token: unknown}).ExpectError(t, http.StatusUnauthorized, "invalid_token")
 	}
 	// The server's own work (writing last-used times) may use
 	// database/sql meanwhile, but not once per lookup.

@@ -104,7 +104,7 @@ func TestMetricsCountInvalidationsReceived(t *testing.T) {
 	before := b.scrape(t)[`tokenauth_token_cache_invalidations_received_total`]
 	a.Do(t, Request{Method: "POST", Path: "/api/logout/", Token: tok}).Expect(t, http.StatusNoContent)
 	waitFor(t, "the invalidation to reach the other instance", func() bool {
-		return b.Auth.Stats().Invalidations > uint64(before)
+		return b.Resolver.Stats().Invalidations > uint64(before)
 	})
 	if got := b.scrape(t)[`tokenauth_token_cache_invalidations_received_total`]; got <= before {
 		t.Errorf("invalidations received: got %v, want more than %v", got, before)

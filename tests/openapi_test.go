@@ -3,7 +3,6 @@ package tests
 import (
 	"bytes"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"regexp"
 	"strings"
@@ -13,9 +12,7 @@ import (
 
 	"tokenauth/config"
 	"tokenauth/docs"
-	"tokenauth/middlewares"
 	"tokenauth/models"
-	"tokenauth/routes"
 )
 
 // errorRecorder stands in for a test to see what Server.Do reports.
@@ -126,23 +123,15 @@ func ginPath(path string) string {
 	return strings.Join(parts, "/")
 }
 
-// newRouter builds the service's router without a database: enough to
-// list its routes.
-func newRouter() *gin.Engine {
-	cfg := config.Default()
-	return routes.New(routes.Deps{Config: cfg, Logger: slog.New(slog.DiscardHandler),
-		Auth: middlewares.NewAuthenticator(nil, cfg, models.NewUsageRecorder(nil))})
-}
-
 // TestEveryRouteIsInTheSpec walks the router itself, so a route no test
 // calls still has to be described.
 func TestEveryRouteIsInTheSpec(t *testing.T) {
 	t.Parallel()
-	spec, err := loadContract()
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := newRouter().Routes()
+	checkEveryRouteIsInTheSpec(t, NewServer(t))
+}
+
+func checkEveryRouteIsInTheSpec(t *testing.T, s *Server) {
+	served := s.Router.Routes()
 	if len(served) == 0 {
 		t.Fatal("the router has no routes")
 	}
@@ -151,7 +140,7 @@ func TestEveryRouteIsInTheSpec(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := spec.findRoute(req); err != nil {
+		if _, _, err := s.contract.findRoute(req); err != nil {
 			t.Errorf("%s %s: %v", r.Method, r.Path, err)
 		}
 	}
@@ -162,15 +151,15 @@ func TestEveryRouteIsInTheSpec(t *testing.T) {
 // it, and a token with just that scope gets past both.
 func TestSpecScopesMatchTheRoutes(t *testing.T) {
 	t.Parallel()
-	spec, err := loadContract()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := NewServer(t, WithConfig(func(c *config.Config) { c.MaxTokensPerUser = 10000 }))
+	checkSpecScopesMatchTheRoutes(t, NewServer(t, WithConfig(func(c *config.Config) { c.MaxTokensPerUser = 10000 })))
+}
+
+func checkSpecScopesMatchTheRoutes(t *testing.T, s *Server) {
+	spec := s.contract
 	user := s.CreateUser(t, "alice", testPassword)
 	openAPIParam := regexp.MustCompile(`\{(\w+)\}`)
 	served := map[string]bool{}
-	for _, r := range newRouter().Routes() {
+	for _, r := range s.Router.Routes() {
 		served[r.Method+" "+strings.TrimSuffix(r.Path, "/")] = true
 	}
 

@@ -31,7 +31,7 @@ func TestDatabaseOutageAnswers503AndRecovers(t *testing.T) {
 	// With the database gone, the changes other processes make cannot be
 	// followed, so the instance empties its token cache and caches nothing
 	// until it can again (docs/CACHING.md): a cached token is refused too.
-	waitFor(t, "the token cache to go off", func() bool { return !s.Auth.Stats().CacheEnabled })
+	waitFor(t, "the token cache to go off", func() bool { return !s.Resolver.Stats().CacheEnabled })
 	down := []struct {
 		name string
 		req  Request
@@ -54,14 +54,14 @@ func TestDatabaseOutageAnswers503AndRecovers(t *testing.T) {
 	// What needs no database keeps working.
 	s.Do(t, Request{Path: "/healthz"}).Expect(t, http.StatusOK)
 	// Pending last-used times wait for the database instead of vanishing.
-	pending := s.Usage.Len()
+	pending := s.Resolver.Stats().PendingUses
 	if pending == 0 {
 		t.Fatal("no token use is pending; the test expected bob's or alice's")
 	}
-	if err := s.Usage.Flush(t.Context()); !errors.Is(err, models.ErrUnavailable) {
+	if err := s.Resolver.FlushUsage(t.Context()); !errors.Is(err, models.ErrUnavailable) {
 		t.Fatalf("flushing usage during the outage: got %v, want ErrUnavailable", err)
 	}
-	if got := s.Usage.Len(); got != pending {
+	if got := s.Resolver.Stats().PendingUses; got != pending {
 		t.Fatalf("pending uses after a failed flush: got %d, want %d", got, pending)
 	}
 	// The cause is in the logs, for the operator.
@@ -85,7 +85,7 @@ func TestDatabaseOutageAnswers503AndRecovers(t *testing.T) {
 	s.Do(t, Request{Path: "/api/profile/", Token: uncached}).Expect(t, http.StatusOK)
 	s.Login(t, "alice", testPassword)
 	s.Do(t, Request{Method: "POST", Path: "/api/tokens/", Token: cached, Body: map[string]any{"name": "ci"}}).Expect(t, http.StatusCreated)
-	if err := s.Usage.Flush(t.Context()); err != nil {
+	if err := s.Resolver.FlushUsage(t.Context()); err != nil {
 		t.Fatalf("flushing usage after the outage: %v", err)
 	}
 	var used int64
@@ -102,7 +102,7 @@ func TestDatabaseThatStopsAnsweringAnswers503(t *testing.T) {
 	// REQUEST_TIMEOUT, then get 503 instead of hanging.
 	s := NewServer(t, WithConfig(func(c *config.Config) { c.RequestTimeout = 300 * time.Millisecond; c.TokenCacheTTL = 0 }))
 	_, token := s.UserWithToken(t, "alice")
-	release := holdEveryConnection(t, s.DB)
+	release := holdEveryConnection(t, s)
 	for _, req := range []Request{
 		{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": "alice", "password": testPassword}},
 		{Path: "/api/profile/", Token: token},
@@ -119,11 +119,11 @@ func TestDatabaseThatStopsAnsweringAnswers503(t *testing.T) {
 	s.Login(t, "alice", testPassword)
 }
 
-// holdEveryConnection takes every connection of db's pool (pgx's on
-// PostgreSQL, database/sql's single one on SQLite) and returns the
+// holdEveryConnection takes every connection of the server's pool (pgx's
+// on PostgreSQL, database/sql's single one on SQLite) and returns the
 // function that gives them back. They are given back when the test ends
 // at the latest: closing the database waits for them.
-func holdEveryConnection(t *testing.T, db *gorm.DB) (release func()) {
+func holdEveryConnection(t *testing.T, s *Server) (release func()) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -137,7 +137,7 @@ func holdEveryConnection(t *testing.T, db *gorm.DB) (release func()) {
 		})
 	}
 	t.Cleanup(release)
-	if pool, ok := models.PgxPool(db); ok {
+	if pool := s.Pool; pool != nil {
 		for range pool.Config().MaxConns {
 			conn, err := pool.Acquire(ctx)
 			if err != nil {
@@ -147,7 +147,7 @@ func holdEveryConnection(t *testing.T, db *gorm.DB) (release func()) {
 		}
 		return release
 	}
-	sqlDB, err := db.DB()
+	sqlDB, err := s.DB.DB()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,11 +23,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
+	"tokenauth/app"
+	"tokenauth/auth"
 	"tokenauth/config"
 	"tokenauth/internal/testdb"
-	"tokenauth/metrics"
-	"tokenauth/middlewares"
 	"tokenauth/models"
+	"tokenauth/password"
 	"tokenauth/routes"
 )
 
@@ -38,25 +39,17 @@ func TestMain(m *testing.M) {
 
 // testPasswordParams make hashing cheap in tests; one test checks that the
 // production parameters replace them on login.
-var testPasswordParams = models.PasswordParams{Memory: 64, Time: 1, Threads: 1}
+var testPasswordParams = password.Params{Memory: 64, Time: 1, Threads: 1}
 
-// Server is the service under test.
+// Server is the service under test: the application as the serve command
+// builds it, served on a loopback port.
 type Server struct {
-	URL       string
-	DB        *gorm.DB
-	Config    config.Config
-	Auth      *middlewares.Authenticator
-	Usage     *models.UsageRecorder
-	Passwords *models.PasswordHasher
+	*app.App
+	URL string
 	// Redis holds the login limits when the server was built WithRedis,
 	// under keys starting with RedisPrefix.
 	Redis       *redis.Client
 	RedisPrefix string
-	Metrics     *metrics.Metrics
-	// Feed follows the changes other processes make to the database.
-	Feed *middlewares.ChangeFeed
-	// Router is the service's handler, for benchmarks that skip the network.
-	Router http.Handler
 	// Logs holds everything the service logged.
 	Logs     *syncBuffer
 	client   *http.Client
@@ -76,8 +69,9 @@ type serverSetup struct {
 	redisPrefix string
 	// unreachableRedis points the limits at a Redis that is not there.
 	unreachableRedis bool
-	feed             func(*middlewares.ChangeFeed)
+	feed             func(*auth.ChangeFeed)
 	quiet            bool
+	appOptions       []app.Option
 }
 
 // WithConfig changes the configuration before the service is built.
@@ -123,8 +117,13 @@ func WithDatabaseOf(other *Server) Option {
 
 // WithChangeFeed changes the feed of changes before it starts, for tests
 // that interfere with it.
-func WithChangeFeed(change func(*middlewares.ChangeFeed)) Option {
+func WithChangeFeed(change func(*auth.ChangeFeed)) Option {
 	return func(s *serverSetup) { s.feed = change }
+}
+
+// WithApp passes options to app.New, such as a clock or a resource.
+func WithApp(opts ...app.Option) Option {
+	return func(s *serverSetup) { s.appOptions = append(s.appOptions, opts...) }
 }
 
 // withoutLogs discards what the service logs, for benchmarks.
@@ -132,8 +131,8 @@ func withoutLogs() Option {
 	return func(s *serverSetup) { s.quiet = true }
 }
 
-// NewServer builds the service on a fresh database and serves it on a
-// loopback port until the test ends.
+// NewServer builds the service on a fresh database with app.New, as the
+// serve command does, and serves it on a loopback port until the test ends.
 func NewServer(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	spec, err := loadContract()
@@ -153,21 +152,18 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	if setup.dbSwitch && config.IsPostgres(setup.cfg.DatabaseURL) {
 		dbSwitch = newProxySwitch(t, &setup.cfg.DatabaseURL)
 	}
-	db, err := config.OpenDatabase(setup.cfg.DatabaseURL)
+	database, err := config.OpenDatabase(setup.cfg.DatabaseURL)
 	if err != nil {
 		t.Fatalf("opening the test database: %v", err)
 	}
-	t.Cleanup(func() {
-		if sqlDB, err := db.DB(); err == nil {
-			sqlDB.Close()
-		}
-	})
-	if err := config.Migrate(db); err != nil {
+	t.Cleanup(func() { database.Close() })
+	if err := config.Migrate(database.ORM); err != nil {
 		t.Fatalf("migrating: %v", err)
 	}
 	if setup.dbSwitch && dbSwitch == nil {
-		dbSwitch = newGateSwitch(t, db)
+		dbSwitch = newGateSwitch(t, database.ORM)
 	}
+	appOptions := []app.Option{app.WithPasswordHasher(password.NewHasher(testPasswordParams, 4))}
 	var rdb *redis.Client
 	var redisPrefix string
 	switch {
@@ -177,32 +173,35 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	case setup.cfg.RedisURL != "":
 		rdb, redisPrefix = testRedis(t, setup.cfg.RedisURL, setup.redisPrefix)
 	}
+	if rdb != nil {
+		appOptions = append(appOptions, app.WithRedis(rdb, redisPrefix))
+	}
 	logs := &syncBuffer{}
 	var logOut io.Writer = logs
 	if setup.quiet {
 		logOut = io.Discard
 	}
 	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	usage := models.NewUsageRecorder(db)
-	passwords := models.NewPasswordHasher(testPasswordParams, 4)
-	auth := middlewares.NewAuthenticator(db, setup.cfg, usage)
-	feed := middlewares.NewChangeFeed(auth, db, setup.cfg.DatabaseURL, logger)
+	a, err := app.New(t.Context(), setup.cfg, database, logger, append(appOptions, setup.appOptions...)...)
+	if err != nil {
+		t.Fatalf("building the app: %v", err)
+	}
 	if setup.feed != nil {
-		setup.feed(feed)
+		setup.feed(a.Feed)
 	}
-	followChanges(t, auth, feed, setup.cfg.TokenCacheTTL > 0)
-	m := metrics.New(auth)
-	router := routes.New(routes.Deps{DB: db, Config: setup.cfg, Logger: logger, Passwords: passwords, Auth: auth,
-		Redis: rdb, RedisPrefix: redisPrefix, Metrics: m})
 	if setup.routes != nil {
-		setup.routes(router)
+		setup.routes(a.Router)
 	}
-	ts := httptest.NewUnstartedServer(router)
-	ts.Config = routes.NewHTTPServer(setup.cfg, router, nil)
+	a.Start(context.Background())
+	t.Cleanup(a.Shutdown)
+	if setup.cfg.TokenCacheTTL > 0 {
+		waitFor(t, "the token cache to come on", func() bool { return a.Resolver.Stats().CacheEnabled })
+	}
+	ts := httptest.NewUnstartedServer(a.Router)
+	ts.Config = routes.NewHTTPServer(setup.cfg, a.Router, nil)
 	ts.Start()
 	t.Cleanup(ts.Close)
-	return &Server{URL: ts.URL, DB: db, Config: setup.cfg, Auth: auth, Usage: usage,
-		Passwords: passwords, Metrics: m, Feed: feed, Router: router, Logs: logs, client: ts.Client(), contract: spec, dbSwitch: dbSwitch,
+	return &Server{App: a, URL: ts.URL, Logs: logs, client: ts.Client(), contract: spec, dbSwitch: dbSwitch,
 		Redis: rdb, RedisPrefix: redisPrefix}
 }
 
@@ -251,26 +250,6 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// followChanges runs the feed until the test ends and, when the cache is
-// configured, waits until the feed has switched it on, so that every test
-// runs with the cache as a server has it.
-func followChanges(t testing.TB, auth *middlewares.Authenticator, feed *middlewares.ChangeFeed, caching bool) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		feed.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	if caching {
-		waitFor(t, "the token cache to come on", func() bool { return auth.Stats().CacheEnabled })
-	}
-}
-
 // waitFor polls until cond holds, and fails the test if it does not within
 // ten seconds (far beyond anything these conditions take).
 func waitFor(t testing.TB, what string, cond func() bool) {
@@ -292,12 +271,8 @@ func (s *Server) OpenDatabase(t testing.TB) *gorm.DB {
 	if err != nil {
 		t.Fatalf("opening another connection: %v", err)
 	}
-	t.Cleanup(func() {
-		if sqlDB, err := db.DB(); err == nil {
-			sqlDB.Close()
-		}
-	})
-	return db
+	t.Cleanup(func() { db.Close() })
+	return db.ORM
 }
 
 // freshDatabaseBase is TEST_DATABASE_URL: empty for SQLite.
@@ -462,22 +437,26 @@ func Field(t testing.TB, body map[string]any, name string) string {
 const testPassword = "a sturdy passphrase 42"
 
 // CreateUser stores an active user with the password.
-func (s *Server) CreateUser(t testing.TB, username, password string) *models.User {
+func (s *Server) CreateUser(t testing.TB, username, plain string) *models.User {
 	t.Helper()
-	u := models.NewUser(s.Passwords, username, username+"@example.com", password)
-	if err := models.CreateUser(t.Context(), s.DB, u, models.PasswordPolicy{MinLength: 1}); err != nil {
-		t.Fatalf("creating user %s: %v", username, err)
-	}
-	return u
+	return s.createUserHashedBy(t, s.Passwords, username, plain)
 }
 
 // CreateStaleUser creates a user whose password hash was made with other
 // parameters than the server's, so that a good login replaces it.
-func (s *Server) CreateStaleUser(t testing.TB, username, password string) *models.User {
+func (s *Server) CreateStaleUser(t testing.TB, username, plain string) *models.User {
 	t.Helper()
-	old := models.NewPasswordHasher(models.PasswordParams{Memory: 32, Time: 1, Threads: 1}, 1)
-	u := models.NewUser(old, username, username+"@example.com", password)
-	if err := models.CreateUser(t.Context(), s.DB, u, models.PasswordPolicy{MinLength: 1}); err != nil {
+	old := password.NewHasher(password.Params{Memory: 32, Time: 1, Threads: 1}, 1)
+	return s.createUserHashedBy(t, old, username, plain)
+}
+
+func (s *Server) createUserHashedBy(t testing.TB, hasher *password.Hasher, username, plain string) *models.User {
+	t.Helper()
+	u, err := models.NewUser(t.Context(), hasher, models.PasswordPolicy{MinLength: 1}, username, username+"@example.com", plain)
+	if err == nil {
+		err = models.CreateUser(t.Context(), s.DB, u)
+	}
+	if err != nil {
 		t.Fatalf("creating user %s: %v", username, err)
 	}
 	return u
@@ -509,8 +488,8 @@ func (s *Server) IssueToken(t testing.TB, user *models.User, scopes ...string) s
 	if len(scopes) == 0 {
 		scopes = []string{models.ScopeAll}
 	}
-	expires := time.Now().UTC().Add(s.Config.TokenTTL)
-	tok, _, err := models.IssueToken(t.Context(), s.DB, user.ID,
+	expires := s.Clock.Now().Add(s.Config.TokenTTL)
+	tok, err := models.IssueToken(t.Context(), s.DB, user.ID,
 		models.TokenSpec{Name: "test", Kind: models.KindPersonal, Scopes: scopes, ExpiresAt: &expires},
 		models.TokenPolicy{MaxPerUser: s.Config.MaxTokensPerUser, IdleTimeout: s.Config.TokenIdleTimeout}, false)
 	if err != nil {

@@ -337,7 +337,7 @@ func TestTokenLimit(t *testing.T) {
 
 	// A login beyond it revokes the least recently used token. Write the
 	// last-used times so that the order is certain: first, second, third.
-	if err := s.Usage.Flush(t.Context()); err != nil {
+	if err := s.Resolver.FlushUsage(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	exec(t, s, "UPDATE api_tokens SET last_used_at = ? WHERE key_hash = ?", time.Now().UTC().Add(-time.Hour), models.HashToken(first))
@@ -439,7 +439,7 @@ func TestSlidingExpiry(t *testing.T) {
 	// not past created_at + TOKEN_MAX_TTL, which is 30 minutes away. (The
 	// pending use of the request above is written first, or this instance
 	// would rightly trust it over the rewritten row.)
-	if err := s.Usage.Flush(t.Context()); err != nil {
+	if err := s.Resolver.FlushUsage(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
@@ -453,7 +453,7 @@ func TestSlidingExpiry(t *testing.T) {
 	if d := slid.Sub(now.Add(30 * time.Minute)); d < -5*time.Second || d > 5*time.Second {
 		t.Errorf("slid expiry: got %v, want created_at + TOKEN_MAX_TTL (%v)", slid, now.Add(30*time.Minute))
 	}
-	if err := s.Usage.Flush(t.Context()); err != nil {
+	if err := s.Resolver.FlushUsage(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	var stored models.APIToken

@@ -13,7 +13,7 @@ import (
 // storedToken reads the token's row as the database has it.
 func (s *Server) storedToken(t *testing.T, secret string) *models.APIToken {
 	t.Helper()
-	tok, err := models.FindTokenByHash(t.Context(), s.DB, models.HashToken(secret))
+	tok, err := models.FindTokenByHash(t.Context(), s.DB, s.Pool, models.HashToken(secret))
 	if err != nil {
 		t.Fatalf("reading the token: %v", err)
 	}
@@ -41,14 +41,14 @@ func TestLastUsedReachesTheDatabaseAfterAFlush(t *testing.T) {
 		t.Fatalf("pending use not shown: %+v", listed)
 	}
 
-	if err := s.Usage.Flush(t.Context()); err != nil {
+	if err := s.Resolver.FlushUsage(t.Context()); err != nil {
 		t.Fatalf("flush: %v", err)
 	}
 	got := s.storedToken(t, tok).LastUsedAt
 	if got == nil || got.Before(before) || got.After(time.Now().Add(time.Second)) {
 		t.Fatalf("last_used_at after the flush: got %v, want about %v", got, before)
 	}
-	if n := s.Usage.Len(); n != 0 {
+	if n := s.Resolver.Stats().PendingUses; n != 0 {
 		t.Errorf("pending uses after the flush: got %d, want 0", n)
 	}
 }
@@ -63,7 +63,7 @@ func TestLastUsedIsWrittenOnShutdown(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.Usage.Run(ctx, time.Hour, func(err error) { t.Errorf("flush: %v", err) })
+		s.Resolver.RunUsageFlusher(ctx, time.Hour, func(err error) { t.Errorf("flush: %v", err) })
 	}()
 	s.Do(t, Request{Path: "/api/profile/", Token: tok}).Expect(t, http.StatusOK)
 	stop()
@@ -87,10 +87,10 @@ func TestUsesAreCoalescedAcrossFlushes(t *testing.T) {
 		if round == 0 {
 			want = 1
 		}
-		if got := s.Usage.Len(); got != want {
+		if got := s.Resolver.Stats().PendingUses; got != want {
 			t.Fatalf("round %d: pending uses: got %d, want %d", round, got, want)
 		}
-		if err := s.Usage.Flush(t.Context()); err != nil {
+		if err := s.Resolver.FlushUsage(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -110,7 +110,7 @@ func TestSlidingExpiryReachesTheDatabase(t *testing.T) {
 	if err != nil || header.Before(issued.Truncate(time.Second)) {
 		t.Fatalf("Token-Expires-At: got %q, want no earlier than %v", resp.Header.Get("Token-Expires-At"), issued)
 	}
-	if err := s.Usage.Flush(t.Context()); err != nil {
+	if err := s.Resolver.FlushUsage(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	stored := s.storedToken(t, tok)

@@ -35,7 +35,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
-	"tokenauth/models"
+	"tokenauth/password"
 )
 
 func main() {
@@ -479,7 +479,7 @@ func readResponse(br *bufio.Reader) (status int, keep bool, err error) {
 // medianHashTime times argon2id with the service's parameters: n hashes
 // on each of par goroutines at once, and the median of all.
 func medianHashTime(n, par int) float64 {
-	p := models.DefaultPasswordParams
+	p := password.DefaultParams
 	times := make([]float64, n*par)
 	var wg sync.WaitGroup
 	for g := range par {

@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"tokenauth/models"
+	"tokenauth/password"
 )
 
 func main() {
@@ -39,9 +40,9 @@ func run() error {
 	secretsFile := flag.String("secrets", "", "file to write the known secrets to")
 	tokenUsers := flag.Int("token-users", 100, "users owning the known tokens")
 	loginUsers := flag.Int("login-users", 64, "users login1..loginN for the login load")
-	password := flag.String("password", "", "password of the login users")
+	plain := flag.String("password", "", "password of the login users")
 	flag.Parse()
-	if *dbURL == "" || *secretsFile == "" || *password == "" || *known < 1 || *total < *known || *tokenUsers < 1 {
+	if *dbURL == "" || *secretsFile == "" || *plain == "" || *known < 1 || *total < *known || *tokenUsers < 1 {
 		flag.Usage()
 		return errors.New("-db, -secrets and -password are required, and 1 <= -known <= -total")
 	}
@@ -54,7 +55,7 @@ func run() error {
 	defer conn.Close(context.Background())
 	start := time.Now()
 
-	hash, err := models.NewPasswordHasher(models.DefaultPasswordParams, runtime.GOMAXPROCS(0)).Hash(ctx, *password)
+	hash, err := password.NewHasher(password.DefaultParams, runtime.GOMAXPROCS(0)).Hash(ctx, *plain)
 	if err != nil {
 		return err
 	}

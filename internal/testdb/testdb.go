@@ -26,10 +26,11 @@ func URL(t testing.TB) string {
 	if !config.IsPostgres(base) {
 		t.Fatalf("TEST_DATABASE_URL must be a postgres:// URL, got %q", base)
 	}
-	admin, err := config.OpenDatabase(base)
+	database, err := config.OpenDatabase(base)
 	if err != nil {
 		t.Fatalf("opening TEST_DATABASE_URL: %v", err)
 	}
+	admin := database.ORM
 	schema := "test_" + randomHex(8)
 	if err := admin.Exec("CREATE SCHEMA " + schema).Error; err != nil {
 		t.Fatalf("creating schema %s (is PostgreSQL running?): %v", schema, err)
@@ -38,9 +39,7 @@ func URL(t testing.TB) string {
 		if err := admin.Exec("DROP SCHEMA " + schema + " CASCADE").Error; err != nil {
 			t.Errorf("dropping schema %s: %v", schema, err)
 		}
-		if sqlDB, err := admin.DB(); err == nil {
-			sqlDB.Close()
-		}
+		database.Close()
 	})
 	u, err := url.Parse(base)
 	if err != nil {

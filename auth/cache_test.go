@@ -1,4 +1,4 @@
-package middlewares
+package auth
 
 import (
 	"crypto/sha256"

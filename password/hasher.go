@@ -1,4 +1,8 @@
-package models
+// Package password hashes and verifies passwords: argon2id in the PHC
+// string format for the service's own hashes, and the formats of Django's
+// hashers for accounts imported from a Django site. Hashing is bounded to
+// a number of slots, because each hash holds its memory cost.
+package password
 
 import (
 	"context"
@@ -13,32 +17,36 @@ import (
 	"golang.org/x/crypto/argon2"
 )
 
-// PasswordMaxLength is the longest password accepted anywhere, in
+// MaxLength is the longest password accepted anywhere, in
 // characters. It bounds the work one request can make the hash do.
-const PasswordMaxLength = 256
+const MaxLength = 256
 
-// PasswordParams are the argon2id cost parameters.
-type PasswordParams struct {
+// Params are the argon2id cost parameters.
+type Params struct {
 	Memory  uint32 // KiB
 	Time    uint32
 	Threads uint8
 }
 
-// DefaultPasswordParams are OWASP's recommended argon2id settings
+// DefaultParams are OWASP's recommended argon2id settings
 // (19 MiB, two passes, one lane).
-var DefaultPasswordParams = PasswordParams{Memory: 19456, Time: 2, Threads: 1}
+var DefaultParams = Params{Memory: 19456, Time: 2, Threads: 1}
+
+// ErrNoSlot is returned when a hash could not get a slot before its
+// context ended.
+var ErrNoSlot = errors.New("no password-hash slot free in time")
 
 const (
 	saltLength = 16
 	keyLength  = 32
 )
 
-// PasswordHasher hashes and verifies passwords with argon2id in the PHC
+// Hasher hashes and verifies passwords with argon2id in the PHC
 // string format. It bounds how many hashes run at once, because each one
 // holds Memory KiB: without a bound, a burst of logins would take the
 // server's memory with it.
-type PasswordHasher struct {
-	params PasswordParams
+type Hasher struct {
+	params Params
 	slots  chan struct{}
 	dummy  string
 
@@ -49,10 +57,10 @@ type PasswordHasher struct {
 	onBusy    func(busy bool)
 }
 
-// NewPasswordHasher returns a hasher with the given cost that runs at most
+// NewHasher returns a hasher with the given cost that runs at most
 // concurrency hashes at once.
-func NewPasswordHasher(params PasswordParams, concurrency int) *PasswordHasher {
-	h := &PasswordHasher{params: params, slots: make(chan struct{}, max(concurrency, 1))}
+func NewHasher(params Params, concurrency int) *Hasher {
+	h := &Hasher{params: params, slots: make(chan struct{}, max(concurrency, 1))}
 	h.dummy = h.encode(make([]byte, saltLength), make([]byte, keyLength))
 	return h
 }
@@ -61,15 +69,15 @@ func NewPasswordHasher(params PasswordParams, concurrency int) *PasswordHasher {
 // running or waiting, and with false when the last one ends: the stretches
 // of time in which hashes allocate their memory. The calls alternate and
 // never overlap. Set it before the hasher is used.
-func (h *PasswordHasher) OnBusy(f func(busy bool)) { h.onBusy = f }
+func (h *Hasher) OnBusy(f func(busy bool)) { h.onBusy = f }
 
 // Memory is the most memory the hashes running at once take, in bytes.
-func (h *PasswordHasher) Memory() int64 {
+func (h *Hasher) Memory() int64 {
 	return int64(cap(h.slots)) * int64(h.params.Memory) * 1024
 }
 
 // Hash returns the PHC string of password with a fresh random salt.
-func (h *PasswordHasher) Hash(ctx context.Context, password string) (string, error) {
+func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
 	salt := make([]byte, saltLength)
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("reading salt: %w", err)
@@ -85,9 +93,9 @@ func (h *PasswordHasher) Hash(ctx context.Context, password string) (string, err
 // Verify tells whether password matches the stored hash, in constant time,
 // and whether the hash was made with other parameters than the current ones
 // and should be replaced. A hash imported from Django (see
-// ImportedPasswordScheme) is always stale; one that can never match, such
+// ImportedScheme) is always stale; one that can never match, such
 // as Django's unusable password, costs the same as a wrong password.
-func (h *PasswordHasher) Verify(ctx context.Context, password, encoded string) (ok, stale bool, err error) {
+func (h *Hasher) Verify(ctx context.Context, password, encoded string) (ok, stale bool, err error) {
 	if !strings.HasPrefix(encoded, argon2idPrefix) {
 		return h.verifyImported(ctx, password, encoded)
 	}
@@ -106,30 +114,30 @@ func (h *PasswordHasher) Verify(ctx context.Context, password, encoded string) (
 
 // VerifyDummy spends the time of one verification, so that an unknown
 // username takes as long to refuse as a wrong password.
-func (h *PasswordHasher) VerifyDummy(ctx context.Context, password string) error {
+func (h *Hasher) VerifyDummy(ctx context.Context, password string) error {
 	_, _, err := h.Verify(ctx, password, h.dummy)
 	return err
 }
 
-func (h *PasswordHasher) acquire(ctx context.Context) error {
+func (h *Hasher) acquire(ctx context.Context) error {
 	h.track(+1)
 	select {
 	case h.slots <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		h.track(-1)
-		return fmt.Errorf("%w: waiting to hash: %w", ErrUnavailable, ctx.Err())
+		return fmt.Errorf("%w: waiting to hash: %w", ErrNoSlot, ctx.Err())
 	}
 }
 
-func (h *PasswordHasher) release() {
+func (h *Hasher) release() {
 	<-h.slots
 	h.track(-1)
 }
 
 // track counts a hash in (+1) or out (-1) and tells onBusy when the count
 // leaves or reaches zero.
-func (h *PasswordHasher) track(delta int) {
+func (h *Hasher) track(delta int) {
 	if h.onBusy == nil {
 		return
 	}
@@ -142,7 +150,7 @@ func (h *PasswordHasher) track(delta int) {
 	}
 }
 
-func (h *PasswordHasher) encode(salt, key []byte) string {
+func (h *Hasher) encode(salt, key []byte) string {
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version,
 		h.params.Memory, h.params.Time, h.params.Threads, b64.EncodeToString(salt), b64.EncodeToString(key))
@@ -153,7 +161,7 @@ const argon2idPrefix = "$argon2id$"
 
 var errBadHash = errors.New("stored password hash is not a valid argon2id PHC string")
 
-func decodeArgon2id(encoded string) (PasswordParams, []byte, []byte, error) {
+func decodeArgon2id(encoded string) (Params, []byte, []byte, error) {
 	variant, p, salt, key, err := decodeArgon2(encoded)
 	if err != nil || variant != "argon2id" {
 		return p, nil, nil, errBadHash
@@ -163,7 +171,7 @@ func decodeArgon2id(encoded string) (PasswordParams, []byte, []byte, error) {
 
 // decodeArgon2 reads an argon2 PHC string of version 19, argon2id or
 // argon2i: "$<variant>$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<key>".
-func decodeArgon2(encoded string) (variant string, p PasswordParams, salt, key []byte, err error) {
+func decodeArgon2(encoded string) (variant string, p Params, salt, key []byte, err error) {
 	parts := strings.Split(encoded, "$")
 	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" && parts[1] != "argon2i" {
 		return "", p, nil, nil, errBadHash

@@ -1,62 +1,25 @@
-package main
+package cli
 
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"tokenauth/config"
+	"tokenauth/internal/testdb"
 	"tokenauth/models"
 )
-
-// testDatabaseURL returns a SQLite file in the test's folder, or a fresh
-// schema on the PostgreSQL server of TEST_DATABASE_URL, dropped afterwards.
-func testDatabaseURL(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("TEST_DATABASE_URL")
-	if base == "" {
-		return filepath.Join(t.TempDir(), "test.db")
-	}
-	admin, err := config.OpenDatabase(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	schema := "test_" + hex.EncodeToString(b)
-	if err := admin.Exec("CREATE SCHEMA " + schema).Error; err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		admin.Exec("DROP SCHEMA " + schema + " CASCADE")
-		closeDB(admin)
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
 
 // A graceful stop writes the last-used times still pending: the service
 // runs as in production (the serve command), is used, and is stopped well
 // before its first periodic flush.
 func TestServeWritesLastUsedOnShutdown(t *testing.T) {
-	env := map[string]string{"DATABASE_URL": testDatabaseURL(t), "ADDR": "127.0.0.1:0", "LOG_FORMAT": "json"}
+	env := map[string]string{"DATABASE_URL": testdb.URL(t), "ADDR": "127.0.0.1:0", "LOG_FORMAT": "json"}
 	getenv := func(k string) string { return env[k] }
 	const password = "a sturdy passphrase 42"
 	if err := run(t.Context(), []string{"createuser", "--username", "alice"}, getenv,
@@ -118,12 +81,8 @@ func TestServeWritesLastUsedOnShutdown(t *testing.T) {
 	if err := <-served; err != nil {
 		t.Fatalf("serve: %v", err)
 	}
-	db, err := config.OpenDatabase(env["DATABASE_URL"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeDB(db)
-	tok, err := models.FindTokenByHash(context.Background(), db, models.HashToken(login.Token))
+	db := openDB(t, env["DATABASE_URL"])
+	tok, err := models.FindTokenByHash(context.Background(), db.ORM, db.Pool, models.HashToken(login.Token))
 	if err != nil {
 		t.Fatal(err)
 	}

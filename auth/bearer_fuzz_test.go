@@ -1,10 +1,8 @@
-package middlewares
+package auth
 
 import (
 	"strings"
 	"testing"
-
-	"tokenauth/apierror"
 )
 
 // FuzzBearerToken feeds arbitrary Authorization headers, once or twice, to
@@ -24,16 +22,16 @@ func FuzzBearerToken(f *testing.F) {
 		if twice {
 			values = append(values, header)
 		}
-		token, err := bearerToken(values)
+		token, err := ParseBearer(values)
 		if err != nil {
-			if err != apierror.ErrAuthRequired && err != apierror.ErrInvalidAuthzn {
+			if err != ErrNoToken && err != ErrMalformedHeader {
 				t.Fatalf("%q: unexpected error %v", header, err)
 			}
 			if token != "" {
 				t.Fatalf("%q: a token (%q) and an error", header, token)
 			}
-			if twice && err != apierror.ErrInvalidAuthzn {
-				t.Fatalf("two Authorization headers: got %v, want invalid_request", err)
+			if twice && err != ErrMalformedHeader {
+				t.Fatalf("two Authorization headers: got %v, want ErrMalformedHeader", err)
 			}
 			return
 		}

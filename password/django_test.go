@@ -1,4 +1,4 @@
-package models
+package password
 
 import (
 	"strings"
@@ -11,7 +11,7 @@ const djangoPassword = "pässwörd with ünïcode"
 
 func TestVerifyDjangoHashes(t *testing.T) {
 	t.Parallel()
-	h := NewPasswordHasher(PasswordParams{Memory: 64, Time: 1, Threads: 1}, 2)
+	h := NewHasher(Params{Memory: 64, Time: 1, Threads: 1}, 2)
 	cases := []struct {
 		name       string
 		encoded    string
@@ -24,7 +24,7 @@ func TestVerifyDjangoHashes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if scheme, usable := ImportedPasswordScheme(tc.encoded); scheme != tc.wantScheme || !usable {
+			if scheme, usable := ImportedScheme(tc.encoded); scheme != tc.wantScheme || !usable {
 				t.Errorf("scheme: got %q usable=%v, want %q usable", scheme, usable, tc.wantScheme)
 			}
 			ok, stale, err := h.Verify(t.Context(), djangoPassword, tc.encoded)
@@ -44,7 +44,7 @@ func TestVerifyBCryptSHA256LongPassword(t *testing.T) {
 	t.Parallel()
 	// bcrypt alone reads 72 bytes; Django's SHA-256 step makes every byte
 	// count, and so must this check.
-	h := NewPasswordHasher(PasswordParams{Memory: 64, Time: 1, Threads: 1}, 1)
+	h := NewHasher(Params{Memory: 64, Time: 1, Threads: 1}, 1)
 	const encoded = "bcrypt_sha256$$2b$04$FQvwpyhgXr8JtDnqb5J5K.ig0zD7GmjemLwrxyDmDDFo9ZH6imi/."
 	long := strings.Repeat("x", 100)
 	if ok, _, err := h.Verify(t.Context(), long, encoded); !ok || err != nil {
@@ -57,7 +57,7 @@ func TestVerifyBCryptSHA256LongPassword(t *testing.T) {
 
 func TestUnusableImportedHashesNeverMatch(t *testing.T) {
 	t.Parallel()
-	h := NewPasswordHasher(PasswordParams{Memory: 64, Time: 1, Threads: 1}, 1)
+	h := NewHasher(Params{Memory: 64, Time: 1, Threads: 1}, 1)
 	cases := []struct {
 		encoded    string
 		wantScheme string
@@ -78,7 +78,7 @@ func TestUnusableImportedHashesNeverMatch(t *testing.T) {
 		{"bcrypt_sha256$$2b$31$vmK/Ozjoj1cSGHVDLTWRIe.a3xYiq3DTiSdDB1UY9fG4uJSSB9bgq", SchemeBCryptSHA256},
 	}
 	for _, tc := range cases {
-		scheme, usable := ImportedPasswordScheme(tc.encoded)
+		scheme, usable := ImportedScheme(tc.encoded)
 		if scheme != tc.wantScheme || usable {
 			t.Errorf("%q: got scheme %q usable=%v, want %q unusable", tc.encoded, scheme, usable, tc.wantScheme)
 		}
@@ -93,12 +93,12 @@ func TestUnusableImportedHashesNeverMatch(t *testing.T) {
 
 func TestOwnHashesAreStillChecked(t *testing.T) {
 	t.Parallel()
-	h := NewPasswordHasher(PasswordParams{Memory: 64, Time: 1, Threads: 1}, 1)
+	h := NewHasher(Params{Memory: 64, Time: 1, Threads: 1}, 1)
 	own, err := h.Hash(t.Context(), djangoPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if scheme, usable := ImportedPasswordScheme(own); scheme != "argon2id" || !usable {
+	if scheme, usable := ImportedScheme(own); scheme != "argon2id" || !usable {
 		t.Errorf("own hash: got scheme %q usable=%v", scheme, usable)
 	}
 	if ok, stale, err := h.Verify(t.Context(), djangoPassword, own); !ok || stale || err != nil {
@@ -107,43 +107,5 @@ func TestOwnHashesAreStillChecked(t *testing.T) {
 	// A damaged hash of our own format is a fault to report, not a refusal.
 	if _, _, err := h.Verify(t.Context(), djangoPassword, own[:len(own)-30]+"$"); err == nil {
 		t.Error("a damaged argon2id hash verified without an error")
-	}
-}
-
-func TestLegacyTokenShape(t *testing.T) {
-	t.Parallel()
-	hex64 := strings.Repeat("0123456789abcdef", 4)
-	hex40 := hex64[:40]
-	cases := []struct {
-		token string
-		want  bool
-	}{
-		{hex64, true},
-		{hex40, true},
-		{strings.ToUpper(hex40), true},
-		{strings.ToUpper(hex64), false},
-		{hex64[:63], false},
-		{hex64 + "0", false},
-		{hex40[:39] + "g", false},
-		{hex64[:63] + "G", false},
-		{hex40[:39], false},
-		{"", false},
-		{strings.Repeat("é", 20), false},
-	}
-	for _, tc := range cases {
-		if got := LegacyTokenShape(tc.token); got != tc.want {
-			t.Errorf("LegacyTokenShape(%q): got %v, want %v", tc.token, got, tc.want)
-		}
-	}
-	if _, err := NewLegacyToken(LegacyToken{UserID: 1, Key: "tka_short"}); err == nil {
-		t.Error("NewLegacyToken accepted a key of the wrong shape")
-	}
-	tok, err := NewLegacyToken(LegacyToken{UserID: 1, Key: hex64, Name: "old"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tok.KeyHash != HashToken(hex64) || tok.Prefix != hex64[:8] || tok.Kind != KindLegacy ||
-		!tok.Scopes.Allows("anything") || tok.Secret != "" {
-		t.Errorf("legacy token: %+v", tok)
 	}
 }

@@ -1,4 +1,4 @@
-package models
+package password
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 )
 
 // Schemes of password hashes imported from Django, as
-// ImportedPasswordScheme names them.
+// ImportedScheme names them.
 const (
 	SchemePBKDF2SHA256 = "pbkdf2_sha256"
 	SchemeArgon2       = "argon2"
@@ -35,13 +35,13 @@ const (
 	maxImportedBCryptCost       = 16
 )
 
-// ImportedPasswordScheme names the format of a password hash taken from a
+// ImportedScheme names the format of a password hash taken from a
 // Django database and tells whether login can check it. pbkdf2_sha256,
 // argon2 (argon2id or argon2i) and bcrypt_sha256 can be checked; a hash
 // made by this service ($argon2id$...) is "argon2id". Django's unusable
 // password, a malformed hash and any other format (md5, sha1, scrypt, ...)
 // cannot: such a user cannot log in with a password.
-func ImportedPasswordScheme(encoded string) (scheme string, usable bool) {
+func ImportedScheme(encoded string) (scheme string, usable bool) {
 	if strings.HasPrefix(encoded, argon2idPrefix) {
 		_, _, _, err := decodeArgon2id(encoded)
 		return "argon2id", err == nil
@@ -54,7 +54,7 @@ func ImportedPasswordScheme(encoded string) (scheme string, usable bool) {
 // formats. A match is always stale: the caller replaces it with the
 // service's own argon2id. A hash that can never match costs a dummy
 // verification, like an unknown username.
-func (h *PasswordHasher) verifyImported(ctx context.Context, password, encoded string) (ok, stale bool, err error) {
+func (h *Hasher) verifyImported(ctx context.Context, password, encoded string) (ok, stale bool, err error) {
 	_, check := parseImportedHash(encoded)
 	if check == nil {
 		return false, false, h.VerifyDummy(ctx, password)

@@ -1,4 +1,4 @@
-package middlewares
+package auth
 
 import (
 	"context"
@@ -37,10 +37,10 @@ const (
 // that an operator can tell it apart in pg_stat_activity.
 const listenerName = "tokenauth listener"
 
-// ChangeFeed keeps an Authenticator's cache in step with the changes that
-// other processes commit, and keeps the cache off whenever it cannot.
+// ChangeFeed keeps a Resolver's cache in step with the changes that other
+// processes commit, and keeps the cache off whenever it cannot.
 type ChangeFeed struct {
-	auth     *Authenticator
+	resolver *Resolver
 	db       *gorm.DB
 	log      *slog.Logger
 	postgres bool
@@ -52,8 +52,8 @@ type ChangeFeed struct {
 
 // NewChangeFeed returns the feed for the database at databaseURL, which db
 // is open on.
-func NewChangeFeed(auth *Authenticator, db *gorm.DB, databaseURL string, log *slog.Logger) *ChangeFeed {
-	f := &ChangeFeed{auth: auth, db: db, log: log, postgres: config.IsPostgres(databaseURL)}
+func NewChangeFeed(r *Resolver, db *gorm.DB, databaseURL string, log *slog.Logger) *ChangeFeed {
+	f := &ChangeFeed{resolver: r, db: db, log: log, postgres: config.IsPostgres(databaseURL)}
 	if f.postgres {
 		f.Connect = func(ctx context.Context) (*pgx.Conn, error) {
 			cfg, err := pgx.ParseConfig(databaseURL)
@@ -85,10 +85,10 @@ func (f *ChangeFeed) StalenessBound() time.Duration {
 // followed. With the cache switched off by configuration it returns at
 // once.
 func (f *ChangeFeed) Run(ctx context.Context) {
-	if f.auth.cache == nil {
+	if f.resolver.cache == nil {
 		return
 	}
-	defer f.auth.setCaching(false)
+	defer f.resolver.setCaching(false)
 	if f.postgres {
 		f.listen(ctx)
 	} else {
@@ -102,7 +102,7 @@ func (f *ChangeFeed) listen(ctx context.Context) {
 	delay := reconnectMin
 	for ctx.Err() == nil {
 		listened, err := f.listenOnce(ctx)
-		f.auth.setCaching(false)
+		f.resolver.setCaching(false)
 		if ctx.Err() != nil {
 			return
 		}
@@ -140,7 +140,7 @@ func (f *ChangeFeed) listenOnce(ctx context.Context) (listened bool, err error) 
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
 		return false, fmt.Errorf("listening: %w", err)
 	}
-	f.auth.setCaching(true)
+	f.resolver.setCaching(true)
 	f.log.Info("token cache on: following changes", "channel", channel)
 	for {
 		waitCtx, cancel := context.WithTimeout(ctx, listenHeartbeat)
@@ -171,7 +171,7 @@ func (f *ChangeFeed) apply(payload string) {
 		f.log.Warn("unreadable change announcement; dropping the token cache", "payload", payload)
 		ch = models.Change{All: true}
 	}
-	f.auth.apply(ch)
+	f.resolver.Apply(ch)
 }
 
 // poll watches a SQLite file for commits by other processes. PRAGMA
@@ -193,14 +193,14 @@ func (f *ChangeFeed) poll(ctx context.Context) {
 			if known {
 				f.log.Warn("token cache off: cannot watch the database for changes", "error", err.Error())
 			}
-			f.auth.setCaching(false)
+			f.resolver.setCaching(false)
 			known = false
 		case !known:
 			last, known = version, true
-			f.auth.setCaching(true)
+			f.resolver.setCaching(true)
 		case version != last:
 			last = version
-			f.auth.apply(models.Change{All: true})
+			f.resolver.Apply(models.Change{All: true})
 		}
 		select {
 		case <-ctx.Done():

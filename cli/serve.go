@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -14,20 +14,14 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/redis/go-redis/v9"
 
-	"tokenauth/metrics"
-	"tokenauth/middlewares"
-	"tokenauth/models"
+	"tokenauth/app"
+	"tokenauth/password"
 	"tokenauth/routes"
 )
 
-// defaultUsageFlushInterval is how often pending last-used times are
-// written unless the serve command is told otherwise.
-const defaultUsageFlushInterval = 5 * time.Second
-
 func serveCommand(fs *flag.FlagSet) func(context.Context, *env, []string) error {
-	flushEvery := fs.Duration("usage-flush-interval", defaultUsageFlushInterval,
+	flushEvery := fs.Duration("usage-flush-interval", 5*time.Second,
 		"how often pending last-used times of tokens are written (they are also written on shutdown)")
 	return func(ctx context.Context, e *env, _ []string) error {
 		if *flushEvery <= 0 {
@@ -54,7 +48,7 @@ func serveCommand(fs *flag.FlagSet) func(context.Context, *env, []string) error 
 // then. Between logins GOGC goes back to 100: requests that hash nothing
 // allocate a little each, and collecting twice as often cost a token
 // lookup without the cache 3 to 6% of its throughput in paired rounds.
-func limitMemory(passwords *models.PasswordHasher) {
+func limitMemory(passwords *password.Hasher) {
 	// The runtime reads GOGC from the process's environment, so that is
 	// where to look.
 	if _, set := os.LookupEnv("GOGC"); !set {
@@ -81,52 +75,22 @@ const memoryBase = 32 << 20
 // pending token usage, and returns (run closes the database).
 func serve(ctx context.Context, e *env, flushEvery time.Duration) error {
 	limitMemory(e.passwords)
-	var rdb *redis.Client
-	if e.cfg.RedisURL != "" {
-		var err error
-		if rdb, err = openRedis(ctx, e.cfg.RedisURL); err != nil {
-			return err
-		}
-		defer rdb.Close()
-	}
-
-	usage := models.NewUsageRecorder(e.db)
-	flushCtx, stopFlushing := context.WithCancel(context.WithoutCancel(ctx))
-	flushed := make(chan struct{})
-	go func() {
-		defer close(flushed)
-		usage.Run(flushCtx, flushEvery, func(err error) {
-			e.log.Warn("token usage not written yet; will retry", "error", err.Error())
-		})
-	}()
-	// Runs after the server has drained: the last requests' uses are
-	// pending by then, and this final flush writes them.
-	defer func() {
-		stopFlushing()
-		<-flushed
-	}()
-
 	gin.SetMode(gin.ReleaseMode)
-	auth := middlewares.NewAuthenticator(e.db, e.cfg, usage)
-	// The token cache comes on once the feed follows the changes other
-	// processes make, and goes off whenever it cannot.
-	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
-	feedDone := make(chan struct{})
-	go func() {
-		defer close(feedDone)
-		middlewares.NewChangeFeed(auth, e.db, e.cfg.DatabaseURL, e.log).Run(feedCtx)
-	}()
-	defer func() {
-		stopFeed()
-		<-feedDone
-	}()
-	m := metrics.New(auth)
-	router := routes.New(routes.Deps{DB: e.db, Config: e.cfg, Logger: e.log, Passwords: e.passwords, Auth: auth, Redis: rdb, Metrics: m})
-	srv := routes.NewHTTPServer(e.cfg, router, slog.NewLogLogger(e.log.Handler(), slog.LevelWarn))
-	ln, err := net.Listen("tcp", e.cfg.Addr)
+	a, err := app.New(ctx, e.cfg, e.database, e.log,
+		app.WithPasswordHasher(e.passwords), app.WithUsageFlushInterval(flushEvery))
 	if err != nil {
 		return err
 	}
+	srv := routes.NewHTTPServer(e.cfg, a.Router, slog.NewLogLogger(e.log.Handler(), slog.LevelWarn))
+	ln, err := net.Listen("tcp", e.cfg.Addr)
+	if err != nil {
+		a.Shutdown()
+		return err
+	}
+	a.Start(ctx)
+	// Runs after the server has drained: the last requests' uses are
+	// pending by then, and the app's final flush writes them.
+	defer a.Shutdown()
 	e.log.Info("listening", "addr", ln.Addr().String())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -147,31 +111,4 @@ func serve(ctx context.Context, e *env, flushEvery time.Duration) error {
 	}
 	e.log.Info("stopped")
 	return nil
-}
-
-// openRedis connects to the Redis of REDIS_URL and checks that it answers,
-// so that a wrong URL stops start-up instead of every login. Timeouts not
-// set in the URL are short: a login waits for Redis.
-func openRedis(ctx context.Context, url string) (*redis.Client, error) {
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	if opts.DialTimeout == 0 {
-		opts.DialTimeout = 2 * time.Second
-	}
-	if opts.ReadTimeout == 0 {
-		opts.ReadTimeout = time.Second
-	}
-	if opts.WriteTimeout == 0 {
-		opts.WriteTimeout = time.Second
-	}
-	client := redis.NewClient(opts)
-	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := client.Ping(pingCtx).Err(); err != nil {
-		client.Close()
-		return nil, fmt.Errorf("REDIS_URL: Redis does not answer: %w", err)
-	}
-	return client, nil
 }

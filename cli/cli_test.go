@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -11,12 +11,25 @@ import (
 	"tokenauth/config"
 	"tokenauth/internal/testdb"
 	"tokenauth/models"
+	"tokenauth/password"
 )
 
 // cli runs subcommands against one fresh database, as an operator would.
 type cli struct {
 	t   *testing.T
 	url string
+}
+
+// openDB opens the database at url as another process would, until the
+// test ends.
+func openDB(t *testing.T, url string) *config.Database {
+	t.Helper()
+	db, err := config.OpenDatabase(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 func newCLI(t *testing.T) *cli {
@@ -48,11 +61,7 @@ func TestCreateUserReadsThePasswordFromStdin(t *testing.T) {
 	if !strings.Contains(out, "created user alice") {
 		t.Errorf("output: %q", out)
 	}
-	db, err := config.OpenDatabase(c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeDB(db)
+	db := openDB(t, c.url).ORM
 	u, err := models.FindUserByUsername(t.Context(), db, "ALICE")
 	if err != nil {
 		t.Fatal(err)
@@ -111,17 +120,13 @@ func TestOperatorCommands(t *testing.T) {
 	if _, _, err := c.run("correct horse battery\n", "createuser", "--username", "alice"); err != nil {
 		t.Fatal(err)
 	}
-	db, err := config.OpenDatabase(c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeDB(db)
+	db := openDB(t, c.url).ORM
 	u, err := models.FindUserByUsername(t.Context(), db, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
 	policy := models.TokenPolicy{MaxPerUser: 10}
-	tok, _, err := models.IssueToken(t.Context(), db, u.ID, models.TokenSpec{Name: "laptop", Kind: models.KindPersonal, Scopes: models.Scopes{"*"}}, policy, false)
+	tok, err := models.IssueToken(t.Context(), db, u.ID, models.TokenSpec{Name: "laptop", Kind: models.KindPersonal, Scopes: models.Scopes{"*"}}, policy, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +142,7 @@ func TestOperatorCommands(t *testing.T) {
 	if out, _, err = c.run("", "deactivate", "alice"); err != nil || !strings.Contains(out, "deactivated alice") {
 		t.Fatalf("deactivate: %v %q", err, out)
 	}
-	if _, _, err := models.Authenticate(t.Context(), db, models.NewPasswordHasher(models.DefaultPasswordParams, 1), "alice", "correct horse battery"); !errors.Is(err, models.ErrAccountDisabled) {
+	if _, _, err := models.Authenticate(t.Context(), db, password.NewHasher(password.DefaultParams, 1), "alice", "correct horse battery"); !errors.Is(err, models.ErrAccountDisabled) {
 		t.Errorf("login after deactivate: got %v, want ErrAccountDisabled", err)
 	}
 	if _, _, err = c.run("", "activate", "alice"); err != nil {

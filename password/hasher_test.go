@@ -1,4 +1,4 @@
-package models
+package password
 
 import (
 	"context"
@@ -27,7 +27,7 @@ func (l *busyLog) get() []bool {
 }
 
 func TestOnBusyAlternatesAroundConcurrentHashes(t *testing.T) {
-	h := NewPasswordHasher(PasswordParams{Memory: 64, Time: 1, Threads: 1}, 2)
+	h := NewHasher(Params{Memory: 64, Time: 1, Threads: 1}, 2)
 	var log busyLog
 	h.OnBusy(log.note)
 	var wg sync.WaitGroup
@@ -51,7 +51,7 @@ func TestOnBusyAlternatesAroundConcurrentHashes(t *testing.T) {
 }
 
 func TestOnBusyCountsAWaitThatGivesUp(t *testing.T) {
-	h := NewPasswordHasher(PasswordParams{Memory: 64, Time: 1, Threads: 1}, 1)
+	h := NewHasher(Params{Memory: 64, Time: 1, Threads: 1}, 1)
 	var log busyLog
 	h.OnBusy(log.note)
 	if err := h.acquire(t.Context()); err != nil { // the one slot, taken
@@ -59,8 +59,8 @@ func TestOnBusyCountsAWaitThatGivesUp(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := h.Hash(ctx, "a passphrase"); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("hash while the slot is taken and the context is done: %v, want ErrUnavailable", err)
+	if _, err := h.Hash(ctx, "a passphrase"); !errors.Is(err, ErrNoSlot) {
+		t.Fatalf("hash while the slot is taken and the context is done: %v, want ErrNoSlot", err)
 	}
 	if got := log.get(); !slices.Equal(got, []bool{true}) {
 		t.Fatalf("after a wait that gave up, with a hash still running: calls %v, want [true]", got)

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -83,8 +83,12 @@ func createUserCommand(fs *flag.FlagSet) func(context.Context, *env, []string) e
 		if err != nil {
 			return err
 		}
-		u := models.NewUser(e.passwords, *username, *email, password)
-		err = models.CreateUser(ctx, e.db, u, models.PasswordPolicy{MinLength: e.cfg.PasswordMinLength})
+		u, err := models.NewUser(ctx, e.passwords, models.PasswordPolicy{MinLength: e.cfg.PasswordMinLength},
+			*username, *email, password)
+		if err != nil {
+			return err
+		}
+		err = models.CreateUser(ctx, e.db, u)
 		if errors.Is(err, models.ErrConflict) {
 			return fmt.Errorf("a user named %q already exists", *username)
 		}

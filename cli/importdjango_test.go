@@ -1,14 +1,13 @@
-package main
+package cli
 
 import (
 	"strings"
 	"testing"
 
-	"tokenauth/config"
 	"tokenauth/models"
 )
 
-const djangoFixture = "tests/testdata/django/fixture.sqlite3"
+const djangoFixture = "../tests/testdata/django/fixture.sqlite3"
 
 func TestImportDjangoCommand(t *testing.T) {
 	c := newCLI(t)
@@ -25,11 +24,7 @@ func TestImportDjangoCommand(t *testing.T) {
 			t.Errorf("dry run output lacks %q:\n%s", want, out)
 		}
 	}
-	db, err := config.OpenDatabase(c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeDB(db)
+	db := openDB(t, c.url).ORM
 	var users int64
 	db.Model(&models.User{}).Count(&users)
 	if users != 0 {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"tokenauth/config"
 	"tokenauth/internal/testdb"
 	"tokenauth/models"
 )
@@ -134,15 +133,7 @@ func TestServeDrainsInFlightRequestsAndFlushesUsageOnShutdown(t *testing.T) {
 	}
 
 	// run has closed the database; open it again to see what was written.
-	db, err := config.OpenDatabase(s.env["DATABASE_URL"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if sqlDB, err := db.DB(); err == nil {
-			sqlDB.Close()
-		}
-	}()
+	db := openDB(t, s.env["DATABASE_URL"]).ORM
 	var login models.APIToken
 	if err := db.Where("key_hash = ?", models.HashToken(token)).Take(&login).Error; err != nil {
 		t.Fatal(err)

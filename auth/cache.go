@@ -1,4 +1,4 @@
-package middlewares
+package auth
 
 import (
 	"crypto/sha256"
@@ -51,7 +51,7 @@ type cacheEntry struct {
 	expiresHeader []string
 	// noted is the last use of the token this process noted, shared by the
 	// requests that hit the entry so that deciding whether to record a use
-	// takes no lock (see Authenticator.noteUse). Nil until the first use.
+	// takes no lock (see Resolver.recordUse). Nil until the first use.
 	noted atomic.Pointer[models.Usage]
 }
 

@@ -1,0 +1,195 @@
+// Package app is the composition root of tokenauth: New builds the whole
+// application (router, token resolver, change feed, usage flusher, rate
+// limits, metrics) from a configuration, a database and a logger, and
+// returns it ready to start and shut down. The serve command and the tests
+// both build the service here, so what the tests run is what serves.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
+
+	"tokenauth/auth"
+	"tokenauth/clock"
+	"tokenauth/config"
+	"tokenauth/metrics"
+	"tokenauth/models"
+	"tokenauth/password"
+	"tokenauth/routes"
+)
+
+// defaultUsageFlushInterval is how often pending last-used times are
+// written unless told otherwise.
+const defaultUsageFlushInterval = 5 * time.Second
+
+// App is the application: its parts, for the command that serves it and
+// for tests that look inside.
+type App struct {
+	Config config.Config
+	// DB is the database handle every part uses: on the app's clock, and
+	// announcing the changes it commits to the resolver.
+	DB *gorm.DB
+	// Pool is the pgx pool under DB on PostgreSQL, nil on SQLite.
+	Pool      *pgxpool.Pool
+	Clock     clock.Clock
+	Log       *slog.Logger
+	Passwords *password.Hasher
+	Resolver  *auth.Resolver
+	// Feed follows the changes other processes make to the database.
+	Feed    *auth.ChangeFeed
+	Metrics *metrics.Metrics
+	// Router serves every route; it is the app's HTTP handler.
+	Router *gin.Engine
+
+	redis      *redis.Client
+	ownsRedis  bool
+	flushEvery time.Duration
+
+	stop    context.CancelFunc
+	workers sync.WaitGroup
+}
+
+// Option changes how New builds the application.
+type Option func(*options)
+
+type options struct {
+	clock       clock.Clock
+	passwords   *password.Hasher
+	redis       *redis.Client
+	redisPrefix string
+	resources   []routes.Resource
+	flushEvery  time.Duration
+}
+
+// WithClock runs the application on clk instead of the system clock, so
+// that tests move time instead of sleeping.
+func WithClock(clk clock.Clock) Option { return func(o *options) { o.clock = clk } }
+
+// WithPasswordHasher hashes passwords with h (tests use cheap parameters).
+func WithPasswordHasher(h *password.Hasher) Option { return func(o *options) { o.passwords = h } }
+
+// WithRedis keeps the shared limits in client, under keys starting with
+// prefix, instead of opening REDIS_URL. The caller closes the client.
+func WithRedis(client *redis.Client, prefix string) Option {
+	return func(o *options) { o.redis, o.redisPrefix = client, prefix }
+}
+
+// WithResources serves resources beside the service's own
+// (routes.Resources).
+func WithResources(resources ...routes.Resource) Option {
+	return func(o *options) { o.resources = append(o.resources, resources...) }
+}
+
+// WithUsageFlushInterval writes pending last-used times every d.
+func WithUsageFlushInterval(d time.Duration) Option { return func(o *options) { o.flushEvery = d } }
+
+// New builds the application on db, which it does not close.
+func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.Logger, opts ...Option) (*App, error) {
+	o := options{clock: clock.System{}, flushEvery: defaultUsageFlushInterval}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.flushEvery <= 0 {
+		return nil, errors.New("the usage flush interval must be positive")
+	}
+	if o.passwords == nil {
+		o.passwords = password.NewHasher(password.DefaultParams, runtime.GOMAXPROCS(0))
+	}
+	a := &App{Config: cfg, Clock: o.clock, Log: log, Passwords: o.passwords, Metrics: metrics.New(),
+		redis: o.redis, flushEvery: o.flushEvery}
+	a.DB, a.Pool = db.ORM.Session(&gorm.Session{NowFunc: o.clock.Now}), db.Pool
+	a.Resolver = auth.NewResolver(a.DB, db.Pool, auth.Options{IdleTimeout: cfg.TokenIdleTimeout,
+		Sliding: cfg.TokenSliding, TTL: cfg.TokenTTL, MaxTTL: cfg.TokenMaxTTL, CacheTTL: cfg.TokenCacheTTL})
+	if err := models.ListenForChanges(a.DB, a.Resolver.Apply); err != nil {
+		return nil, fmt.Errorf("following the database's changes: %w", err)
+	}
+	a.Feed = auth.NewChangeFeed(a.Resolver, a.DB, cfg.DatabaseURL, log)
+	a.Metrics.WatchTokenCache(func() metrics.TokenCache {
+		s := a.Resolver.Stats()
+		return metrics.TokenCache{Hits: s.CacheHits, Misses: s.CacheMisses, Entries: s.CacheEntries,
+			Enabled: s.CacheEnabled, Invalidations: s.Invalidations, Outages: s.CacheOutages, PendingUses: s.PendingUses}
+	})
+	if a.redis == nil && cfg.RedisURL != "" {
+		client, err := openRedis(ctx, cfg.RedisURL)
+		if err != nil {
+			return nil, err
+		}
+		a.redis, a.ownsRedis = client, true
+	}
+	router, err := routes.New(routes.Deps{DB: a.DB, Config: cfg, Clock: a.Clock, Logger: log, Passwords: a.Passwords,
+		Resolver: a.Resolver, Redis: a.redis, RedisPrefix: o.redisPrefix, Metrics: a.Metrics,
+		Resources: append(routes.Resources(), o.resources...)})
+	if err != nil {
+		a.closeRedis()
+		return nil, err
+	}
+	a.Router = router
+	return a, nil
+}
+
+// Start runs the background work until Shutdown: writing last-used times
+// behind the requests, and following the changes other processes make
+// (the token cache is on only while they are followed).
+func (a *App) Start(ctx context.Context) {
+	ctx, a.stop = context.WithCancel(context.WithoutCancel(ctx))
+	a.workers.Go(func() {
+		a.Resolver.RunUsageFlusher(ctx, a.flushEvery, func(err error) {
+			a.Log.Warn("token usage not written yet; will retry", "error", err.Error())
+		})
+	})
+	a.workers.Go(func() { a.Feed.Run(ctx) })
+}
+
+// Shutdown stops the background work, writing what is pending, and closes
+// what the application opened (not the database). Call it once the
+// server has stopped taking requests, so that their uses are written too.
+func (a *App) Shutdown() {
+	if a.stop != nil {
+		a.stop()
+		a.workers.Wait()
+	}
+	a.closeRedis()
+}
+
+func (a *App) closeRedis() {
+	if a.ownsRedis {
+		_ = a.redis.Close()
+	}
+}
+
+// openRedis connects to the Redis of url and checks that it answers, so
+// that a wrong URL stops start-up instead of every login. Timeouts not set
+// in the URL are short: a login waits for Redis.
+func openRedis(ctx context.Context, url string) (*redis.Client, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = 2 * time.Second
+	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = time.Second
+	}
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = time.Second
+	}
+	client := redis.NewClient(opts)
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := client.Ping(pingCtx).Err(); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("REDIS_URL: Redis does not answer: %w", err)
+	}
+	return client, nil
+}

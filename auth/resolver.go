@@ -1,0 +1,323 @@
+// Package auth resolves bearer tokens at request time: it checks a secret's
+// format, finds its token through a cache, decides whether the token may
+// authenticate, records its use and slides its expiry. It knows nothing of
+// HTTP frameworks: the Gin middleware, the gateway check and token
+// introspection all call Resolve with plain values.
+//
+// The cache stays true through one way in, Apply: the models announce
+// every change they commit in this process, and a ChangeFeed brings those
+// that other processes commit.
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"gorm.io/gorm"
+
+	"tokenauth/models"
+)
+
+// Why a request is not authenticated. Any other error from Resolve means
+// the answer could not be found (a database outage).
+var (
+	// ErrNoToken: no Authorization header, or another scheme than Bearer.
+	ErrNoToken = errors.New("no bearer token")
+	// ErrMalformedHeader: several Authorization headers, or a Bearer
+	// header without exactly one token.
+	ErrMalformedHeader = errors.New("malformed Authorization header")
+	// ErrInvalidToken: a token that is malformed, unknown, expired, idle,
+	// revoked, or whose user is deactivated. Which of them is not told.
+	ErrInvalidToken = errors.New("invalid token")
+)
+
+// Refused tells whether err is a reason a request is not authenticated,
+// rather than a failure to find out.
+func Refused(err error) bool {
+	return errors.Is(err, ErrNoToken) || errors.Is(err, ErrMalformedHeader) || errors.Is(err, ErrInvalidToken)
+}
+
+// cacheSize bounds the token cache: 10,000 entries of about 1 KiB each.
+const cacheSize = 10000
+
+// maxUsageGranularity is the longest a token's last use may go unrecorded.
+// Writing it at most once a minute per token loses nothing that people
+// read ("last used" is read in minutes); a shorter idle timeout records
+// more often (see Options.IdleTimeout).
+const maxUsageGranularity = time.Minute
+
+// Options are the settings that govern tokens at request time.
+type Options struct {
+	// IdleTimeout: a token unused this long stops working (0 = never).
+	IdleTimeout time.Duration
+	// Sliding moves a used login token's expiry to now + TTL, never past
+	// its creation + MaxTTL.
+	Sliding     bool
+	TTL, MaxTTL time.Duration
+	// CacheTTL is how long a successful lookup is reused (0 = no cache).
+	CacheTTL time.Duration
+}
+
+// Request is what Resolve needs to know of a request.
+type Request struct {
+	// Secret is the bearer token as the client sent it.
+	Secret string
+	// IP is the client's address, as far as the service trusts proxies.
+	IP        string
+	UserAgent string
+	Now       time.Time
+}
+
+// Identity is who made a request: the token and its user.
+type Identity struct {
+	// Token is the request's own copy: a handler may change it freely.
+	// Token.User is the user; it carries what requests need, not the
+	// password hash (see models.FindTokenByHash).
+	Token models.APIToken
+	// ExpiresAt is when the token expires now, a sliding expiry applied.
+	ExpiresAt *time.Time
+	// expiresHeader is ExpiresAt formatted, shared with the cache entry
+	// when the expiry did not slide (net/http only reads header values).
+	expiresHeader []string
+}
+
+// User returns the user the token belongs to.
+func (id *Identity) User() *models.User { return &id.Token.User }
+
+// ExpiresHeader returns the value of the Token-Expires-At header, or nil
+// for a token that does not expire.
+func (id *Identity) ExpiresHeader() []string {
+	if id.ExpiresAt == nil {
+		return nil
+	}
+	if id.expiresHeader == nil {
+		id.expiresHeader = []string{id.ExpiresAt.UTC().Format(time.RFC3339)}
+	}
+	return id.expiresHeader
+}
+
+// Resolver turns bearer secrets into identities. It owns the token cache
+// and the record of token use.
+type Resolver struct {
+	db    *gorm.DB
+	pool  *pgxpool.Pool // nil on SQLite
+	usage *usageRecorder
+	cache *tokenCache // nil when Options.CacheTTL is 0
+	opts  Options
+	// granularity is how stale a recorded last use may be.
+	granularity time.Duration
+
+	hits, misses, invalidations, outages atomic.Uint64
+}
+
+// NewResolver returns a Resolver reading tokens from db (through pool,
+// when there is one: see models.FindTokenByHash). Its cache starts
+// switched off: a cached answer is safe only while changes made by other
+// processes are followed, so the cache comes on when a ChangeFeed follows
+// them.
+func NewResolver(db *gorm.DB, pool *pgxpool.Pool, opts Options) *Resolver {
+	r := &Resolver{db: db, pool: pool, usage: newUsageRecorder(db), opts: opts, granularity: maxUsageGranularity}
+	if opts.CacheTTL > 0 {
+		r.cache = newTokenCache(cacheSize, opts.CacheTTL)
+		r.cache.setEnabled(false)
+	}
+	return r
+}
+
+// Resolve finds who the secret authenticates at req.Now. It returns
+// ErrInvalidToken when the secret authenticates nobody; any other error
+// means the database could not answer.
+func (r *Resolver) Resolve(ctx context.Context, req Request) (*Identity, error) {
+	legacy := false
+	if !models.WellFormedToken(req.Secret) {
+		// A key imported from Django has no prefix or checksum: its shape
+		// earns it the one lookup any unknown token gets.
+		if legacy = models.LegacyTokenShape(req.Secret); !legacy {
+			return nil, ErrInvalidToken
+		}
+	}
+	e, fresh, err := r.lookup(ctx, req.Secret, req.Now)
+	if errors.Is(err, models.ErrNotFound) {
+		return nil, ErrInvalidToken
+	}
+	if err != nil {
+		return nil, err
+	}
+	noted := e.noted.Load()
+	activity := e.token.Activity(noted)
+	if !r.live(e.token, legacy, activity, req.Now) {
+		return nil, ErrInvalidToken
+	}
+	if fresh != nil {
+		fresh()
+	}
+	expires := activity.ExpiresAt
+	if noted == nil || req.Now.Sub(noted.LastUsedAt) >= r.granularity {
+		expires = r.recordUse(e, noted, expires, req.Now)
+	}
+	id := &Identity{Token: *e.token, ExpiresAt: expires}
+	if expires == e.token.ExpiresAt {
+		id.expiresHeader = e.expiresHeader
+	}
+	return id, nil
+}
+
+// live is the one decision of whether a token may authenticate at now: its
+// user is active, a legacy-shaped secret found a legacy token, and the
+// token itself is alive (models.APIToken.Alive).
+func (r *Resolver) live(t *models.APIToken, legacy bool, activity models.Usage, now time.Time) bool {
+	return t.User.IsActive && (!legacy || t.Kind == models.KindLegacy) && t.Alive(now, activity, r.opts.IdleTimeout)
+}
+
+// recordUse notes the use and, for a sliding login token, moves its expiry
+// to now + TTL, never past created_at + MaxTTL. It returns the expiry that
+// now applies. Of the requests that find the same last use at once, one
+// records: the others see it replaced and leave it.
+func (r *Resolver) recordUse(e *cacheEntry, prev *models.Usage, expires *time.Time, now time.Time) *time.Time {
+	t := e.token
+	use := &models.Usage{LastUsedAt: now}
+	if r.opts.Sliding && t.Kind == models.KindLogin && expires != nil {
+		next := now.Add(r.opts.TTL)
+		if limit := t.CreatedAt.Add(r.opts.MaxTTL); next.After(limit) {
+			next = limit
+		}
+		if next.After(*expires) {
+			use.ExpiresAt, expires = &next, &next
+		}
+	}
+	if use.ExpiresAt == nil && prev != nil {
+		use.ExpiresAt = prev.ExpiresAt // an earlier slide stays in force
+	}
+	if e.noted.CompareAndSwap(prev, use) {
+		r.usage.record(t.ID, *use)
+	}
+	return expires
+}
+
+// lookup finds the token by the hash of its secret, through the cache. The
+// entry it returns carries the last use this process knows of, which may
+// be ahead of the database. For an entry fresh from the database, remember
+// adds it to the cache; the caller calls it once the token is judged live.
+func (r *Resolver) lookup(ctx context.Context, secret string, now time.Time) (e *cacheEntry, remember func(), err error) {
+	// Hashed from a stack copy: converting the secret itself would allocate.
+	// Every secret that gets this far (a token, or a key imported from
+	// Django) fits.
+	var buf [64]byte
+	if len(secret) > len(buf) {
+		return nil, nil, models.ErrNotFound
+	}
+	key := sha256.Sum256(buf[:copy(buf[:], secret)])
+	var gen uint64
+	if r.cache != nil {
+		if e, ok := r.cache.get(key, now); ok {
+			r.hits.Add(1)
+			return e, nil, nil
+		}
+		gen = r.cache.begin()
+	}
+	r.misses.Add(1)
+	t, err := models.FindTokenByHash(ctx, r.db, r.pool, hex.EncodeToString(key[:]))
+	if err != nil {
+		return nil, nil, err
+	}
+	e = &cacheEntry{token: t}
+	if t.ExpiresAt != nil {
+		e.expiresHeader = []string{t.ExpiresAt.UTC().Format(time.RFC3339)}
+	}
+	if u, ok := r.usage.pending(t.ID); ok {
+		e.noted.Store(&u)
+	} else if t.LastUsedAt != nil {
+		e.noted.Store(&models.Usage{LastUsedAt: *t.LastUsedAt})
+	}
+	if r.cache != nil {
+		remember = func() { r.cache.add(gen, key, e, now) }
+	}
+	return e, remember, nil
+}
+
+// Apply drops what a committed change may have made wrong: the one way in
+// for changes, whether this process made them (models.ListenForChanges)
+// or another announced them (ChangeFeed).
+func (r *Resolver) Apply(ch models.Change) {
+	r.invalidations.Add(1)
+	if r.cache == nil {
+		return
+	}
+	if ch.All {
+		r.cache.purge()
+		return
+	}
+	if len(ch.UserIDs) > 0 {
+		r.cache.forgetUsers(ch.UserIDs)
+	}
+	if len(ch.TokenIDs) > 0 {
+		r.cache.forgetTokens(ch.TokenIDs)
+	}
+}
+
+// setCaching switches the cache on, when changes made by other processes
+// are followed, or off (and empty) when they might be missed.
+func (r *Resolver) setCaching(on bool) {
+	if r.cache == nil {
+		return
+	}
+	if !on && r.cache.enabled() {
+		r.outages.Add(1)
+	}
+	r.cache.setEnabled(on)
+}
+
+// LastUsed returns when the token was last used as far as this process
+// knows, which may be ahead of the database.
+func (r *Resolver) LastUsed(t *models.APIToken) *time.Time {
+	if u, ok := r.usage.pending(t.ID); ok {
+		return &u.LastUsedAt
+	}
+	return t.LastUsedAt
+}
+
+// FlushUsage writes every use not yet in the database. Uses that could not
+// be written stay pending for the next flush.
+func (r *Resolver) FlushUsage(ctx context.Context) error { return r.usage.flush(ctx) }
+
+// RunUsageFlusher writes pending uses every interval until ctx ends, then
+// once more with a fresh deadline, so that a graceful stop loses nothing.
+func (r *Resolver) RunUsageFlusher(ctx context.Context, interval time.Duration, onError func(error)) {
+	r.usage.run(ctx, interval, onError)
+}
+
+// Stats counts what a Resolver did since it was made.
+type Stats struct {
+	CacheHits uint64
+	// CacheMisses counts the lookups that went to the database: every
+	// lookup while the cache is off.
+	CacheMisses uint64
+	// CacheEntries is the number of lookups remembered now.
+	CacheEntries int
+	// CacheEnabled is false when the cache is configured off, and while
+	// changes made by other processes cannot be followed.
+	CacheEnabled bool
+	// Invalidations counts the changes applied (see Apply).
+	Invalidations uint64
+	// CacheOutages counts the times the cache was switched off because
+	// changes made by other processes could no longer be followed.
+	CacheOutages uint64
+	// PendingUses is the number of tokens whose last use is not written
+	// to the database yet.
+	PendingUses int
+}
+
+// Stats returns the counters of the Resolver.
+func (r *Resolver) Stats() Stats {
+	s := Stats{CacheHits: r.hits.Load(), CacheMisses: r.misses.Load(),
+		Invalidations: r.invalidations.Load(), CacheOutages: r.outages.Load(), PendingUses: r.usage.len()}
+	if r.cache != nil {
+		s.CacheEntries, s.CacheEnabled = r.cache.len(), r.cache.enabled()
+	}
+	return s
+}

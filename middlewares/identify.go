@@ -1,0 +1,57 @@
+package middlewares
+
+import (
+	"github.com/gin-gonic/gin"
+
+	"tokenauth/apierror"
+	"tokenauth/auth"
+	"tokenauth/clock"
+)
+
+// Identify resolves the request's bearer token and puts who is calling on
+// the context. A request it cannot authenticate gets nothing but the
+// reason, which RequireAuth reports; only a database that cannot answer
+// stops the request here.
+func Identify(r *auth.Resolver, clk clock.Clock) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		secret, err := auth.ParseBearer(c.Request.Header.Values("Authorization"))
+		var id *auth.Identity
+		if err == nil {
+			id, err = r.Resolve(c.Request.Context(), auth.Request{Secret: secret, IP: c.ClientIP(),
+				UserAgent: c.Request.UserAgent(), Now: clk.Now()})
+		}
+		switch {
+		case err == nil:
+			setIdentity(c, id)
+		case auth.Refused(err):
+			c.Set(authErrorKey, err)
+		default:
+			apierror.Abort(c, err)
+		}
+	}
+}
+
+// RequireAuth stops a request that Identify could not authenticate, with
+// 401 and the WWW-Authenticate header of RFC 6750 (or 400 for a malformed
+// Authorization header).
+func RequireAuth() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if _, err := CurrentIdentity(c); err != nil {
+			apierror.Abort(c, err)
+		}
+	}
+}
+
+// RequireScope is RequireAuth, then 403 insufficient_scope unless the
+// token grants scope.
+func RequireScope(scope string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id, err := CurrentIdentity(c)
+		switch {
+		case err != nil:
+			apierror.Abort(c, err)
+		case !id.Token.Scopes.Allows(scope):
+			apierror.Abort(c, apierror.InsufficientScope(scope))
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package models
+
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// RevokeQuery selects the live tokens of one user to revoke: one token
+// (TokenID), or all of them but ExceptID (0 = none excepted).
+type RevokeQuery struct {
+	UserID   uint
+	TokenID  uint
+	ExceptID uint
+	Reason   string
+}
+
+// RevokeTokens revokes the tokens q selects and returns their ids.
+func RevokeTokens(ctx context.Context, db *gorm.DB, q RevokeQuery) ([]uint, error) {
+	var ids []uint
+	err := commit(ctx, db, func(tx *gorm.DB) (Change, error) {
+		var err error
+		ids, err = revokeWhere(tx, q)
+		return Change{TokenIDs: ids}, err
+	})
+	return ids, err
+}
+
+func revokeWhere(tx *gorm.DB, q RevokeQuery) ([]uint, error) {
+	sel := tx.Model(&APIToken{}).Where("user_id = ? AND revoked_at IS NULL", q.UserID)
+	if q.TokenID != 0 {
+		sel = sel.Where("id = ?", q.TokenID)
+	}
+	if q.ExceptID != 0 {
+		sel = sel.Where("id <> ?", q.ExceptID)
+	}
+	var ids []uint
+	if err := sel.Pluck("id", &ids).Error; err != nil {
+		return nil, err
+	}
+	return ids, revokeIDs(tx, q.UserID, ids, q.Reason, nowOf(tx))
+}
+
+// revokeIDs revokes the user's tokens with those ids and records an event
+// for each.
+func revokeIDs(tx *gorm.DB, userID uint, ids []uint, reason string, now time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := tx.Model(&APIToken{}).Where("id IN ? AND user_id = ? AND revoked_at IS NULL", ids, userID).
+		UpdateColumns(map[string]any{"revoked_at": now, "revoked_reason": reason}).Error; err != nil {
+		return err
+	}
+	client := clientOf(tx.Statement.Context)
+	events := make([]SecurityEvent, len(ids))
+	for i, id := range ids {
+		events[i] = SecurityEvent{UserID: userID, Type: EventTokenRevoked, Reason: reason, TokenID: tokenRef(id),
+			IP: client.IP, UserAgent: truncate(client.UserAgent, userAgentMaxLength)}
+	}
+	return tx.Create(&events).Error
+}
+
+// RevokeLeaked revokes the live tokens whose key hashes are given, whoever
+// owns them, recording a leak report for each. It returns the revoked ids.
+func RevokeLeaked(ctx context.Context, db *gorm.DB, keyHashes []string) ([]uint, error) {
+	if len(keyHashes) == 0 {
+		return nil, nil
+	}
+	var revoked []uint
+	err := commit(ctx, db, func(tx *gorm.DB) (Change, error) {
+		var found []APIToken
+		if err := tx.Select("id", "user_id").Where("key_hash IN ? AND revoked_at IS NULL", keyHashes).Find(&found).Error; err != nil {
+			return Change{}, err
+		}
+		now := nowOf(tx)
+		for userID, ids := range idsByUser(found) {
+			if err := revokeIDs(tx, userID, ids, RevokedByLeakReport, now); err != nil {
+				return Change{}, err
+			}
+			revoked = append(revoked, ids...)
+		}
+		return Change{TokenIDs: revoked}, nil
+	})
+	return revoked, err
+}
+
+func idsByUser(tokens []APIToken) map[uint][]uint {
+	out := map[uint][]uint{}
+	for _, t := range tokens {
+		out[t.UserID] = append(out[t.UserID], t.ID)
+	}
+	return out
+}
+
+// PruneTokens deletes tokens that can never work again: revoked, expired,
+// or idle longer than idle (0 = no idle limit). A token that dies of
+// idleness leaves a token_revoked event with reason idle, so its owner
+// learns why it stopped. It returns how many tokens were deleted.
+func PruneTokens(ctx context.Context, db *gorm.DB, idle time.Duration) (int64, error) {
+	var deleted int64
+	err := commit(ctx, db, func(tx *gorm.DB) (Change, error) {
+		now := nowOf(tx)
+		var change Change
+		if idle > 0 {
+			var idleTokens []APIToken
+			if err := tx.Select("id", "user_id").
+				Where("revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?) AND COALESCE(last_used_at, created_at) <= ?", now, now.Add(-idle)).
+				Find(&idleTokens).Error; err != nil {
+				return change, err
+			}
+			for userID, ids := range idsByUser(idleTokens) {
+				if err := revokeIDs(tx, userID, ids, RevokedByIdle, now); err != nil {
+					return change, err
+				}
+				change.TokenIDs = append(change.TokenIDs, ids...)
+			}
+		}
+		res := tx.Where("revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ?)", now).Delete(&APIToken{})
+		deleted = res.RowsAffected
+		return change, res.Error
+	})
+	return deleted, err
+}

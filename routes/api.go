@@ -1,0 +1,110 @@
+package routes
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/gin-gonic/gin"
+	"gorm.io/gorm"
+
+	"tokenauth/apierror"
+	"tokenauth/middlewares"
+	"tokenauth/models"
+)
+
+// Access says who may call a route under /api. Its zero value declares
+// nothing, and registering a route with it fails when the router is built:
+// a route is protected unless it is registered as Public on purpose, and a
+// protected route names the scope it needs.
+type Access struct {
+	public   bool
+	anyToken bool
+	scope    string
+}
+
+var (
+	// Public routes answer anyone; they identify nobody.
+	Public = Access{public: true}
+	// AnyToken routes answer any live token, whatever its scopes: a token
+	// may always describe and revoke itself.
+	AnyToken = Access{anyToken: true}
+	// FullScope routes answer only a full-access token ("*"): managing
+	// tokens and the account, so a leaked narrow token cannot mint a wider
+	// one.
+	FullScope = Scope(models.ScopeAll)
+)
+
+// Scope is the access of a route that a live token holding scope (or "*")
+// may call. Using a scope in a route puts it in the catalogue that tokens
+// may be limited to.
+func Scope(name string) Access { return Access{scope: name} }
+
+// Resource adds the routes of one resource to the API, with the database
+// its handlers use: the extension point of docs/EXTENDING.md.
+type Resource func(api API, db *gorm.DB)
+
+// API registers the routes under /api. Every path answers with and without
+// its trailing slash, without a redirect: clients differ in how they spell
+// paths, and a redirect would drop the Authorization header in some of
+// them.
+type API struct {
+	engine   *gin.Engine
+	identify gin.HandlerFunc
+	scopes   *models.ScopeCatalogue
+	errs     *[]error
+	// before runs ahead of the handler of every route registered through
+	// this API (see With).
+	before []gin.HandlerFunc
+}
+
+// With returns the API with middleware that runs ahead of the handlers of
+// the routes registered through it (after authentication, for a protected
+// route).
+func (a API) With(mw ...gin.HandlerFunc) API {
+	a.before = append(slices.Clip(a.before), mw...)
+	return a
+}
+
+// GET registers a GET route.
+func (a API) GET(path string, access Access, h apierror.HandlerFunc) {
+	a.handle("GET", path, access, h)
+}
+
+// POST registers a POST route.
+func (a API) POST(path string, access Access, h apierror.HandlerFunc) {
+	a.handle("POST", path, access, h)
+}
+
+// PATCH registers a PATCH route.
+func (a API) PATCH(path string, access Access, h apierror.HandlerFunc) {
+	a.handle("PATCH", path, access, h)
+}
+
+// DELETE registers a DELETE route.
+func (a API) DELETE(path string, access Access, h apierror.HandlerFunc) {
+	a.handle("DELETE", path, access, h)
+}
+
+func (a API) handle(method, path string, access Access, h apierror.HandlerFunc) {
+	var chain []gin.HandlerFunc
+	switch {
+	case access.public:
+	case access.anyToken:
+		chain = append(chain, a.identify, middlewares.RequireAuth())
+	case access.scope != "":
+		a.scopes.Add(access.scope)
+		chain = append(chain, a.identify, middlewares.RequireScope(access.scope))
+	default:
+		*a.errs = append(*a.errs, fmt.Errorf("%s /api%s: a route must declare who may call it: "+
+			"routes.Scope(...), routes.AnyToken, routes.FullScope, or routes.Public", method, path))
+		return
+	}
+	chain = append(append(chain, a.before...), apierror.Handle(h))
+	handleBoth(a.engine, method, "/api"+path, chain...)
+}
+
+// handleBoth registers the path with and without its trailing slash.
+func handleBoth(r gin.IRoutes, method, path string, handlers ...gin.HandlerFunc) {
+	r.Handle(method, path, handlers...)
+	r.Handle(method, path+"/", handlers...)
+}
