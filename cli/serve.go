@@ -40,14 +40,13 @@ func serveCommand(fs *flag.FlagSet) func(context.Context, *env, []string) error 
 //   - a soft limit of twice the memory of the hashes that may run at once,
 //     plus a base for everything else, keeps the pages reused;
 //   - while hashes run or wait, GOGC is 50: a collection comes at one and
-//     a half times what is live. Under a long run of 64 concurrent logins
-//     the peak reached 148 MiB with GOGC 100 and 127 to 132 MiB with 50,
-//     at the same throughput; a lower limit instead cost 14 to 20% of it.
+//     a half times what is live, which keeps a burst's peak lower at the
+//     same throughput, where a lower limit would cost throughput.
 //
 // The blocks of a hash hold no pointers, so a collection costs little
 // then. Between logins GOGC goes back to 100: requests that hash nothing
-// allocate a little each, and collecting twice as often cost a token
-// lookup without the cache 3 to 6% of its throughput in paired rounds.
+// allocate a little each, and collecting twice as often would cost them.
+// docs/BENCHMARKS.md has the measurements behind each choice.
 func limitMemory(passwords *password.Hasher) {
 	// The runtime reads GOGC from the process's environment, so that is
 	// where to look.

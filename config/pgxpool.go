@@ -18,9 +18,9 @@ import (
 // after the HTTP server has stopped, at most REQUEST_TIMEOUT.
 //
 // The token lookup, the query of every request the token cache does not
-// answer, runs on the pgx pool directly (Database.Pool):
-// borrowing a connection through database/sql cost it three times as much
-// as an acquire from the pool.
+// answer, runs on the pgx pool directly (Database.Pool): borrowing a
+// connection through database/sql costs more than an acquire from the pool
+// (docs/BENCHMARKS.md).
 type pgxConns struct {
 	*sql.DB
 	pool *pgxpool.Pool

@@ -1,7 +1,7 @@
 // Package controllers holds the Gin handlers of tokenauth. Each resource has
 // a small struct holding what its handlers need; handlers bind and validate
-// input, call the models, and render a response DTO. Errors go to
-// apierror.Abort and are rendered in one place.
+// input, call the models, and render a response DTO. They return their
+// errors (apierror.HandlerFunc), which are rendered in one place.
 package controllers
 
 import (

@@ -22,14 +22,13 @@ import (
 // UserID.
 //
 // This is the query of every request the token cache does not answer, so
-// it is written by hand and scanned without reflection: through GORM's
-// Joins it cost nearly three times the allocations and a good part of the
-// request's CPU. Given the pgx pool under db (PostgreSQL; see
-// config.Database), it runs on the pool in pgx's binary protocol: GORM's
-// statement building and database/sql's row conversion were a third of the
-// server's CPU per uncached request (scanPgx says how it scans). That path
-// does not pass through GORM's callbacks; with a nil pool (SQLite) the
-// query still does. TestFindTokenByHashReadsEveryColumn keeps the column
+// it is written by hand and scanned without reflection, which through
+// GORM's Joins cost many allocations and much of the request's CPU. Given
+// the pgx pool under db (PostgreSQL; see config.Database), it runs on the
+// pool in pgx's binary protocol, skipping GORM's statement building and
+// database/sql's row conversion (scanPgx says how it scans;
+// docs/BENCHMARKS.md has the measurements). That path does not pass
+// through GORM's callbacks; with a nil pool (SQLite) the query still does. TestFindTokenByHashReadsEveryColumn keeps the column
 // list in step with the models, and TestFindTokenByHashMatchesTheORM the
 // result.
 func FindTokenByHash(ctx context.Context, db *gorm.DB, pool *pgxpool.Pool, keyHash string) (*APIToken, error) {
@@ -55,8 +54,8 @@ func FindTokenByHash(ctx context.Context, db *gorm.DB, pool *pgxpool.Pool, keyHa
 
 // scanPgx reads the lookup's row into t. It scans into the types pgx
 // decodes directly (int64, string, pgtype.Timestamptz), all in one
-// allocation: for uint, named and pointer types pgx plans a wrapper per
-// column on every query, which cost a third of the lookup's allocations.
+// allocation: for uint, named and pointer types pgx would plan a wrapper
+// per column on every query.
 func (t *APIToken) scanPgx(row pgx.Row) error {
 	var r struct {
 		id, userID                          int64

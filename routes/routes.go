@@ -81,9 +81,6 @@ func New(d Deps) (*gin.Engine, error) {
 	handleBoth(r, "GET", "/readyz", apierror.Handle(health.Readyz))
 	handleBoth(r, "GET", "/metrics", gin.WrapH(d.Metrics.Handler())) // bind or protect in production
 
-	docsc := controllers.NewDocsController(docs.OpenAPI())
-	api.GET("/openapi.yaml", Public, docsc.OpenAPI)
-
 	authc := controllers.NewAuthController(d.DB, d.Config, d.Clock, d.Passwords, lockout)
 	// CountLogins goes first, so that the limit's refusals count as
 	// login outcomes too.
@@ -114,14 +111,16 @@ func New(d Deps) (*gin.Engine, error) {
 	for _, resource := range d.Resources {
 		resource(api, d.DB)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
 
-	// The token management page, a client of the API above. It comes last:
-	// it offers the scopes that the routes above declared.
+	// The description of the API and the token management page come last:
+	// they list the scopes that the routes above declared.
+	docsc := controllers.NewDocsController(docs.OpenAPI(scopes.Names()))
+	api.GET("/openapi.yaml", Public, docsc.OpenAPI)
 	page := web.New(d.Config, scopes.Names())
 	r.GET("/", page.Index)
 	r.GET("/static/:file", page.Asset)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	return r, nil
 }

@@ -5,9 +5,14 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"tokenauth/app"
+	"tokenauth/config"
 	"tokenauth/models"
+	"tokenauth/password"
 )
 
 func TestProfile(t *testing.T) {
@@ -249,5 +254,57 @@ func TestPasswordChangeSharesTheLoginLockout(t *testing.T) {
 	s.DB.Where("username_key = ?", "alice").Take(&stored)
 	if ok, _, _ := s.Passwords.Verify(t.Context(), testPassword, stored.PasswordHash); !ok {
 		t.Error("the password changed while locked")
+	}
+}
+
+// A registration waits for a password-hash slot before it opens any
+// transaction: on SQLite, whose one connection is also its one writer,
+// waiting inside a transaction would stop every other user's writes until
+// a slot came free. Here the registration is held at the moment it asks
+// for a slot, and another user's token creation must still go through.
+func TestRegistrationWaitingForAHashHoldsNoTransaction(t *testing.T) {
+	t.Parallel()
+	hasher := password.NewHasher(testPasswordParams, 1)
+	var armed atomic.Bool
+	waiting, proceed := make(chan struct{}), make(chan struct{})
+	hasher.OnBusy(func(busy bool) {
+		if busy && armed.CompareAndSwap(true, false) {
+			close(waiting)
+			<-proceed // every slot taken, for as long as the test needs
+		}
+	})
+	s := NewServer(t, WithApp(app.WithPasswordHasher(hasher)),
+		WithConfig(func(c *config.Config) { c.AllowRegistration = true }))
+	bob := s.CreateUser(t, "bob", testPassword)
+	bobToken := s.IssueToken(t, bob)
+
+	armed.Store(true)
+	registered := make(chan *Response, 1)
+	go func() {
+		_, _, resp := s.send(t, Request{Method: "POST", Path: "/api/register/",
+			Body: map[string]string{"username": "carol", "email": "carol@example.com", "password": testPassword}})
+		registered <- resp
+	}()
+	select {
+	case <-waiting:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the registration never asked for a hash slot")
+	}
+	created := make(chan *Response, 1)
+	go func() {
+		_, _, resp := s.send(t, Request{Method: "POST", Path: "/api/tokens/", Token: bobToken, Body: map[string]any{"name": "ci"}})
+		created <- resp
+	}()
+	select {
+	case resp := <-created:
+		if resp.Status != http.StatusCreated {
+			t.Errorf("bob's token creation while a registration waits to hash: got %d %s", resp.Status, resp.Body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("bob's token creation waited for a registration that was waiting to hash")
+	}
+	close(proceed)
+	if resp := <-registered; resp.Status != http.StatusCreated {
+		t.Errorf("the registration: got %d %s", resp.Status, resp.Body)
 	}
 }

@@ -14,8 +14,6 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
-
-	"tokenauth/docs"
 )
 
 // contract is docs/openapi.yaml, the description of every route that
@@ -29,11 +27,19 @@ type contract struct {
 	probe *openapi3.Operation
 }
 
-// loadContract parses the embedded spec once for the whole test binary;
-// the result is only read afterwards.
-var loadContract = sync.OnceValues(func() (*contract, error) {
+// contracts holds each spec parsed, by its text: parsing costs more than
+// most tests, and most tests serve the same spec.
+var contracts sync.Map // string -> *contract
+
+// loadContract parses spec, the document a server serves at
+// /api/openapi.yaml (docs/openapi.yaml with its scopes), once for the
+// whole test binary; the result is only read afterwards.
+func loadContract(spec []byte) (*contract, error) {
+	if c, ok := contracts.Load(string(spec)); ok {
+		return c.(*contract), nil
+	}
 	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromData(docs.OpenAPI())
+	doc, err := loader.LoadFromData(spec)
 	if err != nil {
 		return nil, fmt.Errorf("parsing docs/openapi.yaml: %w", err)
 	}
@@ -56,8 +62,9 @@ var loadContract = sync.OnceValues(func() (*contract, error) {
 		}
 		probe.AddResponse(status, resp.Value)
 	}
-	return &contract{doc: doc, router: router, probe: probe}, nil
-})
+	c, _ := contracts.LoadOrStore(string(spec), &contract{doc: doc, router: router, probe: probe})
+	return c.(*contract), nil
+}
 
 // errNotInSpec is a request for a path and method the spec does not
 // describe.

@@ -72,6 +72,9 @@ type serverSetup struct {
 	feed             func(*auth.ChangeFeed)
 	quiet            bool
 	appOptions       []app.Option
+	// specPaths are entries of docs/openapi.yaml's paths for the
+	// resources a test adds.
+	specPaths string
 }
 
 // WithConfig changes the configuration before the service is built.
@@ -126,6 +129,16 @@ func WithApp(opts ...app.Option) Option {
 	return func(s *serverSetup) { s.appOptions = append(s.appOptions, opts...) }
 }
 
+// WithResource serves a resource the service does not have, described by
+// specPaths: entries of docs/openapi.yaml's paths, as the resource would
+// add them there (docs/EXTENDING.md).
+func WithResource(resource routes.Resource, specPaths string) Option {
+	return func(s *serverSetup) {
+		s.appOptions = append(s.appOptions, app.WithResources(resource))
+		s.specPaths += specPaths
+	}
+}
+
 // withoutLogs discards what the service logs, for benchmarks.
 func withoutLogs() Option {
 	return func(s *serverSetup) { s.quiet = true }
@@ -135,10 +148,6 @@ func withoutLogs() Option {
 // serve command does, and serves it on a loopback port until the test ends.
 func NewServer(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	spec, err := loadContract()
-	if err != nil {
-		t.Fatal(err)
-	}
 	setup := serverSetup{cfg: config.Default()}
 	setup.cfg.DatabaseURL = testdb.URL(t)
 	// Throttling has its own tests, which set these; the rest of the suite
@@ -201,8 +210,20 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	ts.Config = routes.NewHTTPServer(setup.cfg, a.Router, nil)
 	ts.Start()
 	t.Cleanup(ts.Close)
-	return &Server{App: a, URL: ts.URL, Logs: logs, client: ts.Client(), contract: spec, dbSwitch: dbSwitch,
+	s := &Server{App: a, URL: ts.URL, Logs: logs, client: ts.Client(), dbSwitch: dbSwitch,
 		Redis: rdb, RedisPrefix: redisPrefix}
+	// The contract is the spec the service serves, with the paths of the
+	// resources a test added.
+	_, _, served := s.send(t, Request{Path: "/api/openapi.yaml"})
+	if served.Status != http.StatusOK {
+		t.Fatalf("GET /api/openapi.yaml: %d", served.Status)
+	}
+	spec, err := loadContract(withSpecPaths(t, served.Body, setup.specPaths))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.contract = spec
+	return s
 }
 
 // redisConfigured tells whether this run has a Redis for the tests

@@ -63,12 +63,18 @@ func TestWebPageIsServedWithItsOwnPolicy(t *testing.T) {
 		}
 	}
 
-	// The page offers the scopes the routes check, all and only those.
+	checkPageOffersTheScopes(t, s)
+}
+
+// checkPageOffersTheScopes checks that the page offers the scopes the
+// routes check, all and only those.
+func checkPageOffersTheScopes(t *testing.T, s *Server) {
+	html := string(s.Do(t, Request{Path: "/"}).Expect(t, http.StatusOK).Body)
 	var offered []string
 	for _, m := range regexp.MustCompile(`name="scopes" value="([^"]*)"`).FindAllStringSubmatch(html, -1) {
 		offered = append(offered, m[1])
 	}
-	if want := []string{"articles:read", "articles:write", "profile:read", "profile:write"}; !slices.Equal(offered, want) {
+	if want := s.scopes(t); !slices.Equal(offered, want) {
 		t.Errorf("scopes offered: got %v, want %v", offered, want)
 	}
 }
