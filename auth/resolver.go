@@ -141,20 +141,21 @@ func (r *Resolver) Resolve(ctx context.Context, req Request) (*Identity, error) 
 			return nil, ErrInvalidToken
 		}
 	}
-	e, fresh, err := r.lookup(ctx, req.Secret, req.Now)
+	f, err := r.lookup(ctx, req.Secret, req.Now)
 	if errors.Is(err, models.ErrNotFound) {
 		return nil, ErrInvalidToken
 	}
 	if err != nil {
 		return nil, err
 	}
+	e := f.entry
 	noted := e.noted.Load()
 	activity := e.token.Activity(noted)
 	if !r.live(e.token, legacy, activity, req.Now) {
 		return nil, ErrInvalidToken
 	}
-	if fresh != nil {
-		fresh()
+	if f.fresh && r.cache != nil {
+		r.cache.add(f.gen, f.key, e, req.Now)
 	}
 	expires := activity.ExpiresAt
 	if noted == nil || req.Now.Sub(noted.LastUsedAt) >= r.granularity {
@@ -199,33 +200,42 @@ func (r *Resolver) recordUse(e *cacheEntry, prev *models.Usage, expires *time.Ti
 	return expires
 }
 
+// found is the answer of a lookup: its entry and, for one fresh from the
+// database, what adding it to the cache takes (the key, and the cache's
+// generation when the lookup started).
+type found struct {
+	entry *cacheEntry
+	fresh bool
+	gen   uint64
+	key   cacheKey
+}
+
 // lookup finds the token by the hash of its secret, through the cache. The
 // entry it returns carries the last use this process knows of, which may
-// be ahead of the database. For an entry fresh from the database, remember
-// adds it to the cache; the caller calls it once the token is judged live.
-func (r *Resolver) lookup(ctx context.Context, secret string, now time.Time) (e *cacheEntry, remember func(), err error) {
+// be ahead of the database. An entry fresh from the database is not
+// cached here: Resolve adds it once the token is judged live.
+func (r *Resolver) lookup(ctx context.Context, secret string, now time.Time) (found, error) {
 	// Hashed from a stack copy: converting the secret itself would allocate.
 	// Every secret that gets this far (a token, or a key imported from
 	// Django) fits.
 	var buf [64]byte
 	if len(secret) > len(buf) {
-		return nil, nil, models.ErrNotFound
+		return found{}, models.ErrNotFound
 	}
-	key := sha256.Sum256(buf[:copy(buf[:], secret)])
-	var gen uint64
+	f := found{key: sha256.Sum256(buf[:copy(buf[:], secret)])}
 	if r.cache != nil {
-		if e, ok := r.cache.get(key, now); ok {
+		if e, ok := r.cache.get(f.key, now); ok {
 			r.hits.Add(1)
-			return e, nil, nil
+			return found{entry: e}, nil
 		}
-		gen = r.cache.begin()
+		f.gen = r.cache.begin()
 	}
 	r.misses.Add(1)
-	t, err := models.FindTokenByHash(ctx, r.db, r.pool, hex.EncodeToString(key[:]))
+	t, err := models.FindTokenByHash(ctx, r.db, r.pool, hex.EncodeToString(f.key[:]))
 	if err != nil {
-		return nil, nil, err
+		return found{}, err
 	}
-	e = &cacheEntry{token: t}
+	e := &cacheEntry{token: t}
 	if t.ExpiresAt != nil {
 		e.expiresHeader = []string{t.ExpiresAt.UTC().Format(time.RFC3339)}
 	}
@@ -234,10 +244,8 @@ func (r *Resolver) lookup(ctx context.Context, secret string, now time.Time) (e 
 	} else if t.LastUsedAt != nil {
 		e.noted.Store(&models.Usage{LastUsedAt: *t.LastUsedAt})
 	}
-	if r.cache != nil {
-		remember = func() { r.cache.add(gen, key, e, now) }
-	}
-	return e, remember, nil
+	f.entry, f.fresh = e, true
+	return f, nil
 }
 
 // Apply drops what a committed change may have made wrong: the one way in

@@ -8,6 +8,7 @@ import (
 
 	"tokenauth/apierror"
 	"tokenauth/config"
+	"tokenauth/middlewares"
 	"tokenauth/models"
 )
 
@@ -15,7 +16,7 @@ import (
 // as Gin resolves it through TRUSTED_PROXIES, and user agent), for the
 // security events the models record.
 func requestContext(c *gin.Context) context.Context {
-	return models.WithClient(c.Request.Context(), models.Client{IP: c.ClientIP(), UserAgent: c.Request.UserAgent()})
+	return models.WithClient(c.Request.Context(), models.Client{IP: middlewares.ClientIP(c), UserAgent: c.Request.UserAgent()})
 }
 
 // tokenPolicy is the part of the configuration that governs issuing tokens.

@@ -74,3 +74,17 @@ func setIdentity(c *gin.Context, id *auth.Identity) {
 		h["Token-Expires-At"] = v
 	}
 }
+
+// ClientIP is the request's client address as far as the service trusts
+// proxies: Gin's ClientIP (the peer, or what X-Forwarded-For says when the
+// peer is one of TRUSTED_PROXIES). A request without X-Forwarded-For is
+// answered with the peer's address as net/http wrote it, which is what
+// Gin would answer after parsing and writing it again.
+func ClientIP(c *gin.Context) string {
+	if len(c.Request.Header["X-Forwarded-For"]) == 0 {
+		if ip := c.RemoteIP(); ip != "" {
+			return ip
+		}
+	}
+	return c.ClientIP()
+}

@@ -17,7 +17,7 @@ func Identify(r *auth.Resolver, clk clock.Clock) gin.HandlerFunc {
 		secret, err := auth.ParseBearer(c.Request.Header.Values("Authorization"))
 		var id *auth.Identity
 		if err == nil {
-			id, err = r.Resolve(c.Request.Context(), auth.Request{Secret: secret, IP: c.ClientIP(),
+			id, err = r.Resolve(c.Request.Context(), auth.Request{Secret: secret, IP: ClientIP(c),
 				UserAgent: c.Request.UserAgent(), Now: clk.Now()})
 		}
 		switch {

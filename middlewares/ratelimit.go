@@ -28,7 +28,7 @@ type RateLimiter interface {
 // through would switch the brute-force protection off.
 func LimitByClientIP(l RateLimiter, budget string, m *metrics.Metrics) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		wait, err := l.Allow(c.Request.Context(), budget+":"+ClientNetwork(c.ClientIP()))
+		wait, err := l.Allow(c.Request.Context(), budget+":"+ClientNetwork(ClientIP(c)))
 		switch {
 		case err != nil:
 			apierror.Abort(c, fmt.Errorf("%w: %w", models.ErrUnavailable, err))

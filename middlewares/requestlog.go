@@ -42,7 +42,7 @@ func RequestLog(log *slog.Logger) gin.HandlerFunc {
 			slog.String("path", loggablePath(c.Request.URL.Path)),
 			slog.Int("status", c.Writer.Status()),
 			slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000),
-			slog.String("ip", c.ClientIP()),
+			slog.String("ip", ClientIP(c)),
 		}
 		if u, err := CurrentUser(c); err == nil {
 			attrs = append(attrs, slog.Uint64("user_id", uint64(u.ID)))
