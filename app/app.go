@@ -22,6 +22,7 @@ import (
 	"tokenauth/auth"
 	"tokenauth/clock"
 	"tokenauth/config"
+	"tokenauth/keyring"
 	"tokenauth/metrics"
 	"tokenauth/models"
 	"tokenauth/password"
@@ -40,9 +41,12 @@ type App struct {
 	// announcing the changes it commits to the resolver.
 	DB *gorm.DB
 	// Pool is the pgx pool under DB on PostgreSQL, nil on SQLite.
-	Pool      *pgxpool.Pool
-	Clock     clock.Clock
-	Log       *slog.Logger
+	Pool  *pgxpool.Pool
+	Clock clock.Clock
+	Log   *slog.Logger
+	// Keyring holds the server's secret key: keyed hashes and sealed
+	// secrets.
+	Keyring   *keyring.Keyring
 	Passwords *password.Hasher
 	Resolver  *auth.Resolver
 	// Feed follows the changes other processes make to the database.
@@ -108,6 +112,11 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 	a := &App{Config: cfg, Clock: o.clock, Log: log, Passwords: o.passwords, Metrics: metrics.New(),
 		redis: o.redis, flushEvery: o.flushEvery}
 	a.DB, a.Pool = db.ORM.Session(&gorm.Session{NowFunc: o.clock.Now}), db.Pool
+	kr, err := keyring.Load(ctx, a.DB, cfg.SecretKey)
+	if err != nil {
+		return nil, err
+	}
+	a.Keyring = kr
 	a.Resolver = auth.NewResolver(a.DB, db.Pool, auth.Options{IdleTimeout: cfg.TokenIdleTimeout,
 		Sliding: cfg.TokenSliding, TTL: cfg.TokenTTL, MaxTTL: cfg.TokenMaxTTL, CacheTTL: cfg.TokenCacheTTL})
 	if err := models.ListenForChanges(a.DB, a.Resolver.Apply); err != nil {

@@ -33,6 +33,10 @@ type Config struct {
 
 	SecurityEventRetention time.Duration
 
+	// SecretKey, when set, is the server's secret key (package keyring);
+	// when empty, the key migrate generated and stored is used.
+	SecretKey string
+
 	LoginUserFailures int
 	LoginUserWindow   time.Duration
 	LoginIPPerMinute  int
@@ -100,6 +104,7 @@ func Load(getenv func(string) string, envFile string) (Config, error) {
 	p.boolean("ALLOW_REGISTRATION", &c.AllowRegistration)
 	p.integer("PASSWORD_MIN_LENGTH", &c.PasswordMinLength, 1, password.MaxLength)
 	p.duration("SECURITY_EVENT_RETENTION", &c.SecurityEventRetention, false)
+	p.str("SECRET_KEY", &c.SecretKey)
 	p.integer("LOGIN_USER_FAILURES", &c.LoginUserFailures, 1, 1000000)
 	p.duration("LOGIN_USER_WINDOW", &c.LoginUserWindow, false)
 	p.integer("LOGIN_IP_PER_MINUTE", &c.LoginIPPerMinute, 1, 1000000)
@@ -126,6 +131,10 @@ func (c Config) validate() error {
 	if c.TokenTTL > c.TokenMaxTTL {
 		return errors.New("TOKEN_TTL: must not be longer than TOKEN_MAX_TTL")
 	}
+	if c.SecretKey != "" && len(c.SecretKey) < minSecretKeyLength {
+		// The key itself is not repeated here: it is a secret.
+		return fmt.Errorf("SECRET_KEY: must be at least %d characters of high entropy (such as openssl rand -base64 32)", minSecretKeyLength)
+	}
 	for _, proxy := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(proxy); err == nil {
 			continue
@@ -146,6 +155,9 @@ func (c Config) validate() error {
 	}
 	return nil
 }
+
+// minSecretKeyLength is the shortest SECRET_KEY accepted (keyring.MinKeyLength).
+const minSecretKeyLength = 32
 
 // parser reads typed settings and keeps the first error.
 type parser struct {

@@ -93,12 +93,16 @@ func withConnectTimeout(databaseURL string) string {
 	return u.String()
 }
 
-// Migrate creates or updates the schema of every model in models.All and,
-// on PostgreSQL, the triggers that announce changes to other instances'
+// Migrate creates or updates the schema of every model in models.All, the
+// server's secret key on first run (see package keyring) and, on
+// PostgreSQL, the triggers that announce changes to other instances'
 // token caches.
 func Migrate(db *gorm.DB) error {
 	if err := db.AutoMigrate(models.All()...); err != nil {
 		return fmt.Errorf("migrating the schema: %w", err)
+	}
+	if err := models.EnsureSecretKey(context.Background(), db); err != nil {
+		return fmt.Errorf("storing the secret key: %w", err)
 	}
 	if db.Dialector.Name() == "postgres" {
 		return models.InstallChangeNotifications(context.Background(), db)

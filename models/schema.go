@@ -11,7 +11,7 @@ package models
 // resource's first test (no such table).
 func All() []any {
 	return []any{
-		&User{}, &APIToken{}, &SecurityEvent{}, &ImportedUser{}, &ImportedToken{},
+		&User{}, &APIToken{}, &SecurityEvent{}, &ImportedUser{}, &ImportedToken{}, &ServerSecret{},
 		&Article{},
 	}
 }

@@ -153,6 +153,9 @@ func buildApp(t *testing.T, resource routes.Resource) error {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { database.Close() })
+	if err := config.Migrate(database.ORM); err != nil {
+		t.Fatal(err)
+	}
 	a, err := app.New(t.Context(), cfg, database, slog.New(slog.DiscardHandler), app.WithResources(resource))
 	if err == nil {
 		a.Shutdown()

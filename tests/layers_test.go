@@ -26,6 +26,7 @@ var layers = map[string]int{
 	"auth":         3,
 	"djangoimport": 3,
 	"config":       2,
+	"keyring":      2,
 	"models":       1,
 	"ratelimit":    0,
 	"password":     0,
