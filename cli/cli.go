@@ -5,6 +5,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -20,11 +21,11 @@ import (
 )
 
 // Main runs the subcommand that args name (serve when none does) and
-// returns the process's exit code: 0, 1 for a failure, 2 for a mistake in
-// the command line. Errors are printed to stderr.
+// returns the process's exit code: 0 (also for help), 1 for a failure, 2
+// for a mistake in the command line. Errors are printed to stderr.
 func Main(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	err := run(ctx, args, getenv, stdin, stdout, stderr)
-	if err == nil || errors.Is(err, flag.ErrHelp) {
+	if err == nil {
 		return 0
 	}
 	fmt.Fprintln(stderr, "tokenauth:", err)
@@ -57,28 +58,37 @@ type env struct {
 }
 
 // run loads the configuration once, opens the database once and hands
-// both to the subcommand.
+// both to the subcommand. Help, asked for with help, -h or --help, goes to
+// stdout and needs neither.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	name := "serve"
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		name, args = args[0], args[1:]
+	if len(args) > 0 {
+		switch args[0] {
+		case "help", "-h", "-help", "--help":
+			return help(args[1:], stdout, stderr)
+		}
+		if args[0] != "" && args[0][0] != '-' {
+			name, args = args[0], args[1:]
+		}
 	}
 	cmd, ok := commands[name]
 	if !ok {
 		printCommands(stderr)
 		return usageError{fmt.Errorf("unknown command %q", name)}
 	}
-	fs := flag.NewFlagSet("tokenauth "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	runCmd := cmd.setup(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: tokenauth %s %s\n\n%s\n", name, cmd.args, cmd.help)
-		fs.PrintDefaults()
+	fs, runCmd := flagSet(name, cmd)
+	// The flag package prints the usage when it meets -h or a bad flag;
+	// which of stdout and stderr it belongs on is known only after.
+	var parseOut bytes.Buffer
+	fs.SetOutput(&parseOut)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		_, werr := stdout.Write(parseOut.Bytes())
+		return werr
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
+	_, _ = stderr.Write(parseOut.Bytes())
+	fs.SetOutput(stderr)
+	if err != nil {
 		return usageError{err}
 	}
 	if fs.NArg() != cmd.nargs {
@@ -101,6 +111,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		passwords: password.NewHasher(password.DefaultParams, runtime.GOMAXPROCS(0)),
 		stdin:     stdin, stdout: stdout, stderr: stderr}
 	return runCmd(ctx, e, fs.Args())
+}
+
+// flagSet declares a command's flags and returns them with the function
+// that runs the command once they are parsed.
+func flagSet(name string, cmd command) (*flag.FlagSet, func(context.Context, *env, []string) error) {
+	fs := flag.NewFlagSet("tokenauth "+name, flag.ContinueOnError)
+	runCmd := cmd.setup(fs)
+	fs.Usage = func() { printUsage(fs.Output(), name, cmd, fs) }
+	return fs, runCmd
+}
+
+// help prints the list of commands, or one command's usage when args name
+// it.
+func help(args []string, stdout, stderr io.Writer) error {
+	switch len(args) {
+	case 0:
+		printCommands(stdout)
+		return nil
+	case 1:
+		cmd, ok := commands[args[0]]
+		if !ok {
+			printCommands(stderr)
+			return usageError{fmt.Errorf("unknown command %q", args[0])}
+		}
+		fs, _ := flagSet(args[0], cmd)
+		printUsage(stdout, args[0], cmd, fs)
+		return nil
+	default:
+		printCommands(stderr)
+		return usageError{errors.New("help takes at most one command")}
+	}
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
