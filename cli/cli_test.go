@@ -215,8 +215,8 @@ func TestOperatorCommands(t *testing.T) {
 	if _, _, err := models.Authenticate(t.Context(), db, password.NewHasher(password.DefaultParams, 1), "alice", "correct horse battery"); !errors.Is(err, models.ErrAccountDisabled) {
 		t.Errorf("login after deactivate: got %v, want ErrAccountDisabled", err)
 	}
-	if _, _, err = c.run("", "activate", "alice"); err != nil {
-		t.Fatal(err)
+	if out, _, err = c.run("", "activate", "alice"); err != nil || !strings.Contains(out, "activated alice") {
+		t.Fatalf("activate: %v %q", err, out)
 	}
 
 	if out, _, err = c.run("", "revoke-tokens", "alice"); err != nil || !strings.Contains(out, "revoked 1 token(s)") {
@@ -228,7 +228,8 @@ func TestOperatorCommands(t *testing.T) {
 		t.Errorf("revoked_reason: got %q", reason)
 	}
 	if out, _, err = c.run("", "events", "alice"); err != nil || !strings.Contains(out, "token_revoked") ||
-		!strings.Contains(out, "operator") || !strings.Contains(out, "account_deactivated") {
+		!strings.Contains(out, "operator") || !strings.Contains(out, "account_deactivated") ||
+		!strings.Contains(out, "account_activated") {
 		t.Fatalf("events: %v %q", err, out)
 	}
 	if out, _, err = c.run("", "prune"); err != nil || !strings.Contains(out, "deleted 1 token(s) and 0 security event(s)") {
