@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"runtime"
 
 	"gorm.io/gorm"
@@ -52,9 +53,12 @@ type env struct {
 	database  *config.Database
 	db        *gorm.DB
 	passwords *password.Hasher
-	stdin     io.Reader
-	stdout    io.Writer
-	stderr    io.Writer
+	// listener is where serve accepts connections, bound before the
+	// database is opened; nil for the other commands.
+	listener net.Listener
+	stdin    io.Reader
+	stdout   io.Writer
+	stderr   io.Writer
 }
 
 // run loads the configuration once, opens the database once and hands
@@ -95,21 +99,43 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fs.Usage()
 		return usageError{fmt.Errorf("%s takes %d argument(s)", name, cmd.nargs)}
 	}
-	cfg, err := config.Load(getenv, ".env")
+	cfg, unknown, err := config.Load(getenv, ".env")
 	if err != nil {
 		return err
 	}
+	log := newLogger(cfg, stderr)
+	for _, u := range unknown {
+		attrs := []any{"file", ".env", "key", u.Key}
+		if u.Like != "" {
+			attrs = append(attrs, "did_you_mean", u.Like)
+		}
+		log.Warn("not a setting, ignored", attrs...)
+	}
+	e := &env{cfg: cfg, log: log,
+		passwords: password.NewHasher(password.DefaultParams, runtime.GOMAXPROCS(0)),
+		stdin:     stdin, stdout: stdout, stderr: stderr}
+	// The port is taken before the database is opened: a port in use
+	// stops start-up before a SQLite file or a schema is created.
+	if cmd.listens {
+		e.listener, err = net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			var opErr *net.OpError
+			if errors.As(err, &opErr) {
+				err = opErr.Err
+			}
+			return fmt.Errorf("ADDR: cannot listen on %s: %w", cfg.Addr, err)
+		}
+		defer e.listener.Close() // serve closes it first, unless start-up fails
+	}
 	database, err := config.OpenDatabase(cfg.DatabaseURL)
 	if err != nil {
-		return err
+		return fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	defer database.Close()
 	if err := config.Migrate(database.ORM); err != nil {
 		return err
 	}
-	e := &env{cfg: cfg, log: newLogger(cfg, stderr), database: database, db: database.ORM,
-		passwords: password.NewHasher(password.DefaultParams, runtime.GOMAXPROCS(0)),
-		stdin:     stdin, stdout: stdout, stderr: stderr}
+	e.database, e.db = database, database.ORM
 	return runCmd(ctx, e, fs.Args())
 }
 

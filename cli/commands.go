@@ -21,6 +21,8 @@ import (
 // command is a subcommand: its usage, its flags, and what it does.
 type command struct {
 	args string
+	// listens says the command serves on ADDR.
+	listens bool
 	// summary is one sentence for the list of commands; help, when set,
 	// says more in the command's own usage.
 	summary string
@@ -36,7 +38,7 @@ func noFlags(run func(context.Context, *env, []string) error) func(*flag.FlagSet
 }
 
 var commands = map[string]command{
-	"serve": {args: "[--usage-flush-interval 5s]", summary: "Serve the API on ADDR (the default command).",
+	"serve": {args: "[--usage-flush-interval 5s]", listens: true, summary: "Serve the API on ADDR (the default command).",
 		help:  "Stops on SIGINT or SIGTERM: in-flight requests may finish within SHUTDOWN_GRACE.",
 		setup: serveCommand},
 	"migrate": {summary: "Create or update the database schema, then exit.",

@@ -13,7 +13,7 @@ import (
 // exceed 16 KiB: Go answers 431 beyond it.
 const (
 	readTimeout  = 30 * time.Second
-	writeTimeout = 30 * time.Second
+	writeTimeout = config.WriteTimeout
 	idleTimeout  = 120 * time.Second
 	// maxHeadBytes is the limit the docs promise. Go reads up to
 	// MaxHeaderBytes plus 4 KiB of slack for its buffer before it answers
