@@ -17,8 +17,9 @@ type Report struct {
 	// Passwords counts the imported users by the scheme of their hash.
 	Passwords map[string]int
 	// NoPasswordLogin names the imported users whose hash login cannot
-	// check (Django's unusable password, or an unsupported scheme): they
-	// cannot log in with a password, though their tokens work.
+	// check (Django's unusable password, an unsupported scheme, or a cost
+	// beyond the limits login runs): they cannot log in with a password,
+	// though their tokens work.
 	NoPasswordLogin []string
 	// TokensImported were created; TokensSkipped had been imported before
 	// (even if rotated, revoked or pruned since); TokensExpired had expired

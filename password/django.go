@@ -25,26 +25,35 @@ const (
 	SchemeUnusable = "unusable"
 )
 
-// Bounds on the cost written in an imported hash. Django's defaults are far
+// Bounds on the cost written in a stored hash. Django's defaults are far
 // below them; a hash beyond them is treated as unusable rather than allowed
-// to hold a hashing slot (and its memory) for minutes.
+// to hold a hashing slot (and its memory) for minutes. Login runs a stored
+// hash for anyone who types its username, so they hold for every format,
+// the service's own argon2id included: Hasher.Verify lets only its own
+// cost through beyond them.
 const (
-	maxImportedPBKDF2Iterations = 10_000_000
-	maxImportedArgon2Memory     = 1 << 20 // KiB: 1 GiB
-	maxImportedArgon2Time       = 100
-	maxImportedBCryptCost       = 16
+	maxPBKDF2Iterations = 10_000_000
+	maxArgon2Memory     = 1 << 20 // KiB: 1 GiB
+	maxArgon2Time       = 100
+	maxBCryptCost       = 16
 )
+
+// withinLimits tells whether an argon2 hash of cost p may be run.
+func withinLimits(p Params) bool {
+	return p.Memory <= maxArgon2Memory && p.Time <= maxArgon2Time
+}
 
 // ImportedScheme names the format of a password hash taken from a
 // Django database and tells whether login can check it. pbkdf2_sha256,
 // argon2 (argon2id or argon2i) and bcrypt_sha256 can be checked; a hash
-// made by this service ($argon2id$...) is "argon2id". Django's unusable
-// password, a malformed hash and any other format (md5, sha1, scrypt, ...)
-// cannot: such a user cannot log in with a password.
+// in this service's format ($argon2id$...) is "argon2id". Django's
+// unusable password, a malformed hash, a hash whose cost is beyond the
+// limits login runs, and any other format (md5, sha1, scrypt, ...) cannot:
+// such a user cannot log in with a password.
 func ImportedScheme(encoded string) (scheme string, usable bool) {
 	if strings.HasPrefix(encoded, argon2idPrefix) {
-		_, _, _, err := decodeArgon2id(encoded)
-		return "argon2id", err == nil
+		p, _, _, err := decodeArgon2id(encoded)
+		return "argon2id", err == nil && withinLimits(p)
 	}
 	scheme, check := parseImportedHash(encoded)
 	return scheme, check != nil
@@ -94,7 +103,7 @@ func parsePBKDF2SHA256(rest string) func(string) bool {
 		return nil
 	}
 	iterations, err := strconv.Atoi(parts[0])
-	if err != nil || iterations < 1 || iterations > maxImportedPBKDF2Iterations {
+	if err != nil || iterations < 1 || iterations > maxPBKDF2Iterations {
 		return nil
 	}
 	salt := []byte(parts[1])
@@ -112,7 +121,7 @@ func parsePBKDF2SHA256(rest string) func(string) bool {
 // argon2id since Django 3.2, argon2i before.
 func parseDjangoArgon2(phc string) func(string) bool {
 	variant, p, salt, want, err := decodeArgon2(phc)
-	if err != nil || p.Memory > maxImportedArgon2Memory || p.Time > maxImportedArgon2Time {
+	if err != nil || !withinLimits(p) {
 		return nil
 	}
 	return func(password string) bool {
@@ -131,7 +140,7 @@ func parseDjangoArgon2(phc string) func(string) bool {
 // at bcrypt's 72 bytes.
 func parseBCryptSHA256(rest string) func(string) bool {
 	hash := []byte(rest)
-	if cost, err := bcrypt.Cost(hash); err != nil || cost > maxImportedBCryptCost {
+	if cost, err := bcrypt.Cost(hash); err != nil || cost > maxBCryptCost {
 		return nil
 	}
 	return func(password string) bool {

@@ -109,3 +109,55 @@ func TestOwnHashesAreStillChecked(t *testing.T) {
 		t.Error("a damaged argon2id hash verified without an error")
 	}
 }
+
+// The hashes below are right for djangoPassword, so a check that ran one
+// would let the password in: a refusal shows that it never ran.
+const (
+	argon2idAtTimeLimit  = "$argon2id$v=19$m=8,t=100,p=1$b3ZlciB0aGUgbGltaXRz$BrYv/DpAunxYo3uIZ5xeAQ"
+	argon2idOverTime     = "$argon2id$v=19$m=8,t=101,p=1$b3ZlciB0aGUgbGltaXRz$Eb3yjdUftPMOQWmuI69M+A"
+	argon2idOverMemory   = "$argon2id$v=19$m=1048580,t=1,p=1$b3ZlciB0aGUgbGltaXRz$NiIRJpL6uALDfdx69v3QPg"
+	djangoArgon2Prefixed = "argon2"
+)
+
+func TestArgon2CostLimits(t *testing.T) {
+	t.Parallel()
+	h := NewHasher(Params{Memory: 64, Time: 1, Threads: 1}, 1)
+	cases := []struct {
+		name       string
+		encoded    string
+		wantScheme string
+		wantUsable bool
+	}{
+		{"bare, at the time limit", argon2idAtTimeLimit, "argon2id", true},
+		{"bare, one pass over", argon2idOverTime, "argon2id", false},
+		{"bare, over the memory limit", argon2idOverMemory, "argon2id", false},
+		{"Django's, at the time limit", djangoArgon2Prefixed + argon2idAtTimeLimit, SchemeArgon2, true},
+		{"Django's, one pass over", djangoArgon2Prefixed + argon2idOverTime, SchemeArgon2, false},
+		{"Django's, over the memory limit", djangoArgon2Prefixed + argon2idOverMemory, SchemeArgon2, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if scheme, usable := ImportedScheme(tc.encoded); scheme != tc.wantScheme || usable != tc.wantUsable {
+				t.Errorf("ImportedScheme: got %q usable=%v, want %q usable=%v", scheme, usable, tc.wantScheme, tc.wantUsable)
+			}
+			ok, stale, err := h.Verify(t.Context(), djangoPassword, tc.encoded)
+			switch {
+			case err != nil:
+				t.Errorf("Verify: %v, want no error", err)
+			case tc.wantUsable && (!ok || !stale):
+				t.Errorf("Verify: got ok=%v stale=%v, want ok and stale", ok, stale)
+			case !tc.wantUsable && (ok || stale):
+				t.Errorf("Verify: got ok=%v stale=%v, want a plain refusal without running the hash", ok, stale)
+			}
+		})
+	}
+}
+
+func TestOwnParamsAreNeverBeyondTheLimits(t *testing.T) {
+	t.Parallel()
+	// The service's own hashes must stay checkable: if its parameters grew
+	// beyond the limits, every user would be locked out.
+	if !withinLimits(DefaultParams) {
+		t.Errorf("DefaultParams %+v are beyond the limits on stored hashes", DefaultParams)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/glebarez/sqlite"
 	"gorm.io/gorm"
 
+	"tokenauth/app"
 	"tokenauth/config"
 	"tokenauth/djangoimport"
 	"tokenauth/internal/testdb"
@@ -873,5 +874,82 @@ func TestLeakedLegacyKeyCanBeRevoked(t *testing.T) {
 	s.DB.Model(&models.APIToken{}).Where("key_hash = ?", models.HashToken(bob.Key)).Pluck("revoked_reason", &reason)
 	if reason != models.RevokedByLeakReport {
 		t.Errorf("revoked_reason: got %q, want %q", reason, models.RevokedByLeakReport)
+	}
+}
+
+// setDjangoPasswords replaces the hashes of the Django users named in
+// hashes (username to hash), in a copy of the fixture.
+func setDjangoPasswords(t *testing.T, db *gorm.DB, hashes map[string]string) {
+	t.Helper()
+	for username, hash := range hashes {
+		res := db.Exec("UPDATE auth_user SET password = ? WHERE username = ?", hash, username)
+		if res.Error != nil || res.RowsAffected != 1 {
+			t.Fatalf("setting the hash of %s: %v (%d rows)", username, res.Error, res.RowsAffected)
+		}
+	}
+}
+
+// The hashes below are right for costlyArgon2Password, so a login that ran
+// one would succeed: a refusal shows that it never ran.
+const (
+	costlyArgon2Password = "pässwörd with ünïcode"
+	argon2idAtTimeLimit  = "$argon2id$v=19$m=8,t=100,p=1$b3ZlciB0aGUgbGltaXRz$BrYv/DpAunxYo3uIZ5xeAQ"
+	argon2idOverTime     = "$argon2id$v=19$m=8,t=101,p=1$b3ZlciB0aGUgbGltaXRz$Eb3yjdUftPMOQWmuI69M+A"
+	argon2idOverMemory   = "$argon2id$v=19$m=1048580,t=1,p=1$b3ZlciB0aGUgbGltaXRz$NiIRJpL6uALDfdx69v3QPg"
+)
+
+func TestDjangoImportRefusesCostlyArgon2(t *testing.T) {
+	t.Parallel()
+	path, db := copyFixture(t)
+	setDjangoPasswords(t, db, map[string]string{
+		"alice": argon2idAtTimeLimit,
+		"bob":   argon2idOverTime,
+		"carol": argon2idOverMemory,
+		"Zoë":   "argon2" + argon2idOverMemory, // as Django's Argon2PasswordHasher writes it
+	})
+	hasher := password.NewHasher(testPasswordParams, 4)
+	var hashed atomic.Int64
+	hasher.OnBusy(func(busy bool) {
+		if busy {
+			hashed.Add(1)
+		}
+	})
+	s := NewServer(t, WithApp(app.WithPasswordHasher(hasher)))
+	report := importDjango(t, s, apiTokenOptions(path))
+	if got, want := strings.Join(report.NoPasswordLogin, ", "), "bob, carol, erin, Zoë"; got != want {
+		t.Errorf("users who cannot log in with a password: got %s, want %s", got, want)
+	}
+	if n := report.Passwords["argon2id"]; n != 3 {
+		t.Errorf("argon2id hashes counted: %d, want 3", n)
+	}
+	s.CreateUser(t, "mallory", testPassword)
+
+	cases := []struct {
+		name, username, password string
+		wantStatus               int
+		wantHashes               int64
+	}{
+		{"hash at the limits", "alice", costlyArgon2Password, http.StatusOK, 2}, // checked, then replaced
+		{"one pass too many", "bob", costlyArgon2Password, http.StatusUnauthorized, 1},
+		{"over 1 GiB", "carol", costlyArgon2Password, http.StatusUnauthorized, 1},
+		{"over 1 GiB, Django's format", "Zoë", costlyArgon2Password, http.StatusUnauthorized, 1},
+		// What the refusals are held to: the cost of any wrong password.
+		{"wrong password", "mallory", "not the password", http.StatusUnauthorized, 1},
+		{"unknown username", "nobody", costlyArgon2Password, http.StatusUnauthorized, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			hashed.Store(0)
+			resp := s.Do(t, Request{Method: "POST", Path: "/api/login/",
+				Body: map[string]string{"username": tc.username, "password": tc.password}})
+			if n := hashed.Load(); n != tc.wantHashes {
+				t.Errorf("%d hashes, want %d", n, tc.wantHashes)
+			}
+			if tc.wantStatus == http.StatusOK {
+				resp.Expect(t, http.StatusOK)
+			} else {
+				resp.ExpectError(t, tc.wantStatus, "invalid_credentials")
+			}
+		})
 	}
 }
