@@ -14,7 +14,8 @@ type Report struct {
 	// earlier run and were left as they are.
 	UsersImported int
 	UsersSkipped  int
-	// Passwords counts the imported users by the scheme of their hash.
+	// Passwords counts the imported users by the scheme of their hash,
+	// as password.ImportedScheme names it: never by any text of the hash.
 	Passwords map[string]int
 	// NoPasswordLogin names the imported users whose hash login cannot
 	// check (Django's unusable password, an unsupported scheme, or a cost

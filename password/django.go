@@ -23,7 +23,24 @@ const (
 	// SchemeUnusable is Django's unusable password ("!" and random
 	// characters, or empty): the user never logged in with a password.
 	SchemeUnusable = "unusable"
+	// SchemeUnknown is a hash in no format of Django's own hashers: a
+	// custom hasher's, a bare digest, or a password stored as it was
+	// typed. Its text is never shown, since any part of it may be a
+	// password or a hash to crack.
+	SchemeUnknown = "unknown"
 )
+
+// otherDjangoSchemes are the algorithm names of Django's own hashers that
+// login cannot check: named in the import report, so that the operator
+// knows which hasher to keep in Django while those users log in there.
+var otherDjangoSchemes = map[string]bool{
+	"pbkdf2_sha1": true,
+	"bcrypt":      true,
+	"scrypt":      true,
+	"sha1":        true,
+	"md5":         true,
+	"crypt":       true,
+}
 
 // Bounds on the cost written in a stored hash. Django's defaults are far
 // below them; a hash beyond them is treated as unusable rather than allowed
@@ -48,8 +65,11 @@ func withinLimits(p Params) bool {
 // argon2 (argon2id or argon2i) and bcrypt_sha256 can be checked; a hash
 // in this service's format ($argon2id$...) is "argon2id". Django's
 // unusable password, a malformed hash, a hash whose cost is beyond the
-// limits login runs, and any other format (md5, sha1, scrypt, ...) cannot:
-// such a user cannot log in with a password.
+// limits login runs, and any other format cannot: such a user cannot log in
+// with a password. The scheme is one of a fixed set of names, never any
+// part of the hash: Django's algorithm names (md5, sha1, scrypt, ...,
+// including unsalted_md5 and unsalted_sha1, which Django recognises by
+// their shape) or SchemeUnknown.
 func ImportedScheme(encoded string) (scheme string, usable bool) {
 	if strings.HasPrefix(encoded, argon2idPrefix) {
 		p, _, _, err := decodeArgon2id(encoded)
@@ -92,7 +112,28 @@ func parseImportedHash(encoded string) (scheme string, check func(password strin
 	case SchemeBCryptSHA256:
 		return scheme, parseBCryptSHA256(rest)
 	}
-	return scheme, nil
+	return otherScheme(encoded), nil
+}
+
+// otherScheme names a hash that login cannot check as Django's
+// identify_hasher does, or SchemeUnknown: never by any text of its own.
+func otherScheme(encoded string) string {
+	switch {
+	case len(encoded) == 32 && isHex(encoded),
+		len(encoded) == 37 && strings.HasPrefix(encoded, "md5$$") && isHex(encoded[5:]):
+		return "unsalted_md5"
+	case len(encoded) == 46 && strings.HasPrefix(encoded, "sha1$$") && isHex(encoded[6:]):
+		return "unsalted_sha1"
+	}
+	if name, _, found := strings.Cut(encoded, "$"); found && otherDjangoSchemes[name] {
+		return name
+	}
+	return SchemeUnknown
+}
+
+func isHex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil
 }
 
 // parsePBKDF2SHA256 reads "<iterations>$<salt>$<base64 key>": Django's

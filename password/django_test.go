@@ -161,3 +161,31 @@ func TestOwnParamsAreNeverBeyondTheLimits(t *testing.T) {
 		t.Errorf("DefaultParams %+v are beyond the limits on stored hashes", DefaultParams)
 	}
 }
+
+func TestImportedSchemeNamesNoSecret(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		encoded    string
+		wantScheme string
+	}{
+		{"5f4dcc3b5aa765d61d8327deb882cf99", "unsalted_md5"},
+		{"md5$$5f4dcc3b5aa765d61d8327deb882cf99", "unsalted_md5"},
+		{"sha1$$5baa61e4c9b93f3f0682250b6cf8331b7ee68fd8", "unsalted_sha1"},
+		{"md5$salt$0123456789abcdef0123456789abcdef", "md5"},
+		{"crypt$$ab1Iwt1hDzB0.", "crypt"},
+		{"scrypt$16384$salt$8$1$abc=", "scrypt"},
+		{"bcrypt$$2b$12$abcdefghijklmnopqrstuv", "bcrypt"},
+		{"correct horse battery staple", SchemeUnknown},
+		{"hunter2$with a dollar", SchemeUnknown},
+		{"5f4dcc3b5aa765d61d8327deb882cf9z", SchemeUnknown}, // 32 characters, not hex
+		{"$2b$12$abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQ", SchemeUnknown},
+		{"legacy_sha256$salt$abc", SchemeUnknown},
+		{"$argon2d$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$YNwXRf3xbw1cte00FQR2rw", SchemeUnknown},
+	}
+	for _, tc := range cases {
+		scheme, usable := ImportedScheme(tc.encoded)
+		if scheme != tc.wantScheme || usable {
+			t.Errorf("%q: got scheme %q usable=%v, want %q unusable", tc.encoded, scheme, usable, tc.wantScheme)
+		}
+	}
+}

@@ -2,7 +2,9 @@ package tests
 
 import (
 	"bytes"
+	"crypto/md5"
 	"crypto/rand"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -886,6 +888,69 @@ func setDjangoPasswords(t *testing.T, db *gorm.DB, hashes map[string]string) {
 		if res.Error != nil || res.RowsAffected != 1 {
 			t.Fatalf("setting the hash of %s: %v (%d rows)", username, res.Error, res.RowsAffected)
 		}
+	}
+}
+
+// addDjangoUser adds an active user with the given hash to a copy of the
+// fixture.
+func addDjangoUser(t *testing.T, db *gorm.DB, username, hash string) {
+	t.Helper()
+	if err := db.Exec(`INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined)
+		VALUES (?, 0, ?, '', '', '', 0, 1, '2020-01-01 00:00:00')`, hash, username).Error; err != nil {
+		t.Fatalf("adding %s: %v", username, err)
+	}
+}
+
+func TestDjangoImportReportShowsNoHash(t *testing.T) {
+	t.Parallel()
+	path, db := copyFixture(t)
+	md5Sum := md5.Sum([]byte("password"))
+	bareMD5 := hex.EncodeToString(md5Sum[:])
+	sha1Sum := sha1.Sum([]byte("password"))
+	saltedMD5 := md5.Sum([]byte("pepperpassword"))
+	hashes := map[string]string{
+		"alice": bareMD5,                        // Django's UnsaltedMD5PasswordHasher
+		"bob":   "correct horse battery staple", // a password stored as typed
+		"carol": "md5$$" + bareMD5,              // the same, as older Django wrote it
+		"dave":  "sha1$$" + hex.EncodeToString(sha1Sum[:]),
+		"Zoë":   "$2b$04$vmK/Ozjoj1cSGHVDLTWRIe.a3xYiq3DTiSdDB1UY9fG4uJSSB9bgq", // bcrypt without Django's name
+	}
+	setDjangoPasswords(t, db, hashes)
+	added := map[string]string{
+		"frank": "hunter2$dollar sign",             // a password with a "$"
+		"grace": "legacy_sha256$pepper$c2VjcmV0Cg", // a custom hasher's
+		"heidi": "md5$pepper$" + hex.EncodeToString(saltedMD5[:]),
+	}
+	for username, hash := range added {
+		addDjangoUser(t, db, username, hash)
+		hashes[username] = hash
+	}
+
+	s := NewServer(t)
+	report := importDjango(t, s, apiTokenOptions(path))
+	want := map[string]int{"unsalted_md5": 2, "unsalted_sha1": 1, "md5": 1, password.SchemeUnknown: 4, password.SchemeUnusable: 1}
+	if fmt.Sprint(report.Passwords) != fmt.Sprint(want) {
+		t.Errorf("password schemes: got %v, want %v", report.Passwords, want)
+	}
+	if got := len(report.NoPasswordLogin); got != len(hashes)+1 { // and erin, whose password is unusable
+		t.Errorf("users who cannot log in with a password: got %v, want all %d", report.NoPasswordLogin, len(hashes)+1)
+	}
+	var out bytes.Buffer
+	report.Print(&out)
+	if line := "password hashes: md5 1, unknown 4, unsalted_md5 2, unsalted_sha1 1, unusable 1\n"; !strings.Contains(out.String(), line) {
+		t.Errorf("the report lacks %q:\n%s", line, out.String())
+	}
+	for username, hash := range hashes {
+		for _, part := range append(strings.Split(hash, "$"), hash) {
+			if len(part) >= 6 && strings.Contains(out.String(), part) {
+				t.Errorf("the report shows %q, part of the hash of %s:\n%s", part, username, out.String())
+			}
+		}
+	}
+	// None of them logs in, not even with what is stored.
+	for username, typed := range map[string]string{"alice": "password", "bob": hashes["bob"], "carol": "password", "frank": hashes["frank"]} {
+		s.Do(t, Request{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": username, "password": typed}}).
+			ExpectError(t, http.StatusUnauthorized, "invalid_credentials")
 	}
 }
 
