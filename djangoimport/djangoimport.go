@@ -265,8 +265,11 @@ func importUsers(tx *gorm.DB, users []djangoUser, now time.Time, report *Report)
 		}
 		scheme, usable := password.ImportedScheme(u.Password)
 		report.Passwords[scheme]++
-		if !usable {
+		switch {
+		case !usable:
 			report.NoPasswordLogin = append(report.NoPasswordLogin, u.Username)
+		case password.WeakImported(u.Password):
+			report.WeakPasswords = append(report.WeakPasswords, u.Username)
 		}
 		fresh = append(fresh, &models.User{Username: u.Username, Email: u.Email, PasswordHash: u.Password,
 			IsActive: u.IsActive, CreatedAt: u.DateJoined.UTC(), UpdatedAt: now, LastLoginAt: utcPtr(u.LastLogin)})

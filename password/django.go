@@ -42,6 +42,11 @@ var otherDjangoSchemes = map[string]bool{
 	"crypt":       true,
 }
 
+// MinPBKDF2Iterations is the iteration count below which an imported
+// pbkdf2_sha256 hash is reported as weak: Django's default since 2.0. A
+// hash of fewer is cheap to crack if the Django database leaks.
+const MinPBKDF2Iterations = 100_000
+
 // Bounds on the cost written in a stored hash. Django's defaults are far
 // below them; a hash beyond them is treated as unusable rather than allowed
 // to hold a hashing slot (and its memory) for minutes. Login runs a stored
@@ -79,6 +84,19 @@ func ImportedScheme(encoded string) (scheme string, usable bool) {
 	return scheme, check != nil
 }
 
+// WeakImported tells whether a hash taken from a Django database can be
+// checked but is cheap to crack: pbkdf2_sha256 with fewer than
+// MinPBKDF2Iterations. Login replaces it like any imported hash; until
+// then it is as weak here as it was in Django.
+func WeakImported(encoded string) bool {
+	rest, ok := strings.CutPrefix(encoded, SchemePBKDF2SHA256+"$")
+	if !ok {
+		return false
+	}
+	iterations, check := parsePBKDF2SHA256(rest)
+	return check != nil && iterations < MinPBKDF2Iterations
+}
+
 // verifyImported checks a password against a hash in one of Django's
 // formats. A match is always stale: the caller replaces it with the
 // service's own argon2id. A hash that can never match costs a dummy
@@ -105,7 +123,8 @@ func parseImportedHash(encoded string) (scheme string, check func(password strin
 	scheme, rest, _ := strings.Cut(encoded, "$")
 	switch scheme {
 	case SchemePBKDF2SHA256:
-		return scheme, parsePBKDF2SHA256(rest)
+		_, check := parsePBKDF2SHA256(rest)
+		return scheme, check
 	case SchemeArgon2:
 		// Django writes "argon2" followed by argon2-cffi's own PHC string.
 		return scheme, parseDjangoArgon2("$" + rest)
@@ -138,21 +157,21 @@ func isHex(s string) bool {
 
 // parsePBKDF2SHA256 reads "<iterations>$<salt>$<base64 key>": Django's
 // PBKDF2PasswordHasher, HMAC-SHA256 over the UTF-8 password and salt.
-func parsePBKDF2SHA256(rest string) func(string) bool {
+func parsePBKDF2SHA256(rest string) (iterations int, check func(string) bool) {
 	parts := strings.Split(rest, "$")
 	if len(parts) != 3 || parts[1] == "" {
-		return nil
+		return 0, nil
 	}
 	iterations, err := strconv.Atoi(parts[0])
 	if err != nil || iterations < 1 || iterations > maxPBKDF2Iterations {
-		return nil
+		return 0, nil
 	}
 	salt := []byte(parts[1])
 	want, err := base64.StdEncoding.DecodeString(parts[2])
 	if err != nil || len(want) == 0 || len(want) > sha256.Size {
-		return nil
+		return 0, nil
 	}
-	return func(password string) bool {
+	return iterations, func(password string) bool {
 		got, err := pbkdf2.Key(sha256.New, password, salt, iterations, len(want))
 		return err == nil && subtle.ConstantTimeCompare(got, want) == 1
 	}

@@ -189,3 +189,26 @@ func TestImportedSchemeNamesNoSecret(t *testing.T) {
 		}
 	}
 }
+
+func TestWeakImported(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		encoded  string
+		wantWeak bool
+	}{
+		{"pbkdf2_sha256$1$salt$/JVmFI92lXPludTgsnRv/Rdns7TMNnzsXw1HDnf+rw0=", true},
+		{"pbkdf2_sha256$99999$salt$/JVmFI92lXPludTgsnRv/Rdns7TMNnzsXw1HDnf+rw0=", true},
+		{"pbkdf2_sha256$100000$salt$/JVmFI92lXPludTgsnRv/Rdns7TMNnzsXw1HDnf+rw0=", false},
+		{"pbkdf2_sha256$1000000$salt$/JVmFI92lXPludTgsnRv/Rdns7TMNnzsXw1HDnf+rw0=", false},
+		// Unusable hashes are reported as such, not as weak.
+		{"pbkdf2_sha256$1$$/JVmFI92lXPludTgsnRv/Rdns7TMNnzsXw1HDnf+rw0=", false},
+		{"pbkdf2_sha256$0$salt$/JVmFI92lXPludTgsnRv/Rdns7TMNnzsXw1HDnf+rw0=", false},
+		{"!HzjhWkDsKnNUwikHNZhoVWCqyoCGIuyCUr52ZlhN", false},
+		{argon2idAtTimeLimit, false},
+	}
+	for _, tc := range cases {
+		if got := WeakImported(tc.encoded); got != tc.wantWeak {
+			t.Errorf("WeakImported(%q): got %v, want %v", tc.encoded, got, tc.wantWeak)
+		}
+	}
+}

@@ -3,9 +3,11 @@ package tests
 import (
 	"bytes"
 	"crypto/md5"
+	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -1016,5 +1018,43 @@ func TestDjangoImportRefusesCostlyArgon2(t *testing.T) {
 				resp.ExpectError(t, tc.wantStatus, "invalid_credentials")
 			}
 		})
+	}
+}
+
+func TestDjangoImportWarnsOfCheapPBKDF2(t *testing.T) {
+	t.Parallel()
+	d := loadDjangoData(t)
+	path, db := copyFixture(t)
+	pbkdf2Hash := func(username string, iterations int) string {
+		key, err := pbkdf2.Key(sha256.New, *d.user(t, username).Password, []byte("pepper"), iterations, sha256.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("pbkdf2_sha256$%d$pepper$%s", iterations, base64.StdEncoding.EncodeToString(key))
+	}
+	setDjangoPasswords(t, db, map[string]string{
+		"alice": pbkdf2Hash("alice", 1),
+		"bob":   pbkdf2Hash("bob", password.MinPBKDF2Iterations-1),
+		"carol": pbkdf2Hash("carol", password.MinPBKDF2Iterations),
+	})
+	// dave and Zoë keep the fixture's 1,000 iterations.
+	s := NewServer(t, WithConfig(func(c *config.Config) { c.TokenIdleTimeout = 0 }))
+	report := importDjango(t, s, apiTokenOptions(path))
+	if got, want := strings.Join(report.WeakPasswords, ", "), "alice, bob, dave, Zoë"; got != want {
+		t.Errorf("users warned of a weak hash: got %s, want %s", got, want)
+	}
+	var out bytes.Buffer
+	report.Print(&out)
+	if line := "warning: 4 user(s) have a pbkdf2_sha256 hash of fewer than 100000 iterations"; !strings.Contains(out.String(), line) ||
+		!strings.Contains(out.String(), "alice, bob, dave, Zoë\n") {
+		t.Errorf("the report lacks %q naming alice, bob, dave and Zoë:\n%s", line, out.String())
+	}
+	// A weak hash still logs in, and the login replaces it.
+	for _, username := range []string{"alice", "bob", "carol"} {
+		s.Login(t, username, *d.user(t, username).Password)
+		if u, err := models.FindUserByUsername(t.Context(), s.DB, username); err != nil || password.WeakImported(u.PasswordHash) ||
+			!strings.HasPrefix(u.PasswordHash, "$argon2id$") {
+			t.Errorf("%s's hash after login: %v %v, want the service's own", username, u, err)
+		}
 	}
 }
