@@ -84,6 +84,18 @@ func ImportedScheme(encoded string) (scheme string, usable bool) {
 	return scheme, check != nil
 }
 
+// Damaged tells whether encoded is in this service's own format
+// ($argon2id$...) but cannot be read. Verify answers such a hash with an
+// error, a fault for the operator to look into, not with a refusal: the
+// service never writes one, so an import must not bring one in.
+func Damaged(encoded string) bool {
+	if !strings.HasPrefix(encoded, argon2idPrefix) {
+		return false
+	}
+	_, _, _, err := decodeArgon2id(encoded)
+	return err != nil
+}
+
 // WeakImported tells whether a hash taken from a Django database can be
 // checked but is cheap to crack: pbkdf2_sha256 with fewer than
 // MinPBKDF2Iterations. Login replaces it like any imported hash; until

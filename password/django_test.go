@@ -212,3 +212,30 @@ func TestWeakImported(t *testing.T) {
 		}
 	}
 }
+
+func TestDamaged(t *testing.T) {
+	t.Parallel()
+	own, err := NewHasher(Params{Memory: 64, Time: 1, Threads: 1}, 1).Hash(t.Context(), djangoPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		encoded     string
+		wantDamaged bool
+	}{
+		{own, false},
+		{argon2idOverMemory, false}, // readable: refused for its cost, not damaged
+		{own[:len(own)-30] + "$", true},
+		{"$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ", true},
+		{"$argon2id$", true},
+		// Django's formats and others are judged by ImportedScheme.
+		{djangoArgon2Prefixed + "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ", false},
+		{"!", false},
+		{"correct horse battery staple", false},
+	}
+	for _, tc := range cases {
+		if got := Damaged(tc.encoded); got != tc.wantDamaged {
+			t.Errorf("Damaged(%q): got %v, want %v", tc.encoded, got, tc.wantDamaged)
+		}
+	}
+}

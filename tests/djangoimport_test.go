@@ -653,6 +653,8 @@ func TestDjangoImportBrokenSources(t *testing.T) {
 	if err := shortKeysDB.Exec(`UPDATE accounts_apitoken SET key = substr(key, 1, 40) WHERE name = 'CI'`).Error; err != nil {
 		t.Fatal(err)
 	}
+	damaged, damagedDB := copyFixture(t)
+	setDjangoPasswords(t, damagedDB, map[string]string{"bob": "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ"})
 	orphan, orphanDB := copyFixture(t)
 	if err := orphanDB.Exec("PRAGMA foreign_keys = OFF").Error; err != nil {
 		t.Fatal(err)
@@ -679,6 +681,7 @@ func TestDjangoImportBrokenSources(t *testing.T) {
 		{"keys of the other kind", apiTokenOptions(shortKeys), "is not 64 lower-case hex characters (is the token kind right?)"},
 		{"usernames equal but for case", apiTokenOptions(twins), `"alice" and "ALICE"`},
 		{"token of a missing user", apiTokenOptions(orphan), "user id 999"},
+		{"a damaged hash in the service's own format", apiTokenOptions(damaged), `the password hash of "bob" is in tokenauth's own format`},
 		{"unreachable PostgreSQL", apiTokenOptions("postgres://postgres@127.0.0.1:1/django?sslmode=disable"), "opening the Django database"},
 		{"no source", djangoimport.Options{TokenKind: djangoimport.KindAuthToken}, "no Django database"},
 	}
