@@ -48,6 +48,31 @@ func TestContractFailsARouteMissingFromTheSpec(t *testing.T) {
 	}
 }
 
+// TestContractSeesABodyAnsweredToHead shows that a HEAD answer is read off
+// the wire: a handler that sends a body to HEAD (net/http never does, so
+// this one writes to the connection itself) fails the check.
+func TestContractSeesABodyAnsweredToHead(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, WithRoutes(func(r *gin.Engine) {
+		r.HEAD("/api/chatty/", func(c *gin.Context) {
+			conn, buf, err := c.Writer.Hijack()
+			if err != nil {
+				t.Errorf("hijacking: %v", err)
+				return
+			}
+			defer conn.Close()
+			buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+			buf.Flush()
+		})
+	}))
+
+	rec := &errorRecorder{TB: t}
+	s.Do(rec, Request{Method: "HEAD", Path: "/api/chatty/", OffSpec: true}).Expect(t, http.StatusOK)
+	if len(rec.errors) != 1 || !strings.Contains(rec.errors[0], "the answer to HEAD has a body (5 bytes)") {
+		t.Errorf("Do reported %q, want one error saying the answer to HEAD has a body", rec.errors)
+	}
+}
+
 // TestContractCheck runs the validator on exchanges made up to break one
 // rule each, and on one that breaks none.
 func TestContractCheck(t *testing.T) {
@@ -56,6 +81,11 @@ func TestContractCheck(t *testing.T) {
 	jsonHeader := http.Header{"Content-Type": {"application/json; charset=utf-8"}}
 	unauthorized := jsonHeader.Clone()
 	unauthorized.Set("WWW-Authenticate", `Bearer realm="api"`)
+	allowHeader := func(allow string) http.Header {
+		h := jsonHeader.Clone()
+		h.Set("Allow", allow)
+		return h
+	}
 	validUser := `{"id":1,"username":"alice","email":"alice@example.com","is_active":true,"created_at":"2025-01-31T12:00:00Z","last_login_at":null}`
 
 	cases := []struct {
@@ -90,6 +120,22 @@ func TestContractCheck(t *testing.T) {
 			Response{Status: 401, Header: jsonHeader, Body: []byte(`{"error":"no","code":"invalid_token"}`)}, `"WWW-Authenticate" missing`},
 		{"wrong content type", Request{Path: "/healthz"},
 			Response{Status: 200, Header: http.Header{"Content-Type": {"text/html"}}, Body: []byte(`ok`)}, "Content-Type"},
+		{"HEAD held to its GET", Request{Method: "HEAD", Path: "/api/profile/", Token: "x"},
+			Response{Status: 200, Header: jsonHeader}, ""},
+		{"HEAD answered with a body", Request{Method: "HEAD", Path: "/healthz"},
+			Response{Status: 200, Header: jsonHeader, Body: []byte(`{"status":"ok"}`)}, "the answer to HEAD has a body"},
+		{"HEAD with a status its GET does not have", Request{Method: "HEAD", Path: "/healthz"},
+			Response{Status: 418, Header: jsonHeader}, "status is not supported"},
+		{"HEAD without a header its GET must have", Request{Method: "HEAD", Path: "/api/profile/"},
+			Response{Status: 401, Header: jsonHeader}, `"WWW-Authenticate" missing`},
+		{"405 listing the spec's methods", Request{Method: "PUT", Path: "/api/profile", OffSpec: true},
+			Response{Status: 405, Header: allowHeader("PATCH, GET, HEAD"), Body: []byte(`{"error":"no","code":"method_not_allowed"}`)}, ""},
+		{"405 leaving out HEAD", Request{Method: "PUT", Path: "/api/profile/", OffSpec: true},
+			Response{Status: 405, Header: allowHeader("GET, PATCH"), Body: []byte(`{"error":"no","code":"method_not_allowed"}`)}, "405 with Allow"},
+		{"405 listing a method the spec does not give the path", Request{Method: "PUT", Path: "/healthz", OffSpec: true},
+			Response{Status: 405, Header: allowHeader("GET, HEAD, DELETE"), Body: []byte(`{"error":"no","code":"method_not_allowed"}`)}, "405 with Allow"},
+		{"405 without Allow", Request{Method: "PUT", Path: "/healthz", OffSpec: true},
+			Response{Status: 405, Header: jsonHeader, Body: []byte(`{"error":"no","code":"method_not_allowed"}`)}, "405 with Allow"},
 		{"success for a request the spec forbids", Request{Method: "POST", Path: "/api/login/", Body: map[string]any{"username": "alice", "password": "x", "admin": true}},
 			Response{Status: 200, Header: jsonHeader, Body: []byte(`{}`)}, "accepted a request"},
 	}
