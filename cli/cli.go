@@ -5,12 +5,14 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"runtime"
 
 	"gorm.io/gorm"
@@ -20,11 +22,11 @@ import (
 )
 
 // Main runs the subcommand that args name (serve when none does) and
-// returns the process's exit code: 0, 1 for a failure, 2 for a mistake in
-// the command line. Errors are printed to stderr.
+// returns the process's exit code: 0 (also for help), 1 for a failure, 2
+// for a mistake in the command line. Errors are printed to stderr.
 func Main(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	err := run(ctx, args, getenv, stdin, stdout, stderr)
-	if err == nil || errors.Is(err, flag.ErrHelp) {
+	if err == nil {
 		return 0
 	}
 	fmt.Fprintln(stderr, "tokenauth:", err)
@@ -51,56 +53,121 @@ type env struct {
 	database  *config.Database
 	db        *gorm.DB
 	passwords *password.Hasher
-	stdin     io.Reader
-	stdout    io.Writer
-	stderr    io.Writer
+	// listener is where serve accepts connections, bound before the
+	// database is opened; nil for the other commands.
+	listener net.Listener
+	stdin    io.Reader
+	stdout   io.Writer
+	stderr   io.Writer
 }
 
 // run loads the configuration once, opens the database once and hands
-// both to the subcommand.
+// both to the subcommand. Help, asked for with help, -h or --help, goes to
+// stdout and needs neither.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	name := "serve"
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		name, args = args[0], args[1:]
+	if len(args) > 0 {
+		switch args[0] {
+		case "help", "-h", "-help", "--help":
+			return help(args[1:], stdout, stderr)
+		}
+		if args[0] != "" && args[0][0] != '-' {
+			name, args = args[0], args[1:]
+		}
 	}
 	cmd, ok := commands[name]
 	if !ok {
 		printCommands(stderr)
 		return usageError{fmt.Errorf("unknown command %q", name)}
 	}
-	fs := flag.NewFlagSet("tokenauth "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	runCmd := cmd.setup(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: tokenauth %s %s\n\n%s\n", name, cmd.args, cmd.help)
-		fs.PrintDefaults()
+	fs, runCmd := flagSet(name, cmd)
+	// The flag package prints the usage when it meets -h or a bad flag;
+	// which of stdout and stderr it belongs on is known only after.
+	var parseOut bytes.Buffer
+	fs.SetOutput(&parseOut)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		_, werr := stdout.Write(parseOut.Bytes())
+		return werr
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
+	_, _ = stderr.Write(parseOut.Bytes())
+	fs.SetOutput(stderr)
+	if err != nil {
 		return usageError{err}
 	}
 	if fs.NArg() != cmd.nargs {
 		fs.Usage()
 		return usageError{fmt.Errorf("%s takes %d argument(s)", name, cmd.nargs)}
 	}
-	cfg, err := config.Load(getenv, ".env")
+	cfg, unknown, err := config.Load(getenv, ".env")
 	if err != nil {
 		return err
 	}
+	log := newLogger(cfg, stderr)
+	for _, u := range unknown {
+		attrs := []any{"file", ".env", "key", u.Key}
+		if u.Like != "" {
+			attrs = append(attrs, "did_you_mean", u.Like)
+		}
+		log.Warn("not a setting, ignored", attrs...)
+	}
+	e := &env{cfg: cfg, log: log,
+		passwords: password.NewHasher(password.DefaultParams, runtime.GOMAXPROCS(0)),
+		stdin:     stdin, stdout: stdout, stderr: stderr}
+	// The port is taken before the database is opened: a port in use
+	// stops start-up before a SQLite file or a schema is created.
+	if cmd.listens {
+		e.listener, err = net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			var opErr *net.OpError
+			if errors.As(err, &opErr) {
+				err = opErr.Err
+			}
+			return fmt.Errorf("ADDR: cannot listen on %s: %w", cfg.Addr, err)
+		}
+		defer e.listener.Close() // serve closes it first, unless start-up fails
+	}
 	database, err := config.OpenDatabase(cfg.DatabaseURL)
 	if err != nil {
-		return err
+		return fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	defer database.Close()
 	if err := config.Migrate(database.ORM); err != nil {
 		return err
 	}
-	e := &env{cfg: cfg, log: newLogger(cfg, stderr), database: database, db: database.ORM,
-		passwords: password.NewHasher(password.DefaultParams, runtime.GOMAXPROCS(0)),
-		stdin:     stdin, stdout: stdout, stderr: stderr}
+	e.database, e.db = database, database.ORM
 	return runCmd(ctx, e, fs.Args())
+}
+
+// flagSet declares a command's flags and returns them with the function
+// that runs the command once they are parsed.
+func flagSet(name string, cmd command) (*flag.FlagSet, func(context.Context, *env, []string) error) {
+	fs := flag.NewFlagSet("tokenauth "+name, flag.ContinueOnError)
+	runCmd := cmd.setup(fs)
+	fs.Usage = func() { printUsage(fs.Output(), name, cmd, fs) }
+	return fs, runCmd
+}
+
+// help prints the list of commands, or one command's usage when args name
+// it.
+func help(args []string, stdout, stderr io.Writer) error {
+	switch len(args) {
+	case 0:
+		printCommands(stdout)
+		return nil
+	case 1:
+		cmd, ok := commands[args[0]]
+		if !ok {
+			printCommands(stderr)
+			return usageError{fmt.Errorf("unknown command %q", args[0])}
+		}
+		fs, _ := flagSet(args[0], cmd)
+		printUsage(stdout, args[0], cmd, fs)
+		return nil
+	default:
+		printCommands(stderr)
+		return usageError{errors.New("help takes at most one command")}
+	}
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {

@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -109,9 +110,78 @@ func TestCommandErrors(t *testing.T) {
 			}
 		})
 	}
-	_, stderr, err := c.run("", "prune", "--help")
-	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stderr, "usage: tokenauth prune") {
-		t.Errorf("--help: err %v, stderr %q", err, stderr)
+}
+
+// TestHelp asks for help every way a newcomer would: each answers on
+// stdout, exits 0, and opens no database.
+func TestHelp(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "help.db")
+	getenv := func(key string) string {
+		if key == "DATABASE_URL" {
+			return dbPath
+		}
+		return ""
+	}
+	main := func(args ...string) (code int, stdout, stderr string) {
+		var out, errOut bytes.Buffer
+		code = Main(t.Context(), args, getenv, strings.NewReader(""), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	type helpCase struct {
+		args     []string
+		wantExit int
+		// wantOut is in stdout when the exit is 0, else in stderr.
+		wantOut []string
+	}
+	cases := []helpCase{
+		{[]string{"help"}, 0, []string{"commands:", "createuser", "help"}},
+		{[]string{"--help"}, 0, []string{"commands:", "createuser"}},
+		{[]string{"-help"}, 0, []string{"commands:"}},
+		{[]string{"-h"}, 0, []string{"commands:"}},
+		{[]string{"help", "serve"}, 0, []string{"usage: tokenauth serve", "-usage-flush-interval"}},
+		{[]string{"serve", "--help"}, 0, []string{"usage: tokenauth serve", "-usage-flush-interval"}},
+		{[]string{"createuser", "-h"}, 0, []string{"usage: tokenauth createuser", "-username", "standard input"}},
+		{[]string{"help", "frobnicate"}, 2, []string{`unknown command "frobnicate"`, "commands:"}},
+		{[]string{"help", "serve", "prune"}, 2, []string{"at most one command"}},
+	}
+	for name := range commands {
+		cases = append(cases, helpCase{[]string{"help", name}, 0, []string{"usage: tokenauth " + name}})
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, stdout, stderr := main(tc.args...)
+			if code != tc.wantExit {
+				t.Fatalf("exit code: got %d, want %d\nstdout: %s\nstderr: %s", code, tc.wantExit, stdout, stderr)
+			}
+			out := stdout
+			if tc.wantExit != 0 {
+				out = stderr
+			} else if stderr != "" {
+				t.Errorf("help wrote to stderr: %q", stderr)
+			}
+			for _, want := range tc.wantOut {
+				if !strings.Contains(out, want) {
+					t.Errorf("got %q, want it to mention %q", out, want)
+				}
+			}
+		})
+	}
+	if _, err := os.Stat(dbPath); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("asking for help created the database (%v)", err)
+	}
+
+	// Each command's line in the list is a whole sentence.
+	_, list, _ := main("help")
+	_, commandsPart, _ := strings.Cut(list, "commands:\n")
+	commandLines, _, _ := strings.Cut(commandsPart, "\n\n")
+	lines := strings.Split(commandLines, "\n")
+	if len(lines) != len(commands)+1 {
+		t.Errorf("the list has %d commands, want %d:\n%s", len(lines), len(commands)+1, list)
+	}
+	for _, line := range lines {
+		if !strings.HasSuffix(line, ".") {
+			t.Errorf("a command's line stops mid-sentence: %q", line)
+		}
 	}
 }
 
@@ -145,8 +215,8 @@ func TestOperatorCommands(t *testing.T) {
 	if _, _, err := models.Authenticate(t.Context(), db, password.NewHasher(password.DefaultParams, 1), "alice", "correct horse battery"); !errors.Is(err, models.ErrAccountDisabled) {
 		t.Errorf("login after deactivate: got %v, want ErrAccountDisabled", err)
 	}
-	if _, _, err = c.run("", "activate", "alice"); err != nil {
-		t.Fatal(err)
+	if out, _, err = c.run("", "activate", "alice"); err != nil || !strings.Contains(out, "activated alice") {
+		t.Fatalf("activate: %v %q", err, out)
 	}
 
 	if out, _, err = c.run("", "revoke-tokens", "alice"); err != nil || !strings.Contains(out, "revoked 1 token(s)") {
@@ -158,7 +228,8 @@ func TestOperatorCommands(t *testing.T) {
 		t.Errorf("revoked_reason: got %q", reason)
 	}
 	if out, _, err = c.run("", "events", "alice"); err != nil || !strings.Contains(out, "token_revoked") ||
-		!strings.Contains(out, "operator") || !strings.Contains(out, "account_deactivated") {
+		!strings.Contains(out, "operator") || !strings.Contains(out, "account_deactivated") ||
+		!strings.Contains(out, "account_activated") {
 		t.Fatalf("events: %v %q", err, out)
 	}
 	if out, _, err = c.run("", "prune"); err != nil || !strings.Contains(out, "deleted 1 token(s) and 0 security event(s)") {

@@ -20,9 +20,14 @@ import (
 
 // command is a subcommand: its usage, its flags, and what it does.
 type command struct {
-	args  string
-	help  string
-	nargs int
+	args string
+	// listens says the command serves on ADDR.
+	listens bool
+	// summary is one sentence for the list of commands; help, when set,
+	// says more in the command's own usage.
+	summary string
+	help    string
+	nargs   int
 	// setup declares the flags and returns the function to run once they
 	// are parsed.
 	setup func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error
@@ -33,42 +38,65 @@ func noFlags(run func(context.Context, *env, []string) error) func(*flag.FlagSet
 }
 
 var commands = map[string]command{
-	"serve": {args: "[--usage-flush-interval 5s]", help: "Serve the API on ADDR (the default command).", setup: serveCommand},
-	"migrate": {help: "Create or update the database schema, then exit.",
+	"serve": {args: "[--usage-flush-interval 5s]", listens: true, summary: "Serve the API on ADDR (the default command).",
+		help:  "Stops on SIGINT or SIGTERM: in-flight requests may finish within SHUTDOWN_GRACE.",
+		setup: serveCommand},
+	"migrate": {summary: "Create or update the database schema, then exit.",
 		setup: noFlags(func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "schema is up to date")
 			return nil
 		})},
-	"createuser": {args: "--username NAME [--email ADDRESS]",
-		help:  "Create a user. The password is read from the first line of standard input,\nor asked for twice when standard input is a terminal.",
+	"createuser": {args: "--username NAME [--email ADDRESS]", summary: "Create a user.",
+		help:  "The password is read from the first line of standard input,\nor asked for twice when standard input is a terminal.",
 		setup: createUserCommand},
 	"deactivate": {args: "USERNAME", nargs: 1,
-		help:  "Deactivate a user: their tokens stop working and they cannot log in.",
-		setup: noFlags(func(ctx context.Context, e *env, args []string) error { return setActive(ctx, e, args[0], false) })},
-	"activate": {args: "USERNAME", nargs: 1, help: "Reactivate a deactivated user.",
+		summary: "Deactivate a user: their tokens stop working and they cannot log in.",
+		setup:   noFlags(func(ctx context.Context, e *env, args []string) error { return setActive(ctx, e, args[0], false) })},
+	"activate": {args: "USERNAME", nargs: 1, summary: "Reactivate a deactivated user.",
 		setup: noFlags(func(ctx context.Context, e *env, args []string) error { return setActive(ctx, e, args[0], true) })},
-	"revoke-tokens": {args: "USERNAME", nargs: 1, help: "Revoke every token of a user.", setup: noFlags(revokeTokens)},
-	"tokens":        {args: "USERNAME", nargs: 1, help: "List a user's live tokens (never their secrets).", setup: noFlags(listTokens)},
-	"events":        {args: "USERNAME", nargs: 1, help: "Print a user's security events, newest first.", setup: noFlags(listEvents)},
-	"prune": {help: "Delete revoked, expired and idle tokens, and security events older than SECURITY_EVENT_RETENTION.",
+	"revoke-tokens": {args: "USERNAME", nargs: 1, summary: "Revoke every token of a user.", setup: noFlags(revokeTokens)},
+	"tokens":        {args: "USERNAME", nargs: 1, summary: "List a user's live tokens (never their secrets).", setup: noFlags(listTokens)},
+	"events":        {args: "USERNAME", nargs: 1, summary: "Print a user's security events, newest first.", setup: noFlags(listEvents)},
+	"prune": {summary: "Delete revoked, expired and idle tokens, and old security events.",
+		help:  "Security events older than SECURITY_EVENT_RETENTION are deleted.",
 		setup: noFlags(prune)},
 	"import-django": {args: "--from DSN [--token-kind apitoken|authtoken] [--token-table NAME] [--dry-run] [...]",
-		help:  "Import users and tokens from a Django database, in one transaction; running it again changes nothing.\nSee docs/DJANGO.md.",
-		setup: importDjangoCommand},
+		summary: "Import users and tokens from a Django database.",
+		help:    "One transaction; running it again changes nothing. See docs/DJANGO.md.",
+		setup:   importDjangoCommand},
 }
 
+// printCommands prints the list of commands, one sentence each.
 func printCommands(w io.Writer) {
-	names := make([]string, 0, len(commands))
-	for name := range commands {
+	summaries := map[string]string{"help": "Print this list, or with a command's name, its usage and flags."}
+	names := []string{"help"}
+	for name, cmd := range commands {
 		names = append(names, name)
+		summaries[name] = cmd.summary
 	}
 	sort.Strings(names)
-	fmt.Fprintln(w, "usage: tokenauth [command] [flags]\n\ncommands:")
+	fmt.Fprintln(w, "usage: tokenauth [command] [flags] [arguments]\n\ncommands:")
 	for _, name := range names {
-		first, _, _ := strings.Cut(commands[name].help, "\n")
-		fmt.Fprintf(w, "  %-14s %s\n", name, first)
+		fmt.Fprintf(w, "  %-14s %s\n", name, summaries[name])
 	}
-	fmt.Fprintln(w, "\nRun tokenauth COMMAND --help for a command's flags.")
+	fmt.Fprintln(w, "\nWith no command, tokenauth serves. Settings come from the environment or a .env file\n"+
+		"(see .env.example). Run tokenauth help COMMAND for a command's flags.")
+}
+
+// printUsage prints a command's usage line, what it does and its flags.
+func printUsage(w io.Writer, name string, cmd command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: %s\n\n%s\n", strings.TrimSpace("tokenauth "+name+" "+cmd.args), cmd.summary)
+	if cmd.help != "" {
+		fmt.Fprintln(w, cmd.help)
+	}
+	var flags strings.Builder
+	out := fs.Output()
+	fs.SetOutput(&flags)
+	fs.PrintDefaults()
+	fs.SetOutput(out)
+	if flags.Len() > 0 {
+		fmt.Fprintf(w, "\nflags:\n%s", flags.String())
+	}
 }
 
 func createUserCommand(fs *flag.FlagSet) func(context.Context, *env, []string) error {

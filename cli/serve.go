@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"runtime/debug"
@@ -16,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"tokenauth/app"
+	"tokenauth/config"
 	"tokenauth/password"
 	"tokenauth/routes"
 )
@@ -81,18 +81,13 @@ func serve(ctx context.Context, e *env, flushEvery time.Duration) error {
 		return err
 	}
 	srv := routes.NewHTTPServer(e.cfg, a.Router, slog.NewLogLogger(e.log.Handler(), slog.LevelWarn))
-	ln, err := net.Listen("tcp", e.cfg.Addr)
-	if err != nil {
-		a.Shutdown()
-		return err
-	}
 	a.Start(ctx)
 	// Runs after the server has drained: the last requests' uses are
 	// pending by then, and the app's final flush writes them.
 	defer a.Shutdown()
-	e.log.Info("listening", "addr", ln.Addr().String())
+	e.log.Info("listening", "addr", e.listener.Addr().String(), "database", config.DescribeDatabase(e.cfg.DatabaseURL))
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.Serve(e.listener) }()
 
 	select {
 	case err := <-served:

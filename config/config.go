@@ -6,8 +6,10 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -77,13 +79,28 @@ func Default() Config {
 	}
 }
 
+// WriteTimeout is how long the server gives itself to write a response
+// (routes.NewHTTPServer). REQUEST_TIMEOUT must end a request's waits
+// before it, or a slow request would be cut off without an answer.
+const WriteTimeout = 30 * time.Second
+
+// UnknownSetting is a key of the .env file that is no setting: most
+// likely a misspelt one, which would otherwise be ignored in silence.
+type UnknownSetting struct {
+	Key string
+	// Like is the setting spelt most like Key, when one is close.
+	Like string
+}
+
 // Load reads the configuration from the environment. Values from a .env file
 // at envFile (if it exists) fill in what the environment does not set. A bad
-// value is an error that names the setting.
-func Load(getenv func(string) string, envFile string) (Config, error) {
+// value is an error that names the setting; nothing is created or opened
+// to find it. The keys of the .env file that are no setting come back
+// apart, to be warned about.
+func Load(getenv func(string) string, envFile string) (Config, []UnknownSetting, error) {
 	file, err := readDotEnv(envFile)
 	if err != nil {
-		return Config{}, err
+		return Config{}, nil, err
 	}
 	lookup := func(key string) string {
 		if v := getenv(key); v != "" {
@@ -91,7 +108,7 @@ func Load(getenv func(string) string, envFile string) (Config, error) {
 		}
 		return file[key]
 	}
-	p := parser{lookup: lookup}
+	p := parser{lookup: lookup, known: map[string]bool{}}
 	c := Default()
 	p.str("DATABASE_URL", &c.DatabaseURL)
 	p.str("ADDR", &c.Addr)
@@ -124,10 +141,19 @@ func Load(getenv func(string) string, envFile string) (Config, error) {
 	if p.err == nil {
 		p.err = c.validate()
 	}
-	return c, p.err
+	return c, unknownSettings(file, p.known), p.err
 }
 
 func (c Config) validate() error {
+	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
+		return err
+	}
+	if err := checkListenAddress(c.Addr); err != nil {
+		return fmt.Errorf("ADDR: %w", err)
+	}
+	if c.RequestTimeout >= WriteTimeout {
+		return fmt.Errorf("REQUEST_TIMEOUT: %s is not under the server's write timeout (%s): a request that waited that long could not be answered", c.RequestTimeout, WriteTimeout)
+	}
 	if c.TokenTTL > c.TokenMaxTTL {
 		return errors.New("TOKEN_TTL: must not be longer than TOKEN_MAX_TTL")
 	}
@@ -159,13 +185,75 @@ func (c Config) validate() error {
 // minSecretKeyLength is the shortest SECRET_KEY accepted (keyring.MinKeyLength).
 const minSecretKeyLength = 32
 
-// parser reads typed settings and keeps the first error.
+// checkListenAddress checks the form of a listen address, host:port; the
+// host may be empty (every interface) and the port 0 (any free one).
+func checkListenAddress(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var addrErr *net.AddrError
+		if errors.As(err, &addrErr) {
+			err = errors.New(addrErr.Err)
+		}
+		return fmt.Errorf("%q is not HOST:PORT, such as :8080 or 127.0.0.1:8080 (%v)", addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q has no port number from 0 to 65535 (such as :8080 or 127.0.0.1:8080)", addr)
+	}
+	return nil
+}
+
+// unknownSettings returns the keys of the .env file that no setting read,
+// in order, each with the setting spelt most like it.
+func unknownSettings(file map[string]string, known map[string]bool) []UnknownSetting {
+	var unknown []UnknownSetting
+	for key := range file {
+		if known[key] {
+			continue
+		}
+		u := UnknownSetting{Key: key}
+		best := 3 // at most two edits away, or no suggestion
+		for setting := range known {
+			if d := editDistance(key, setting); d < best || d == best && setting < u.Like {
+				u.Like, best = setting, d
+			}
+		}
+		unknown = append(unknown, u)
+	}
+	sort.Slice(unknown, func(i, j int) bool { return unknown[i].Key < unknown[j].Key })
+	return unknown
+}
+
+// editDistance is the Levenshtein distance of two ASCII keys.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// parser reads typed settings, notes which keys are settings, and keeps
+// the first error.
 type parser struct {
 	lookup func(string) string
+	known  map[string]bool
 	err    error
 }
 
 func (p *parser) get(key string) (string, bool) {
+	p.known[key] = true
 	if p.err != nil {
 		return "", false
 	}

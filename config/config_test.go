@@ -1,6 +1,9 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +14,7 @@ func TestLoadHardeningSettings(t *testing.T) {
 	env := func(values map[string]string) func(string) string {
 		return func(key string) string { return values[key] }
 	}
-	cfg, err := Load(env(map[string]string{"REQUEST_TIMEOUT": "2s", "REDIS_URL": "redis://127.0.0.1:6379/1",
+	cfg, _, err := Load(env(map[string]string{"REQUEST_TIMEOUT": "2s", "REDIS_URL": "redis://127.0.0.1:6379/1",
 		"TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.1"}), "")
 	if err != nil {
 		t.Fatal(err)
@@ -32,14 +35,112 @@ func TestLoadHardeningSettings(t *testing.T) {
 		{"TRUSTED_PROXIES", "proxy.internal"},
 		{"LOGIN_IP_PER_MINUTE", "0"},
 		{"LOGIN_USER_WINDOW", "-1m"},
+		// The server's write timeout is 30s: a request must be answered
+		// before it.
+		{"REQUEST_TIMEOUT", "30s"},
+		{"REQUEST_TIMEOUT", "1m"},
+		{"ADDR", "19202"},
+		{"ADDR", "localhost"},
+		{"ADDR", ":http"},
+		{"ADDR", ":65536"},
+		{"ADDR", "127.0.0.1:"},
+		{"DATABASE_URL", "postgress://app:hunter2@db.internal/app"},
+		{"DATABASE_URL", "mysql://app:hunter2@db.internal/app"},
+		{"DATABASE_URL", "postgres://app:hunter2@db.internal:notaport/app"},
+		{"DATABASE_URL", "/nonexistent-folder/tokenauth.db"},
+		{"DATABASE_URL", t.TempDir()},
 	}
 	for _, tc := range bad {
-		_, err := Load(env(map[string]string{tc.key: tc.value}), "")
+		_, _, err := Load(env(map[string]string{tc.key: tc.value}), "")
 		if err == nil || !strings.HasPrefix(err.Error(), tc.key+":") {
 			t.Errorf("%s=%s: got %v, want an error naming the setting", tc.key, tc.value, err)
 		}
 		if err != nil && strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("%s: the error repeats a password: %v", tc.key, err)
 		}
+	}
+}
+
+func TestLoadAcceptsListenAddressesAndDatabases(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	good := []struct{ key, value string }{
+		{"ADDR", ":8080"},
+		{"ADDR", "127.0.0.1:0"},
+		{"ADDR", "[::1]:8080"},
+		{"ADDR", "localhost:8080"},
+		{"REQUEST_TIMEOUT", "29s"},
+		{"DATABASE_URL", filepath.Join(dir, "tokenauth.db")},
+		{"DATABASE_URL", "tokenauth.db"},
+		{"DATABASE_URL", "postgres://app:hunter2@db.internal:5432/app?sslmode=disable"},
+		{"DATABASE_URL", "postgresql://app@db.internal/app"},
+	}
+	for _, tc := range good {
+		if _, _, err := Load(func(key string) string {
+			if key == tc.key {
+				return tc.value
+			}
+			return ""
+		}, ""); err != nil {
+			t.Errorf("%s=%s: %v", tc.key, tc.value, err)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("loading the settings created %d file(s)", len(entries))
+	}
+}
+
+func TestLoadReportsDotEnvKeysThatAreNoSetting(t *testing.T) {
+	t.Parallel()
+	envFile := filepath.Join(t.TempDir(), ".env")
+	content := "TOKEN_TTTL=1h\nTOKEN_TTL=2h\nexport LOG_LEVL=debug\nCOLOUR=blue\n# NOT_A_KEY=1\n"
+	if err := os.WriteFile(envFile, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, unknown, err := Load(func(string) string { return "" }, envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TokenTTL != 2*time.Hour {
+		t.Errorf("TOKEN_TTL: got %s, want 2h from the file", cfg.TokenTTL)
+	}
+	want := []UnknownSetting{{Key: "COLOUR"}, {Key: "LOG_LEVL", Like: "LOG_LEVEL"}, {Key: "TOKEN_TTTL", Like: "TOKEN_TTL"}}
+	if !slices.Equal(unknown, want) {
+		t.Errorf("unknown settings: got %+v, want %+v", unknown, want)
+	}
+}
+
+func TestDescribeDatabaseHidesThePassword(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ url, want string }{
+		{"postgres://app:hunter2@db.internal:5432/app?sslmode=disable", "PostgreSQL postgres://app:xxxxx@db.internal:5432/app?sslmode=disable"},
+		{"postgres://app@db.internal/app?password=hunter2", "PostgreSQL postgres://app@db.internal/app?password=xxxxx"},
+		{"/var/lib/tokenauth/tokenauth.db", "SQLite /var/lib/tokenauth/tokenauth.db"},
+	}
+	for _, tc := range cases {
+		if got := DescribeDatabase(tc.url); got != tc.want {
+			t.Errorf("DescribeDatabase(%q) = %q, want %q", tc.url, got, tc.want)
+		}
+	}
+	if got, wd := DescribeDatabase("tokenauth.db"), must(os.Getwd()); got != "SQLite "+filepath.Join(wd, "tokenauth.db") {
+		t.Errorf("a relative SQLite path: got %q, want it made absolute", got)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestEnvExampleHoldsOnlySettings(t *testing.T) {
+	t.Parallel()
+	_, unknown, err := Load(func(string) string { return "" }, "../.env.example")
+	if err != nil {
+		t.Fatalf(".env.example: %v", err)
+	}
+	for _, u := range unknown {
+		t.Errorf(".env.example has %s, which is no setting", u.Key)
 	}
 }

@@ -2,8 +2,12 @@ package config
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -20,6 +24,64 @@ import (
 // is the path of a SQLite file.
 func IsPostgres(databaseURL string) bool {
 	return strings.HasPrefix(databaseURL, "postgres://") || strings.HasPrefix(databaseURL, "postgresql://")
+}
+
+// urlScheme matches the scheme of a URL, which no SQLite path this service
+// opens starts with.
+var urlScheme = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*)://`)
+
+// checkDatabaseURL checks DATABASE_URL before anything is opened or
+// created: a postgres:// URL that PostgreSQL's driver can read, or the
+// path of a SQLite file in a folder that exists. Errors never repeat the
+// URL, which may hold a password.
+func checkDatabaseURL(databaseURL string) error {
+	if IsPostgres(databaseURL) {
+		if _, err := pgxpool.ParseConfig(databaseURL); err != nil {
+			// pgx's own message shows the URL with its password masked.
+			return fmt.Errorf("DATABASE_URL: not a PostgreSQL URL that can be read: %w", err)
+		}
+		return nil
+	}
+	if m := urlScheme.FindStringSubmatch(databaseURL); m != nil {
+		return fmt.Errorf("DATABASE_URL: %s:// is no database this service knows: give a postgres:// (or postgresql://) URL, or the path of a SQLite file", m[1])
+	}
+	if info, err := os.Stat(databaseURL); err == nil && info.IsDir() {
+		return fmt.Errorf("DATABASE_URL: %s is a folder; give the path of a SQLite file (in it: %s)", databaseURL,
+			filepath.Join(databaseURL, "tokenauth.db"))
+	}
+	dir := filepath.Dir(databaseURL)
+	info, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("DATABASE_URL: the folder %s of the SQLite file %s does not exist (the file is created, its folder is not)", dir, databaseURL)
+	case err != nil:
+		return fmt.Errorf("DATABASE_URL: the folder of the SQLite file %s cannot be read: %w", databaseURL, err)
+	case !info.IsDir():
+		return fmt.Errorf("DATABASE_URL: %s, where the SQLite file %s would go, is not a folder", dir, databaseURL)
+	}
+	return nil
+}
+
+// DescribeDatabase names the database a URL selects, for the start-up
+// log: PostgreSQL's URL with its password masked, or the SQLite file's
+// full path.
+func DescribeDatabase(databaseURL string) string {
+	if !IsPostgres(databaseURL) {
+		if abs, err := filepath.Abs(databaseURL); err == nil {
+			databaseURL = abs
+		}
+		return "SQLite " + databaseURL
+	}
+	u, err := url.Parse(databaseURL)
+	if err != nil {
+		return "PostgreSQL (an unreadable URL)"
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return "PostgreSQL " + u.Redacted()
 }
 
 // Database is an open database: GORM over it and, on PostgreSQL, the pgx
@@ -68,6 +130,12 @@ func OpenDatabase(databaseURL string) (*Database, error) {
 	dsn := "file:" + databaseURL + "?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_txlock=immediate"
 	db, err := gorm.Open(sqlite.Open(dsn), gcfg)
 	if err != nil {
+		var sqliteErr interface{ Code() int }
+		if errors.As(err, &sqliteErr) && sqliteErr.Code() == sqliteCantOpen {
+			// SQLite's text for this code can be "out of memory", which
+			// sends one looking in the wrong place.
+			return nil, fmt.Errorf("cannot open or create the SQLite file %s: is its folder there, and writable?", databaseURL)
+		}
 		return nil, fmt.Errorf("opening SQLite file %s: %w", databaseURL, err)
 	}
 	sqlDB, err := db.DB()
@@ -77,6 +145,10 @@ func OpenDatabase(databaseURL string) (*Database, error) {
 	sqlDB.SetMaxOpenConns(1)
 	return &Database{ORM: db}, nil
 }
+
+// sqliteCantOpen is SQLITE_CANTOPEN, the code SQLite answers when it
+// cannot open or create the file.
+const sqliteCantOpen = 14
 
 // withConnectTimeout adds a connect timeout to a PostgreSQL URL that has
 // none, so an unreachable server fails requests fast instead of hanging.

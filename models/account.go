@@ -66,19 +66,20 @@ func errNotCurrentPassword() error {
 	return invalid("current_password", "is not your current password")
 }
 
-// SetActive activates or deactivates a user. Deactivating revokes nothing
-// (reactivation brings the tokens back), but a deactivated user's tokens
-// are refused on their next request.
+// SetActive activates or deactivates a user, and records which. Deactivating
+// revokes nothing (reactivation brings the tokens back), but a deactivated
+// user's tokens are refused on their next request.
 func SetActive(ctx context.Context, db *gorm.DB, u *User, active bool) error {
+	event := EventAccountDeactivated
+	if active {
+		event = EventAccountActivated
+	}
 	err := commit(ctx, db, func(tx *gorm.DB) (Change, error) {
 		change := Change{UserIDs: []uint{u.ID}}
 		if err := tx.Model(u).UpdateColumns(map[string]any{"is_active": active, "updated_at": nowOf(tx)}).Error; err != nil {
 			return change, err
 		}
-		if active {
-			return change, nil
-		}
-		return change, recordEvent(tx, SecurityEvent{UserID: u.ID, Type: EventAccountDeactivated})
+		return change, recordEvent(tx, SecurityEvent{UserID: u.ID, Type: event})
 	})
 	if err != nil {
 		return err

@@ -21,6 +21,7 @@ const (
 	EventTokenRevoked       = "token_revoked"
 	EventPasswordChanged    = "password_changed"
 	EventAccountDeactivated = "account_deactivated"
+	EventAccountActivated   = "account_activated"
 )
 
 // SecurityEvent records one thing that happened to a user's account. It is

@@ -9,13 +9,17 @@ import (
 )
 
 // Server limits beyond READ_HEADER_TIMEOUT: a slow client cannot hold a
-// connection for long, and no header block may exceed 16 KiB (Go answers
-// 431 beyond MaxHeaderBytes).
+// connection for long, and no request head (request line and headers) may
+// exceed 16 KiB: Go answers 431 beyond it.
 const (
-	readTimeout    = 30 * time.Second
-	writeTimeout   = 30 * time.Second
-	idleTimeout    = 120 * time.Second
-	maxHeaderBytes = 16 << 10
+	readTimeout  = 30 * time.Second
+	writeTimeout = config.WriteTimeout
+	idleTimeout  = 120 * time.Second
+	// maxHeadBytes is the limit the docs promise. Go reads up to
+	// MaxHeaderBytes plus 4 KiB of slack for its buffer before it answers
+	// 431, so MaxHeaderBytes is set that much lower.
+	maxHeadBytes   = 16 << 10
+	headerReadSlop = 4 << 10
 )
 
 // NewHTTPServer returns the http.Server that serves handler with the
@@ -28,7 +32,7 @@ func NewHTTPServer(cfg config.Config, handler http.Handler, errorLog *log.Logger
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
+		MaxHeaderBytes:    maxHeadBytes - headerReadSlop,
 		ErrorLog:          errorLog,
 	}
 }

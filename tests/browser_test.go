@@ -1,3 +1,5 @@
+//go:build browser
+
 package tests
 
 import (
@@ -12,6 +14,10 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
+
+// The browser tests (the files built with the tag browser) drive a real
+// Chromium, which a machine with only Go does not have: go test ./... leaves
+// them out, and .ci/run builds them in with -tags browser.
 
 // chromiumPath is where Debian's chromium package installs the browser.
 // .ci/run installs it when it is missing, so a missing browser fails the

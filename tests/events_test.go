@@ -102,6 +102,19 @@ func TestEachActionLeavesItsEvent(t *testing.T) {
 			s.Do(t, Request{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": "alice", "password": "a brand new passphrase"}}).
 				ExpectError(t, http.StatusUnauthorized, "account_disabled")
 		}, []string{"login_failed/account_disabled"}},
+		{"reactivation", func(t *testing.T) {
+			if err := models.SetActive(t.Context(), s.DB, u, true); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"account_activated"}},
+		{"the owner reads the activation", func(t *testing.T) {
+			login = s.Login(t, "alice", "a brand new passphrase")
+			var page struct{ Events []eventJSON }
+			s.Do(t, Request{Path: "/api/security-events/?page_size=3", Token: login}).Expect(t, http.StatusOK).Decode(t, &page)
+			if len(page.Events) < 2 || page.Events[1].Type != "account_activated" {
+				t.Fatalf("the newest events: %+v, want a login after account_activated", page.Events)
+			}
+		}, []string{"login_succeeded"}},
 		{"unknown user", func(t *testing.T) {
 			s.Do(t, Request{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": "nobody", "password": "x"}}).
 				ExpectError(t, http.StatusUnauthorized, "invalid_credentials")

@@ -214,6 +214,52 @@ func TestOversizedHeadersGet431(t *testing.T) {
 	big.Expect(t, http.StatusRequestHeaderFieldsTooLarge)
 }
 
+// TestHeaderLimitIs16KiB holds the documented limit to the byte: the
+// request line and headers, up to the blank line that ends them, may be
+// 16 KiB and no more (Go reads 4 KiB past http.Server.MaxHeaderBytes, so
+// that setting alone would let 20 KiB through).
+func TestHeaderLimitIs16KiB(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	const limit = 16 << 10
+	cases := []struct {
+		size int
+		want int
+	}{
+		{limit - 100, http.StatusOK},
+		{limit, http.StatusOK},
+		{limit + 1, http.StatusRequestHeaderFieldsTooLarge},
+		{limit + 100, http.StatusRequestHeaderFieldsTooLarge},
+		{limit + 4<<10, http.StatusRequestHeaderFieldsTooLarge},
+	}
+	for _, tc := range cases {
+		head := requestHeadOfSize(t, tc.size)
+		conn := s.dial(t)
+		if _, err := io.WriteString(conn, head); err != nil {
+			t.Fatalf("%d bytes: writing the request: %v", tc.size, err)
+		}
+		if got := readResponse(t, conn).Status; got != tc.want {
+			t.Errorf("a request head of %d bytes: status %d, want %d", tc.size, got, tc.want)
+		}
+	}
+}
+
+// requestHeadOfSize is a GET /healthz whose request line and headers,
+// blank line included, are exactly size bytes.
+func requestHeadOfSize(t *testing.T, size int) string {
+	t.Helper()
+	const start, end = "GET /healthz HTTP/1.1\r\nHost: api\r\nX-Padding: ", "\r\nConnection: close\r\n\r\n"
+	pad := size - len(start) - len(end)
+	if pad < 1 {
+		t.Fatalf("no request head is as short as %d bytes", size)
+	}
+	head := start + strings.Repeat("a", pad) + end
+	if len(head) != size {
+		t.Fatalf("built a head of %d bytes, want %d", len(head), size)
+	}
+	return head
+}
+
 func TestSlowHeadersAreCutOff(t *testing.T) {
 	t.Parallel()
 	s := NewServer(t, WithConfig(func(c *config.Config) { c.ReadHeaderTimeout = 200 * time.Millisecond }))

@@ -1,3 +1,5 @@
+//go:build browser
+
 package tests
 
 import (
@@ -292,4 +294,88 @@ func signIn(b *Browser, username, password string) {
 	b.Click("#signin-submit")
 	b.WaitVisible("#tokens-view")
 	b.WaitVisible(`#token-rows tr`)
+}
+
+// TestWebPageSaysHowToGetAnAccount: without registration the sign-in form
+// sends a newcomer to the operator; with it, the page registers them and
+// signs them in.
+func TestWebPageSaysHowToGetAnAccount(t *testing.T) {
+	t.Parallel()
+	t.Run("registration off", func(t *testing.T) {
+		t.Parallel()
+		s := NewServer(t)
+		b := NewBrowser(t)
+		b.Open(s.URL + "/")
+		b.WaitVisible("#signin-form")
+		text := b.WaitText("#no-account", "tokenauth createuser")
+		if !strings.Contains(text, "operator") {
+			t.Errorf("the sign-in form says %q, want it to send a newcomer to the operator", text)
+		}
+		var offers bool
+		b.Eval(`document.getElementById('register-open') !== null || document.getElementById('register-form') !== null`, &offers)
+		if offers {
+			t.Error("the page offers to register while registration is off")
+		}
+		b.ExpectNoProblems()
+	})
+
+	t.Run("registration on", func(t *testing.T) {
+		t.Parallel()
+		s := NewServer(t, WithConfig(func(c *cfgT) { c.AllowRegistration = true }))
+		s.CreateUser(t, "taken", testPassword)
+		b := NewBrowser(t)
+		b.Open(s.URL + "/")
+		var noAccount bool
+		b.Eval(`document.getElementById('no-account') !== null`, &noAccount)
+		if noAccount {
+			t.Error("the page sends newcomers to the operator while anyone may register")
+		}
+		b.Click("#register-open")
+		b.WaitVisible("#register-form")
+		if visible := b.Value("signin-username"); visible != "" {
+			t.Errorf("sign-in username: %q", visible)
+		}
+
+		// Mistakes are named under their fields: passwords that differ
+		// (found on the page), then what the API refuses.
+		b.Type("register-username", "taken")
+		b.Type("register-email", "newcomer@example.com")
+		b.Type("register-password", "a sturdy passphrase 7")
+		b.Type("register-confirm", "a sturdy passphrase 8")
+		b.Click("#register-submit")
+		b.WaitText("#register-confirm-error", "The two passwords differ.")
+		b.Type("register-confirm", "a sturdy passphrase 7")
+		b.Type("register-email", "notanemail")
+		b.Click("#register-submit")
+		b.WaitText("#register-email-error", "Email must be a valid email address.")
+		b.Type("register-email", "newcomer@example.com")
+		b.Click("#register-submit")
+		b.WaitText("#register-username-error", "This username is taken")
+		if tok := b.SessionToken(); tok != "" {
+			t.Errorf("a refused registration kept a token")
+		}
+
+		// A free username: the account is made and the page signs in with it.
+		b.Type("register-username", "newcomer")
+		b.Type("register-password", "a sturdy passphrase 7")
+		b.Type("register-confirm", "a sturdy passphrase 7\n")
+		b.WaitVisible("#tokens-view")
+		b.WaitText("#whoami", "newcomer")
+		b.WaitVisible(`#token-rows tr .badge`)
+		profile := s.Do(t, Request{Path: "/api/profile/", Token: b.SessionToken()}).Expect(t, http.StatusOK).JSON(t)
+		if profile["username"] != "newcomer" || profile["email"] != "newcomer@example.com" {
+			t.Errorf("the page's session belongs to %v <%v>, want newcomer <newcomer@example.com>", profile["username"], profile["email"])
+		}
+
+		// Signed out, the page offers sign-in again, and back from the
+		// registration form.
+		b.Click("#signout")
+		b.WaitVisible("#signin-form")
+		b.Click("#register-open")
+		b.WaitVisible("#register-form")
+		b.Click("#register-close")
+		b.WaitVisible("#signin-form")
+		signIn(b, "newcomer", "a sturdy passphrase 7")
+		b.ExpectNoProblems()
+	})
 }

@@ -118,3 +118,19 @@ func TestWebPageAssets(t *testing.T) {
 		t.Errorf("API CSP: got %q", got)
 	}
 }
+
+// TestWebPageSaysWhereAccountsComeFrom checks the page as served: the
+// sign-in form sends a newcomer to the operator, or offers the
+// registration form when anyone may register (the browser test uses it).
+func TestWebPageSaysWhereAccountsComeFrom(t *testing.T) {
+	t.Parallel()
+	for _, open := range []bool{false, true} {
+		s := NewServer(t, WithConfig(func(c *cfgT) { c.AllowRegistration = open }))
+		html := string(s.Do(t, Request{Path: "/"}).Expect(t, http.StatusOK).Body)
+		operator := strings.Contains(html, `id="no-account"`) && strings.Contains(html, "tokenauth createuser")
+		form := strings.Contains(html, `id="register-open"`) && strings.Contains(html, `id="register-form"`)
+		if operator == open || form != open {
+			t.Errorf("ALLOW_REGISTRATION=%t: the page sends newcomers to the operator: %t, offers to register: %t", open, operator, form)
+		}
+	}
+}

@@ -61,6 +61,9 @@ type pageSettings struct {
 	DefaultLifetime   string
 	MaxDays           int
 	PasswordMinLength int
+	// Registration says whether the page offers to create an account
+	// (ALLOW_REGISTRATION) or tells who can.
+	Registration bool
 }
 
 // New renders the page for the service's settings and the scopes a token
@@ -75,6 +78,7 @@ func New(cfg config.Config, scopes []string) *Page {
 		DefaultLifetime:   lifetime(cfg.TokenTTL),
 		MaxDays:           int(cfg.TokenMaxTTL / (24 * time.Hour)),
 		PasswordMinLength: cfg.PasswordMinLength,
+		Registration:      cfg.AllowRegistration,
 	})
 	if err != nil {
 		panic(fmt.Sprintf("web: rendering index.html: %v", err))

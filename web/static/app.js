@@ -187,6 +187,7 @@
   function showSignIn(notice) {
     $('tokens-view').hidden = true;
     $('account').hidden = true;
+    hideRegister();
     $('signin-view').hidden = false;
     const n = $('signin-notice');
     n.textContent = notice || '';
@@ -212,8 +213,25 @@
     showSignIn(notice);
   }
 
+  // The registration form is on the page only when the service lets
+  // anyone register (ALLOW_REGISTRATION); otherwise the sign-in form says
+  // who creates accounts.
+  function hideRegister() {
+    if ($('register-view')) {
+      $('register-view').hidden = true;
+    }
+  }
+
+  function showRegister() {
+    $('signin-view').hidden = true;
+    $('register-view').hidden = false;
+    $('register-username').value = $('signin-username').value;
+    $('register-title').focus();
+  }
+
   async function showTokens() {
     $('signin-view').hidden = true;
+    hideRegister();
     $('whoami').textContent = session.username;
     $('password-username').value = session.username;
     $('account').hidden = false;
@@ -254,6 +272,60 @@
         return;
       }
       showErrors(err, fields, $('signin-error'));
+    }
+  }
+
+  // register creates the account, then signs in with it as the sign-in
+  // form would. If the account was made but the sign-in is refused, the
+  // sign-in form says so and keeps the username.
+  async function register(event) {
+    event.preventDefault();
+    const form = $('register-form');
+    clearErrors(form);
+    const username = $('register-username');
+    const email = $('register-email');
+    const password = $('register-password');
+    const confirm = $('register-confirm');
+    if (password.value !== confirm.value) {
+      fieldError(confirm, $('register-confirm-error'), 'The two passwords differ.');
+      confirm.focus();
+      return;
+    }
+    const fields = {
+      username: [username, $('register-username-error'), 'Username'],
+      email: [email, $('register-email-error'), 'Email'],
+      password: [password, $('register-password-error'), 'Password'],
+    };
+    const submit = $('register-submit');
+    submit.disabled = true;
+    let created = false;
+    try {
+      const { user } = await api('POST', '/api/register/', {
+        username: username.value, email: email.value, password: password.value,
+      });
+      created = true;
+      const data = await api('POST', '/api/login/', {
+        username: user.username, password: password.value, token_name: tokenName,
+      });
+      setSession({ token: data.token, username: data.user.username, expiresAt: data.expires_at });
+      form.reset();
+      await showTokens();
+    } catch (err) {
+      if (!created && err.code === 'conflict') {
+        fieldError(username, $('register-username-error'), 'This username is taken: choose another.');
+        username.focus();
+        return;
+      }
+      if (!created) {
+        showErrors(err, fields, $('register-error'));
+        return;
+      }
+      const name = username.value;
+      form.reset();
+      showSignIn('Your account ' + name + ' is created, but signing in failed: ' + messageFor(err));
+      $('signin-username').value = name;
+    } finally {
+      submit.disabled = false;
     }
   }
 
@@ -570,6 +642,11 @@
     $('create-name').focus();
   });
   $('password-form').addEventListener('submit', changePassword);
+  if ($('register-form')) {
+    $('register-open').addEventListener('click', showRegister);
+    $('register-close').addEventListener('click', () => showSignIn());
+    $('register-form').addEventListener('submit', register);
+  }
   $('confirm-ok').addEventListener('click', () => $('confirm').close('ok'));
   $('confirm-cancel').addEventListener('click', () => $('confirm').close('cancel'));
 
