@@ -123,6 +123,7 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 		return nil, fmt.Errorf("following the database's changes: %w", err)
 	}
 	a.Feed = auth.NewChangeFeed(a.Resolver, a.DB, cfg.DatabaseURL, log)
+	a.Metrics.WatchPasswordHashes(a.Passwords.Computed)
 	a.Metrics.WatchTokenCache(func() metrics.TokenCache {
 		s := a.Resolver.Stats()
 		return metrics.TokenCache{Hits: s.CacheHits, Misses: s.CacheMisses, Entries: s.CacheEntries,
