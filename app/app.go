@@ -137,7 +137,7 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 		a.redis, a.ownsRedis = client, true
 	}
 	router, err := routes.New(routes.Deps{DB: a.DB, Config: cfg, Clock: a.Clock, Logger: log, Passwords: a.Passwords,
-		Resolver: a.Resolver, Redis: a.redis, RedisPrefix: o.redisPrefix, Metrics: a.Metrics,
+		Keyring: a.Keyring, Resolver: a.Resolver, Redis: a.redis, RedisPrefix: o.redisPrefix, Metrics: a.Metrics,
 		Resources: append(routes.Resources(), o.resources...)})
 	if err != nil {
 		a.closeRedis()

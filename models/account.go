@@ -47,7 +47,7 @@ func ChangePassword(ctx context.Context, db *gorm.DB, hasher *password.Hasher, p
 		if !current {
 			return change, errNotCurrentPassword()
 		}
-		if err := recordEvent(tx, SecurityEvent{UserID: u.ID, Type: EventPasswordChanged}); err != nil {
+		if err := recordEvent(tx, SecurityEvent{UserID: idRef(u.ID), Type: EventPasswordChanged}); err != nil {
 			return change, err
 		}
 		_, err = revokeWhere(tx, RevokeQuery{UserID: u.ID, ExceptID: keepTokenID, Reason: RevokedByPasswordChange})
@@ -78,7 +78,7 @@ func SetActive(ctx context.Context, db *gorm.DB, u *User, active bool) error {
 		if active {
 			return change, nil
 		}
-		return change, recordEvent(tx, SecurityEvent{UserID: u.ID, Type: EventAccountDeactivated})
+		return change, recordEvent(tx, SecurityEvent{UserID: idRef(u.ID), Type: EventAccountDeactivated})
 	})
 	if err != nil {
 		return err

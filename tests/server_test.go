@@ -98,7 +98,9 @@ func WithUnreachableRedis() Option {
 }
 
 // WithLimitsOf keeps the login limits in the same Redis keys as other,
-// as a second instance of the service would.
+// as a second instance of the service would. The username lockout's keys
+// are made with the server's secret key: to share them, an instance
+// shares other's database too (WithDatabaseOf), or the same SECRET_KEY.
 func WithLimitsOf(other *Server) Option {
 	return func(s *serverSetup) {
 		s.cfg.RedisURL = other.Config.RedisURL
