@@ -242,9 +242,14 @@ type statementLog struct {
 	sql []string
 }
 
-func logStatements(t *testing.T, s *Server) *statementLog {
+// withStatementLog records the statements of the server in l, from before
+// its background work starts.
+func withStatementLog(t *testing.T, l *statementLog) Option {
+	return withBeforeStart(func(a *app.App) { l.register(t, a.DB) })
+}
+
+func (l *statementLog) register(t *testing.T, db *gorm.DB) {
 	t.Helper()
-	l := &statementLog{}
 	record := func(tx *gorm.DB) {
 		sql := tx.Statement.SQL.String()
 		if strings.HasPrefix(sql, "PRAGMA data_version") {
@@ -254,7 +259,7 @@ func logStatements(t *testing.T, s *Server) *statementLog {
 		l.sql = append(l.sql, sql)
 		l.mu.Unlock()
 	}
-	cb := s.DB.Callback()
+	cb := db.Callback()
 	for _, err := range []error{
 		cb.Query().After("gorm:query").Register("test:log_statements", record),
 		cb.Create().After("gorm:create").Register("test:log_statements", record),
@@ -267,7 +272,6 @@ func logStatements(t *testing.T, s *Server) *statementLog {
 			t.Fatal(err)
 		}
 	}
-	return l
 }
 
 // take returns the statements logged since the last take.
@@ -284,12 +288,12 @@ func (l *statementLog) take() []string {
 // exist: the same statements and no password hash, either way.
 func TestLockedUsernamesCostTheSameWhetherTheyExistOrNot(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t, withLimits(1, 15*time.Minute, 1000))
+	statements := &statementLog{}
+	s := NewServer(t, withLimits(1, 15*time.Minute, 1000), withStatementLog(t, statements))
 	alice := s.CreateUser(t, "alice", testPassword)
 	for _, name := range []string{"alice", "ghost"} {
 		s.Do(t, login(name, "a wrong guess")).ExpectError(t, http.StatusUnauthorized, "invalid_credentials")
 	}
-	statements := logStatements(t, s)
 	type work struct {
 		statements []string
 		hashes     uint64

@@ -75,6 +75,9 @@ type serverSetup struct {
 	// specPaths are entries of docs/openapi.yaml's paths for the
 	// resources a test adds.
 	specPaths string
+	// beforeStart runs on the built app before its background work
+	// starts, for what must not race with it (such as GORM callbacks).
+	beforeStart []func(*app.App)
 }
 
 // WithConfig changes the configuration before the service is built.
@@ -141,6 +144,13 @@ func WithResource(resource routes.Resource, specPaths string) Option {
 	}
 }
 
+// withBeforeStart runs f on the built app before its background work
+// starts: registering GORM callbacks later races with the change feed's
+// statements.
+func withBeforeStart(f func(*app.App)) Option {
+	return func(s *serverSetup) { s.beforeStart = append(s.beforeStart, f) }
+}
+
 // withoutLogs discards what the service logs, for benchmarks.
 func withoutLogs() Option {
 	return func(s *serverSetup) { s.quiet = true }
@@ -199,6 +209,9 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	}
 	if setup.feed != nil {
 		setup.feed(a.Feed)
+	}
+	for _, f := range setup.beforeStart {
+		f(a)
 	}
 	if setup.routes != nil {
 		setup.routes(a.Router)
