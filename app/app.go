@@ -123,6 +123,7 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 		return nil, fmt.Errorf("following the database's changes: %w", err)
 	}
 	a.Feed = auth.NewChangeFeed(a.Resolver, a.DB, cfg.DatabaseURL, log)
+	a.Metrics.WatchPasswordHashes(a.Passwords.Computed)
 	a.Metrics.WatchTokenCache(func() metrics.TokenCache {
 		s := a.Resolver.Stats()
 		return metrics.TokenCache{Hits: s.CacheHits, Misses: s.CacheMisses, Entries: s.CacheEntries,
@@ -136,7 +137,7 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 		a.redis, a.ownsRedis = client, true
 	}
 	router, err := routes.New(routes.Deps{DB: a.DB, Config: cfg, Clock: a.Clock, Logger: log, Passwords: a.Passwords,
-		Resolver: a.Resolver, Redis: a.redis, RedisPrefix: o.redisPrefix, Metrics: a.Metrics,
+		Keyring: a.Keyring, Resolver: a.Resolver, Redis: a.redis, RedisPrefix: o.redisPrefix, Metrics: a.Metrics,
 		Resources: append(routes.Resources(), o.resources...)})
 	if err != nil {
 		a.closeRedis()

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/term"
 
+	"tokenauth/keyring"
 	"tokenauth/models"
 )
 
@@ -56,7 +57,8 @@ var commands = map[string]command{
 		setup: noFlags(func(ctx context.Context, e *env, args []string) error { return setActive(ctx, e, args[0], true) })},
 	"revoke-tokens": {args: "USERNAME", nargs: 1, summary: "Revoke every token of a user.", setup: noFlags(revokeTokens)},
 	"tokens":        {args: "USERNAME", nargs: 1, summary: "List a user's live tokens (never their secrets).", setup: noFlags(listTokens)},
-	"events":        {args: "USERNAME", nargs: 1, summary: "Print a user's security events, newest first.", setup: noFlags(listEvents)},
+	"events": {args: "USERNAME", nargs: 1, summary: "Print a user's security events, newest first.",
+		help: "For a username no account has, the events of the logins refused for it.", setup: noFlags(listEvents)},
 	"prune": {summary: "Delete revoked, expired and idle tokens, and old security events.",
 		help:  "Security events older than SECURITY_EVENT_RETENTION are deleted.",
 		setup: noFlags(prune)},
@@ -215,8 +217,47 @@ func listTokens(ctx context.Context, e *env, args []string) error {
 	return w.Flush()
 }
 
+// eventPage reads a page of events, newest first, and how many there are.
+type eventPage func(offset, limit int) ([]models.SecurityEvent, int64, error)
+
+// eventPages returns how to read the events of username: its account's,
+// or, when no account has that name, those of the logins refused for it,
+// kept under its keyed hash (which takes the server's secret key to find).
+func eventPages(ctx context.Context, e *env, username string) (eventPage, error) {
+	u, err := models.FindUserByUsername(ctx, e.db, username)
+	if err == nil {
+		return func(offset, limit int) ([]models.SecurityEvent, int64, error) {
+			return models.ListEvents(ctx, e.db, u.ID, offset, limit)
+		}, nil
+	}
+	if !errors.Is(err, models.ErrNotFound) {
+		return nil, err
+	}
+	keys, err := keyring.Load(ctx, e.db, e.cfg.SecretKey)
+	if err != nil {
+		return nil, err
+	}
+	digest := models.UsernameDigest(keys.HMAC, username)
+	page := func(offset, limit int) ([]models.SecurityEvent, int64, error) {
+		return models.ListUsernameEvents(ctx, e.db, digest, offset, limit)
+	}
+	_, total, err := page(0, 1)
+	if err != nil {
+		return nil, err
+	}
+	if total == 0 {
+		return nil, fmt.Errorf("no user named %q, and no events for that name", username)
+	}
+	fmt.Fprintf(e.stderr, "no user named %q; the events of the logins refused for that name:\n", username)
+	return page, nil
+}
+
+// listEvents prints a user's events, or, for a username that no account
+// has, the events of the logins refused for it: those are kept under the
+// keyed hash of the name (models.UsernameDigest), so the server's secret
+// key is needed to find them.
 func listEvents(ctx context.Context, e *env, args []string) error {
-	u, err := findUser(ctx, e, args[0])
+	page, err := eventPages(ctx, e, args[0])
 	if err != nil {
 		return err
 	}
@@ -224,7 +265,7 @@ func listEvents(ctx context.Context, e *env, args []string) error {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "TIME\tTYPE\tREASON\tTOKEN\tIP\tNEW CLIENT\tUSER AGENT")
 	for offset := 0; ; offset += pageSize {
-		events, _, err := models.ListEvents(ctx, e.db, u.ID, offset, pageSize)
+		events, _, err := page(offset, pageSize)
 		if err != nil {
 			return err
 		}

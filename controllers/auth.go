@@ -12,6 +12,7 @@ import (
 	"tokenauth/middlewares"
 	"tokenauth/models"
 	"tokenauth/password"
+	"tokenauth/ratelimit"
 )
 
 // AuthController handles logging in and out and registering.
@@ -38,28 +39,33 @@ type loginRequest struct {
 // Login checks a username and password and issues a new full-scope token.
 // Unknown user and wrong password get the same answer after the same work.
 // A username with LOGIN_USER_FAILURES failures within LOGIN_USER_WINDOW is
-// locked, whatever the password, until its window ends (429).
+// locked, whatever the password, until its window ends (429), known or
+// not. Logins of one username beyond what is left of its budget wait for
+// the ones in flight (see Lockout.guard).
 func (ac *AuthController) Login(c *gin.Context) error {
 	var req loginRequest
 	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
 	ctx := requestContext(c)
-	wait, err := ac.lockout.attempt(ctx, req.Username)
-	if err != nil {
-		return err
-	}
-	if wait > 0 {
-		if err := models.RecordLoginRateLimited(ctx, ac.db, req.Username); err != nil {
+	var (
+		user  *models.User
+		check *models.PasswordCheck
+	)
+	refused, err := ac.lockout.guard(ctx, req.Username, func() (ratelimit.Outcome, error) {
+		var err error
+		user, check, err = models.Authenticate(ctx, ac.db, ac.hasher, req.Username, req.Password)
+		return outcomeOf(err), err
+	})
+	if refused != nil {
+		// Recorded whether the account exists or not: the same work either
+		// way, so that the time of the answer does not tell.
+		if err := models.RecordLoginRateLimited(ctx, ac.db, req.Username, refused.digest); err != nil {
 			return err
 		}
-		return apierror.RateLimited(wait)
+		return apierror.RateLimited(refused.wait)
 	}
-	user, check, err := models.Authenticate(ctx, ac.db, ac.hasher, req.Username, req.Password)
 	if err != nil {
-		return err
-	}
-	if err := ac.lockout.clear(ctx, req.Username); err != nil {
 		return err
 	}
 	name := req.TokenName

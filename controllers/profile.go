@@ -12,6 +12,7 @@ import (
 	"tokenauth/middlewares"
 	"tokenauth/models"
 	"tokenauth/password"
+	"tokenauth/ratelimit"
 )
 
 // ProfileController serves the authenticated user's own account.
@@ -77,20 +78,17 @@ func (pc *ProfileController) ChangePassword(c *gin.Context) error {
 		return err
 	}
 	ctx := requestContext(c)
-	wait, err := pc.lockout.attempt(ctx, tok.User.Username)
-	if err != nil {
-		return err
-	}
-	if wait > 0 {
-		return apierror.RateLimited(wait)
-	}
-	err = models.ChangePassword(ctx, pc.db, pc.hasher, passwordPolicy(pc.cfg), &tok.User,
-		req.CurrentPassword, req.NewPassword, tok.ID)
-	if currentPasswordRight(err) {
-		// The attempt was no guess.
-		if err := pc.lockout.clear(ctx, tok.User.Username); err != nil {
-			return err
+	refused, err := pc.lockout.guard(ctx, tok.User.Username, func() (ratelimit.Outcome, error) {
+		err := models.ChangePassword(ctx, pc.db, pc.hasher, passwordPolicy(pc.cfg), &tok.User,
+			req.CurrentPassword, req.NewPassword, tok.ID)
+		if currentPasswordRight(err) {
+			// The attempt was no guess.
+			return ratelimit.Succeeded, err
 		}
+		return outcomeOf(err), err
+	})
+	if refused != nil {
+		return apierror.RateLimited(refused.wait)
 	}
 	if err != nil {
 		return err
@@ -101,8 +99,7 @@ func (pc *ProfileController) ChangePassword(c *gin.Context) error {
 
 // currentPasswordRight tells whether a password change got past its
 // current password: it succeeded, or only the new password was refused.
-// Anything else (a wrong current password, an outage, a timeout) leaves
-// the attempt counted.
+// Anything else is judged by outcomeOf.
 func currentPasswordRight(err error) bool {
 	if err == nil {
 		return true

@@ -24,6 +24,7 @@ type Metrics struct {
 	latency     *prometheus.HistogramVec
 	logins      *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
+	loginWaits  prometheus.Counter
 
 	// series holds the request counter and latency histogram of each
 	// seriesKey seen, so that a request finds its two series in one map
@@ -75,8 +76,12 @@ func New() *Metrics {
 			Name: "tokenauth_rate_limit_hits_total",
 			Help: "Requests refused by a rate limit, by limit.",
 		}, []string{"limit"}),
+		loginWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokenauth_login_waits_total",
+			Help: "Password checks that waited for other checks of the same username in flight.",
+		}),
 	}
-	m.registry.MustRegister(m.requests, m.latency, m.logins, m.rateLimited,
+	m.registry.MustRegister(m.requests, m.latency, m.logins, m.rateLimited, m.loginWaits,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -130,6 +135,21 @@ func (m *Metrics) Login(outcome string) {
 // RateLimitHit counts a request refused by the limit named limit.
 func (m *Metrics) RateLimitHit(limit string) {
 	m.rateLimited.WithLabelValues(limit).Inc()
+}
+
+// LoginWaited counts a password check that waited for the checks of the
+// same username in flight before it could go ahead or be refused.
+func (m *Metrics) LoginWaited() {
+	m.loginWaits.Inc()
+}
+
+// WatchPasswordHashes has computed, the count of password hashes run so
+// far, read at each scrape.
+func (m *Metrics) WatchPasswordHashes(computed func() uint64) {
+	m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "tokenauth_password_hashes_total",
+		Help: "Password hashes computed: new passwords, verifications, and the dummy verifications of unknown usernames.",
+	}, func() float64 { return float64(computed()) }))
 }
 
 // TokenCache is what the token cache reports at each scrape.

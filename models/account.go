@@ -47,7 +47,7 @@ func ChangePassword(ctx context.Context, db *gorm.DB, hasher *password.Hasher, p
 		if !current {
 			return change, errNotCurrentPassword()
 		}
-		if err := recordEvent(tx, SecurityEvent{UserID: u.ID, Type: EventPasswordChanged}); err != nil {
+		if err := recordEvent(tx, SecurityEvent{UserID: idRef(u.ID), Type: EventPasswordChanged}); err != nil {
 			return change, err
 		}
 		_, err = revokeWhere(tx, RevokeQuery{UserID: u.ID, ExceptID: keepTokenID, Reason: RevokedByPasswordChange})
@@ -79,7 +79,7 @@ func SetActive(ctx context.Context, db *gorm.DB, u *User, active bool) error {
 		if err := tx.Model(u).UpdateColumns(map[string]any{"is_active": active, "updated_at": nowOf(tx)}).Error; err != nil {
 			return change, err
 		}
-		return change, recordEvent(tx, SecurityEvent{UserID: u.ID, Type: event})
+		return change, recordEvent(tx, SecurityEvent{UserID: idRef(u.ID), Type: event})
 	})
 	if err != nil {
 		return err

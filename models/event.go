@@ -2,6 +2,7 @@ package models
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"time"
 	"unicode/utf8"
@@ -32,16 +33,22 @@ const (
 // client, so that telling whether a login comes from a known client is
 // one probe however many events the user has.
 type SecurityEvent struct {
-	ID     uint   `gorm:"primaryKey"`
-	UserID uint   `gorm:"not null;index:idx_security_events_user_created,priority:1;index:idx_security_events_known_client,priority:1,where:type = 'login_succeeded'"`
+	ID uint `gorm:"primaryKey"`
+	// UserID is nil on the events of a username that no account has
+	// (UsernameDigest says which).
+	UserID *uint  `gorm:"index:idx_security_events_user_created,priority:1;index:idx_security_events_known_client,priority:1,where:type = 'login_succeeded'"`
 	Type   string `gorm:"size:32;not null"`
+	// UsernameDigest is UsernameDigest of the username a refused login
+	// named, kept instead of the name: what was typed there may be a
+	// password. Events of other types leave it empty.
+	UsernameDigest string `gorm:"size:64;not null;default:'';index:idx_security_events_username,priority:1,where:user_id IS NULL"`
 	// Reason says why a token was revoked (RevokedBy...) or a login failed.
 	Reason    string `gorm:"size:32;not null;default:''"`
 	TokenID   *uint
 	IP        string    `gorm:"size:64;not null;default:'';index:idx_security_events_known_client,priority:2"`
 	UserAgent string    `gorm:"size:512;not null;default:'';index:idx_security_events_known_client,priority:3"`
 	NewClient bool      `gorm:"not null;default:false"`
-	CreatedAt time.Time `gorm:"index:idx_security_events_user_created,priority:2;index;index:idx_security_events_known_client,priority:4"`
+	CreatedAt time.Time `gorm:"index:idx_security_events_user_created,priority:2;index;index:idx_security_events_known_client,priority:4;index:idx_security_events_username,priority:2"`
 }
 
 // Client is who made a request, as recorded in security events.
@@ -81,27 +88,51 @@ func truncate(s string, n int) string {
 	return string([]rune(s)[:n])
 }
 
-func tokenRef(id uint) *uint { return &id }
+func idRef(id uint) *uint { return &id }
 
-// RecordLoginRateLimited notes that a login for an existing user was
-// refused by the rate limiter. Unknown usernames leave no event: there is
-// no account to tell.
-func RecordLoginRateLimited(ctx context.Context, db *gorm.DB, username string) error {
+// RecordLoginRateLimited notes that a login was refused because its
+// username is locked, with digest, the username's UsernameDigest. A
+// username that no account has gets the event too, with no user: the
+// same statements whether the account exists or not, so that the time of
+// the answer does not tell, and the operator sees who is being guessed at
+// (tokenauth events USERNAME).
+func RecordLoginRateLimited(ctx context.Context, db *gorm.DB, username, digest string) error {
+	e := SecurityEvent{Type: EventLoginRateLimited, UsernameDigest: digest}
 	u, err := FindUserByUsername(ctx, db, username)
-	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return nil
-		}
+	switch {
+	case err == nil:
+		e.UserID = &u.ID
+	case !errors.Is(err, ErrNotFound):
 		return err
 	}
-	return translate(recordEvent(db.WithContext(ctx), SecurityEvent{UserID: u.ID, Type: EventLoginRateLimited}))
+	return translate(recordEvent(db.WithContext(ctx), e))
+}
+
+// UsernameDigest is the keyed hash (HMAC-SHA256, in hex) of a username's
+// folded form, for where a username is kept or counted but must not be
+// readable: the login lockout's keys (in Redis) and the events of refused
+// logins. What is typed as a username is sometimes a password, and a plain
+// hash of it would give it up to a dictionary. mac is the server's keyed
+// hash (keyring.Keyring.HMAC).
+func UsernameDigest(mac func(purpose string, msg []byte) []byte, username string) string {
+	return hex.EncodeToString(mac("username", []byte(UsernameKey(username))))
 }
 
 // ListEvents returns a page of the user's events, newest first, and how many
 // there are in all.
 func ListEvents(ctx context.Context, db *gorm.DB, userID uint, offset, limit int) ([]SecurityEvent, int64, error) {
+	return listEvents(db.WithContext(ctx).Model(&SecurityEvent{}).Where("user_id = ?", userID), offset, limit)
+}
+
+// ListUsernameEvents returns a page of the events of a username that no
+// account had, by its UsernameDigest, newest first, and how many there
+// are in all.
+func ListUsernameEvents(ctx context.Context, db *gorm.DB, digest string, offset, limit int) ([]SecurityEvent, int64, error) {
+	return listEvents(db.WithContext(ctx).Model(&SecurityEvent{}).Where("user_id IS NULL AND username_digest = ?", digest), offset, limit)
+}
+
+func listEvents(q *gorm.DB, offset, limit int) ([]SecurityEvent, int64, error) {
 	var total int64
-	q := db.WithContext(ctx).Model(&SecurityEvent{}).Where("user_id = ?", userID)
 	if err := q.Count(&total).Error; err != nil {
 		return nil, 0, translate(err)
 	}

@@ -40,7 +40,7 @@ func Authenticate(ctx context.Context, db *gorm.DB, hasher *password.Hasher, use
 		if ok {
 			reason, refusal = "account_disabled", ErrAccountDisabled
 		}
-		if err := recordEvent(db.WithContext(ctx), SecurityEvent{UserID: u.ID, Type: EventLoginFailed, Reason: reason}); err != nil {
+		if err := recordEvent(db.WithContext(ctx), SecurityEvent{UserID: idRef(u.ID), Type: EventLoginFailed, Reason: reason}); err != nil {
 			return nil, nil, translate(err)
 		}
 		return nil, nil, refusal

@@ -82,7 +82,7 @@ func IssueToken(ctx context.Context, db *gorm.DB, userID uint, spec TokenSpec, p
 		if err := tx.Create(tok).Error; err != nil {
 			return change, err
 		}
-		event := SecurityEvent{UserID: userID, Type: EventTokenCreated, TokenID: tokenRef(tok.ID)}
+		event := SecurityEvent{UserID: idRef(userID), Type: EventTokenCreated, TokenID: idRef(tok.ID)}
 		if spec.Kind == KindLogin {
 			known, err := knownClient(tx, userID, now.Add(-policy.KnownClientWindow))
 			if err != nil {

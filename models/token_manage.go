@@ -32,7 +32,7 @@ func RenameToken(ctx context.Context, db *gorm.DB, t *APIToken, name string) err
 		if err := tx.Model(t).UpdateColumn("name", name).Error; err != nil {
 			return change, err
 		}
-		return change, recordEvent(tx, SecurityEvent{UserID: t.UserID, Type: EventTokenRenamed, TokenID: tokenRef(t.ID)})
+		return change, recordEvent(tx, SecurityEvent{UserID: idRef(t.UserID), Type: EventTokenRenamed, TokenID: idRef(t.ID)})
 	})
 	if err != nil {
 		return err
@@ -70,7 +70,7 @@ func RotateToken(ctx context.Context, db *gorm.DB, t *APIToken) (*APIToken, erro
 		if err := tx.Create(next).Error; err != nil {
 			return change, err
 		}
-		return change, recordEvent(tx, SecurityEvent{UserID: t.UserID, Type: EventTokenRotated, TokenID: tokenRef(next.ID)})
+		return change, recordEvent(tx, SecurityEvent{UserID: idRef(t.UserID), Type: EventTokenRotated, TokenID: idRef(next.ID)})
 	})
 	if err != nil {
 		return nil, err

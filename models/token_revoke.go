@@ -55,7 +55,7 @@ func revokeIDs(tx *gorm.DB, userID uint, ids []uint, reason string, now time.Tim
 	client := clientOf(tx.Statement.Context)
 	events := make([]SecurityEvent, len(ids))
 	for i, id := range ids {
-		events[i] = SecurityEvent{UserID: userID, Type: EventTokenRevoked, Reason: reason, TokenID: tokenRef(id),
+		events[i] = SecurityEvent{UserID: idRef(userID), Type: EventTokenRevoked, Reason: reason, TokenID: idRef(id),
 			IP: client.IP, UserAgent: truncate(client.UserAgent, userAgentMaxLength)}
 	}
 	return tx.Create(&events).Error

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -55,6 +56,9 @@ type Hasher struct {
 	pendingMu sync.Mutex
 	pending   int
 	onBusy    func(busy bool)
+
+	// computed counts the hashes that got a slot and ran.
+	computed atomic.Uint64
 }
 
 // NewHasher returns a hasher with the given cost that runs at most
@@ -70,6 +74,12 @@ func NewHasher(params Params, concurrency int) *Hasher {
 // of time in which hashes allocate their memory. The calls alternate and
 // never overlap. Set it before the hasher is used.
 func (h *Hasher) OnBusy(f func(busy bool)) { h.onBusy = f }
+
+// Computed returns how many hashes this hasher has run: Hash, Verify and
+// VerifyDummy each run one once they get a slot. It is the service's
+// measure of password work (the tokenauth_password_hashes_total metric),
+// and lets a test count that work instead of timing it.
+func (h *Hasher) Computed() uint64 { return h.computed.Load() }
 
 // Memory is the most memory the hashes running at once take, in bytes.
 func (h *Hasher) Memory() int64 {
@@ -129,6 +139,7 @@ func (h *Hasher) acquire(ctx context.Context) error {
 	h.track(+1)
 	select {
 	case h.slots <- struct{}{}:
+		h.computed.Add(1)
 		return nil
 	case <-ctx.Done():
 		h.track(-1)

@@ -70,3 +70,33 @@ func TestOnBusyCountsAWaitThatGivesUp(t *testing.T) {
 		t.Fatalf("after the last hash: calls %v, want [true false]", got)
 	}
 }
+
+func TestComputedCountsTheHashesThatRan(t *testing.T) {
+	h := NewHasher(Params{Memory: 64, Time: 1, Threads: 1}, 1)
+	encoded, err := h.Hash(t.Context(), "a passphrase")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.Verify(t.Context(), "a passphrase", encoded); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.VerifyDummy(t.Context(), "a guess"); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Computed(); got != 3 {
+		t.Fatalf("after a hash, a verification and a dummy one: %d computed, want 3", got)
+	}
+	// A hash that never got a slot did no work.
+	if err := h.acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := h.Hash(ctx, "a passphrase"); !errors.Is(err, ErrNoSlot) {
+		t.Fatalf("hash without a slot: %v, want ErrNoSlot", err)
+	}
+	h.release()
+	if got := h.Computed(); got != 4 {
+		t.Fatalf("after one more slot taken and a hash that gave up: %d computed, want 4", got)
+	}
+}

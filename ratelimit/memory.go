@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -65,13 +66,16 @@ func (m *MemoryRate) sweep(now time.Time) {
 	}
 }
 
-// MemoryLockout counts attempts per key within a window that starts at the
-// first one; the attempt that reaches maxFailures locks the key for a whole
-// window from then. Its state lives in this process only.
+// MemoryLockout counts failed attempts per key within a window that
+// starts at the first one; the failure that reaches maxFailures locks the
+// key for a whole window from then. Attempts in flight hold their place in
+// the budget (see Attempt). Its state lives in this process only, so an
+// attempt in flight is always ended by the request that began it.
 type MemoryLockout struct {
 	max    int
 	window time.Duration
 	now    func() time.Time
+	onWait func()
 
 	mu        sync.Mutex
 	keys      map[string]*lockoutEntry
@@ -79,8 +83,12 @@ type MemoryLockout struct {
 }
 
 type lockoutEntry struct {
-	count int
-	until time.Time // when the count is forgotten
+	failures int
+	until    time.Time // when the failures are forgotten
+	inFlight int
+	// ended is closed, and replaced, whenever an attempt on the key
+	// ends: it wakes the attempts waiting for a place.
+	ended chan struct{}
 }
 
 // NewMemoryLockout returns a MemoryLockout that locks a key for window after
@@ -89,36 +97,81 @@ func NewMemoryLockout(maxFailures int, window time.Duration) *MemoryLockout {
 	return &MemoryLockout{max: maxFailures, window: window, now: time.Now, keys: map[string]*lockoutEntry{}}
 }
 
-// Attempt counts an attempt on key as a failure before it is made, so that
-// parallel attempts cannot overtake the count; Clear forgets them after a
-// success. When key is locked it counts nothing and returns how long the
-// lock still lasts.
-func (m *MemoryLockout) Attempt(_ context.Context, key string) (time.Duration, error) {
-	now := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.sweep(now)
-	e, ok := m.keys[key]
-	if !ok || !now.Before(e.until) {
-		e = &lockoutEntry{until: now.Add(m.window)}
-		m.keys[key] = e
+// OnWait has f called whenever an attempt starts waiting for a place (once
+// per attempt). Set it before the lockout is used.
+func (m *MemoryLockout) OnWait(f func()) { m.onWait = f }
+
+// Begin takes a place in key's budget for an attempt, waiting while the
+// failures and the attempts in flight fill it, until ctx ends. A locked
+// key is refused at once, taking nothing.
+func (m *MemoryLockout) Begin(ctx context.Context, key string) (Attempt, error) {
+	for waited := false; ; waited = true {
+		m.mu.Lock()
+		now := m.now()
+		m.sweep(now)
+		e := m.entry(key, now)
+		if e.failures >= m.max {
+			m.mu.Unlock()
+			return Attempt{Locked: e.until.Sub(now)}, nil
+		}
+		if e.failures+e.inFlight < m.max {
+			e.inFlight++
+			m.mu.Unlock()
+			return Attempt{}, nil
+		}
+		ended := e.ended
+		m.mu.Unlock()
+		if !waited && m.onWait != nil {
+			m.onWait()
+		}
+		select {
+		case <-ended:
+		case <-ctx.Done():
+			return Attempt{}, fmt.Errorf("waiting for the attempts in flight: %w", ctx.Err())
+		}
 	}
-	if e.count >= m.max {
-		return e.until.Sub(now), nil
-	}
-	e.count++
-	if e.count == m.max {
-		e.until = now.Add(m.window)
-	}
-	return 0, nil
 }
 
-// Clear forgets key's attempts.
-func (m *MemoryLockout) Clear(_ context.Context, key string) error {
+// End gives back the place of an attempt that Begin let go ahead, and
+// counts its outcome.
+func (m *MemoryLockout) End(_ context.Context, key string, _ Attempt, outcome Outcome) error {
 	m.mu.Lock()
-	delete(m.keys, key)
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	now := m.now()
+	e := m.entry(key, now)
+	e.inFlight = max(e.inFlight-1, 0)
+	switch outcome {
+	case Succeeded:
+		e.failures = 0
+	case Failed:
+		if e.failures == 0 {
+			e.until = now.Add(m.window)
+		}
+		e.failures++
+		if e.failures == m.max {
+			e.until = now.Add(m.window)
+		}
+	}
+	close(e.ended)
+	e.ended = make(chan struct{})
+	if e.failures == 0 && e.inFlight == 0 {
+		delete(m.keys, key)
+	}
 	return nil
+}
+
+// entry returns key's entry, with failures whose window has ended
+// forgotten. Call it with m.mu held.
+func (m *MemoryLockout) entry(key string, now time.Time) *lockoutEntry {
+	e, ok := m.keys[key]
+	if !ok {
+		e = &lockoutEntry{ended: make(chan struct{})}
+		m.keys[key] = e
+	}
+	if e.failures > 0 && !now.Before(e.until) {
+		e.failures = 0
+	}
+	return e
 }
 
 func (m *MemoryLockout) sweep(now time.Time) {
@@ -127,7 +180,7 @@ func (m *MemoryLockout) sweep(now time.Time) {
 	}
 	m.lastSweep = now
 	for key, e := range m.keys {
-		if !now.Before(e.until) {
+		if e.inFlight == 0 && (e.failures == 0 || !now.Before(e.until)) {
 			delete(m.keys, key)
 		}
 	}

@@ -19,16 +19,19 @@ type rateLimiter interface {
 }
 
 type lockout interface {
-	Attempt(ctx context.Context, key string) (time.Duration, error)
-	Clear(ctx context.Context, key string) error
+	Begin(ctx context.Context, key string) (Attempt, error)
+	End(ctx context.Context, key string, a Attempt, outcome Outcome) error
+	OnWait(f func())
 }
 
 // backend builds the limiters of one form and moves time forward for them:
 // a fake clock in memory, the real one (by sleeping) for Redis.
 type backend struct {
-	name    string
-	rate    func(t *testing.T, perMinute int) rateLimiter
-	lockout func(t *testing.T, max int, window time.Duration) lockout
+	name string
+	rate func(t *testing.T, perMinute int) rateLimiter
+	// lockout builds a lockout; hold is how long a place in flight lasts
+	// in Redis (attempts in memory end with their request).
+	lockout func(t *testing.T, max int, window, hold time.Duration) lockout
 	advance func(d time.Duration)
 }
 
@@ -42,7 +45,7 @@ func backends(t *testing.T) []backend {
 				m.now = clock.Now
 				return m
 			},
-			lockout: func(t *testing.T, max int, window time.Duration) lockout {
+			lockout: func(t *testing.T, max int, window, _ time.Duration) lockout {
 				m := NewMemoryLockout(max, window)
 				m.now = clock.Now
 				return m
@@ -57,8 +60,8 @@ func backends(t *testing.T) []backend {
 			rate: func(t *testing.T, perMinute int) rateLimiter {
 				return NewRedisRate(testRedis(t), testPrefix(t), perMinute)
 			},
-			lockout: func(t *testing.T, max int, window time.Duration) lockout {
-				return NewRedisLockout(testRedis(t), testPrefix(t), max, window)
+			lockout: func(t *testing.T, max int, window, hold time.Duration) lockout {
+				return NewRedisLockout(testRedis(t), testPrefix(t), max, window, hold)
 			},
 			// A little past d: Redis expires keys on its own clock.
 			advance: func(d time.Duration) { time.Sleep(d + 20*time.Millisecond) },
@@ -118,133 +121,6 @@ func TestRateRefusalSpendsNothing(t *testing.T) {
 	}
 }
 
-func TestLockoutLocksAfterMaxAttempts(t *testing.T) {
-	t.Parallel()
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			const window = 400 * time.Millisecond
-			l := b.lockout(t, 3, window)
-			for i := range 3 {
-				if wait := attempt(t, l, "alice"); wait != 0 {
-					t.Fatalf("attempt %d refused, locked for %v", i+1, wait)
-				}
-			}
-			wait := attempt(t, l, "alice")
-			if wait <= 0 || wait > window {
-				t.Fatalf("fourth attempt: locked for %v, want within (0, %v]", wait, window)
-			}
-			if w := attempt(t, l, "bob"); w != 0 {
-				t.Fatalf("another key is locked too (%v)", w)
-			}
-			// Attempts while locked do not extend the lock.
-			for range 3 {
-				attempt(t, l, "alice")
-			}
-			b.advance(wait)
-			if w := attempt(t, l, "alice"); w != 0 {
-				t.Fatalf("still locked (%v) after the lock ended", w)
-			}
-		})
-	}
-}
-
-func TestLockoutClearForgetsFailures(t *testing.T) {
-	t.Parallel()
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			l := b.lockout(t, 2, time.Minute)
-			attempt(t, l, "alice")
-			attempt(t, l, "alice")
-			if w := attempt(t, l, "alice"); w <= 0 {
-				t.Fatalf("not locked after two attempts")
-			}
-			if err := l.Clear(t.Context(), "alice"); err != nil {
-				t.Fatal(err)
-			}
-			for i := range 2 {
-				if w := attempt(t, l, "alice"); w != 0 {
-					t.Fatalf("attempt %d after Clear refused (%v)", i+1, w)
-				}
-			}
-		})
-	}
-}
-
-func TestLockoutLastsAWholeWindowFromTheLockingFailure(t *testing.T) {
-	t.Parallel()
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			const window = 4 * time.Second
-			l := b.lockout(t, 2, window)
-			attempt(t, l, "alice")
-			b.advance(window / 2)
-			attempt(t, l, "alice") // locks now, for a whole window
-			// Counted from the first failure, half a window (or less, had
-			// the wait overrun) would be left; counted from the locking
-			// one, nearly all of it.
-			if wait := attempt(t, l, "alice"); wait <= window*3/4 || wait > window {
-				t.Fatalf("lock left %v, want nearly %v", wait, window)
-			}
-		})
-	}
-}
-
-func TestLockoutCountsParallelAttempts(t *testing.T) {
-	t.Parallel()
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			const maxAttempts, parallel = 5, 40
-			l := b.lockout(t, maxAttempts, time.Minute)
-			var (
-				wg      sync.WaitGroup
-				mu      sync.Mutex
-				allowed int
-			)
-			for range parallel {
-				wg.Go(func() {
-					wait, err := l.Attempt(context.Background(), "alice")
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					if wait == 0 {
-						mu.Lock()
-						allowed++
-						mu.Unlock()
-					}
-				})
-			}
-			wg.Wait()
-			if allowed != maxAttempts {
-				t.Fatalf("%d parallel attempts: %d went ahead, want exactly %d", parallel, allowed, maxAttempts)
-			}
-		})
-	}
-}
-
-func TestMemorySweepsForgottenKeys(t *testing.T) {
-	t.Parallel()
-	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	r := NewMemoryRate(10)
-	r.now = clock.Now
-	lk := NewMemoryLockout(3, time.Minute)
-	lk.now = clock.Now
-	for i := range 1000 {
-		key := "k" + string(rune('a'+i%26)) + hex.EncodeToString([]byte{byte(i), byte(i >> 8)})
-		allow(t, r, key)
-		attempt(t, lk, key)
-	}
-	clock.Advance(2 * time.Minute)
-	allow(t, r, "fresh")
-	attempt(t, lk, "fresh")
-	if n := len(r.buckets); n != 1 {
-		t.Errorf("rate buckets after everything refilled: %d, want 1", n)
-	}
-	if n := len(lk.keys); n != 1 {
-		t.Errorf("lockout keys after every window ended: %d, want 1", n)
-	}
-}
-
 func TestRedisErrorsAreReported(t *testing.T) {
 	t.Parallel()
 	// A server that is not there: the limiters answer an error, never a
@@ -254,11 +130,12 @@ func TestRedisErrorsAreReported(t *testing.T) {
 	if _, err := NewRedisRate(client, "x:", 10).Allow(t.Context(), "k"); err == nil {
 		t.Error("RedisRate.Allow: no error without a server")
 	}
-	if _, err := NewRedisLockout(client, "x:", 3, time.Minute).Attempt(t.Context(), "k"); err == nil {
-		t.Error("RedisLockout.Attempt: no error without a server")
+	l := NewRedisLockout(client, "x:", 3, time.Minute, time.Minute)
+	if _, err := l.Begin(t.Context(), "k"); err == nil {
+		t.Error("RedisLockout.Begin: no error without a server")
 	}
-	if err := NewRedisLockout(client, "x:", 3, time.Minute).Clear(t.Context(), "k"); err == nil {
-		t.Error("RedisLockout.Clear: no error without a server")
+	if err := l.End(t.Context(), "k", Attempt{id: "x"}, Failed); err == nil {
+		t.Error("RedisLockout.End: no error without a server")
 	}
 }
 
@@ -267,15 +144,6 @@ func allow(t *testing.T, l rateLimiter, key string) time.Duration {
 	wait, err := l.Allow(t.Context(), key)
 	if err != nil {
 		t.Fatalf("Allow(%q): %v", key, err)
-	}
-	return wait
-}
-
-func attempt(t *testing.T, l lockout, key string) time.Duration {
-	t.Helper()
-	wait, err := l.Attempt(t.Context(), key)
-	if err != nil {
-		t.Fatalf("Attempt(%q): %v", key, err)
 	}
 	return wait
 }

@@ -17,6 +17,7 @@ import (
 	"tokenauth/config"
 	"tokenauth/controllers"
 	"tokenauth/docs"
+	"tokenauth/keyring"
 	"tokenauth/metrics"
 	"tokenauth/middlewares"
 	"tokenauth/models"
@@ -31,7 +32,10 @@ type Deps struct {
 	Clock     clock.Clock
 	Logger    *slog.Logger
 	Passwords *password.Hasher
-	Resolver  *auth.Resolver
+	// Keyring makes the keys of the login lockout (and the digests of
+	// the usernames it refuses).
+	Keyring  *keyring.Keyring
+	Resolver *auth.Resolver
 	// Redis, when set, holds the login limits shared by every instance;
 	// without it each process counts on its own. RedisPrefix starts its
 	// keys ("tokenauth:" when empty).
@@ -70,11 +74,14 @@ func New(d Deps) (*gin.Engine, error) {
 	r.NoRoute(middlewares.NotFound)
 	r.NoMethod(middlewares.MethodNotAllowed)
 
+	if d.Keyring == nil {
+		return nil, errors.New("routes: no keyring (the login lockout's keys are made with it)")
+	}
 	var errs []error
 	scopes := &models.ScopeCatalogue{}
 	api := API{engine: r, identify: middlewares.Identify(d.Resolver, d.Clock), scopes: scopes, errs: &errs}
-	ipLimit, loginCounter := loginLimits(d.Config, d.Redis, d.RedisPrefix)
-	lockout := controllers.NewLockout(loginCounter, d.Metrics)
+	ipLimit, loginCounter := loginLimits(d.Config, d.Redis, d.RedisPrefix, d.Metrics)
+	lockout := controllers.NewLockout(loginCounter, d.Keyring, d.Metrics)
 	limitIP := func(budget string) gin.HandlerFunc { return middlewares.LimitByClientIP(ipLimit, budget, d.Metrics) }
 
 	health := controllers.NewHealthController(d.DB)

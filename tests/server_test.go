@@ -77,6 +77,9 @@ type serverSetup struct {
 	// specPaths are entries of docs/openapi.yaml's paths for the
 	// resources a test adds.
 	specPaths string
+	// beforeStart runs on the built app before its background work
+	// starts, for what must not race with it (such as GORM callbacks).
+	beforeStart []func(*app.App)
 }
 
 // WithConfig changes the configuration before the service is built.
@@ -100,7 +103,9 @@ func WithUnreachableRedis() Option {
 }
 
 // WithLimitsOf keeps the login limits in the same Redis keys as other,
-// as a second instance of the service would.
+// as a second instance of the service would. The username lockout's keys
+// are made with the server's secret key: to share them, an instance
+// shares other's database too (WithDatabaseOf), or the same SECRET_KEY.
 func WithLimitsOf(other *Server) Option {
 	return func(s *serverSetup) {
 		s.cfg.RedisURL = other.Config.RedisURL
@@ -139,6 +144,13 @@ func WithResource(resource routes.Resource, specPaths string) Option {
 		s.appOptions = append(s.appOptions, app.WithResources(resource))
 		s.specPaths += specPaths
 	}
+}
+
+// withBeforeStart runs f on the built app before its background work
+// starts: registering GORM callbacks later races with the change feed's
+// statements.
+func withBeforeStart(f func(*app.App)) Option {
+	return func(s *serverSetup) { s.beforeStart = append(s.beforeStart, f) }
 }
 
 // withoutLogs discards what the service logs, for benchmarks.
@@ -199,6 +211,9 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	}
 	if setup.feed != nil {
 		setup.feed(a.Feed)
+	}
+	for _, f := range setup.beforeStart {
+		f(a)
 	}
 	if setup.routes != nil {
 		setup.routes(a.Router)
