@@ -102,22 +102,21 @@ func jsonKind(t reflect.Type) string {
 // validateStruct checks dst by its tags. fields holds what is already
 // known to be wrong (by JSON name); a field named there keeps its message.
 func validateStruct(dst any, fields map[string]string) error {
-	err := validate.Struct(dst)
 	var verrs validator.ValidationErrors
-	if !errors.As(err, &verrs) {
-		if err == nil && len(fields) > 0 {
-			return apierror.Validation(fields)
-		}
+	if err := validate.Struct(dst); err != nil && !errors.As(err, &verrs) {
 		return err
-	}
-	if fields == nil {
-		fields = map[string]string{}
 	}
 	for _, fe := range verrs {
 		name, _, _ := strings.Cut(fe.Field(), "[")
 		if _, seen := fields[name]; !seen {
+			if fields == nil {
+				fields = map[string]string{}
+			}
 			fields[name] = fieldMessage(fe)
 		}
+	}
+	if len(fields) == 0 {
+		return nil
 	}
 	return apierror.Validation(fields)
 }
