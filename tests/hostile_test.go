@@ -529,8 +529,10 @@ func TestHostileHeadersLoseNoEvent(t *testing.T) {
 	expectStoredTextClean(t, hostile)
 }
 
-// allEvents reads every security event, oldest first, as "user type/reason
-// token new_client".
+// allEvents reads every security event as "user type/reason token
+// new_client", sorted: the events of one statement that revokes several
+// tokens are written in the order PostgreSQL finds the rows, which two
+// databases need not share.
 func allEvents(t *testing.T, s *Server) []string {
 	t.Helper()
 	var events []models.SecurityEvent
@@ -545,6 +547,7 @@ func allEvents(t *testing.T, s *Server) []string {
 		}
 		out[i] = fmt.Sprintf("%d %s/%s %s %v", e.UserID, e.Type, e.Reason, token, e.NewClient)
 	}
+	slices.Sort(out)
 	return out
 }
 
