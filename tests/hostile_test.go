@@ -41,7 +41,8 @@ type servedOperation struct {
 
 // servedOperations walks the router and returns every route it serves
 // (once, whichever way its trailing slash is spelt) with its operation in
-// the spec, in a stable order.
+// the spec, in a stable order. A route the spec does not describe is left
+// to TestEveryRouteIsInTheSpec.
 func servedOperations(t *testing.T, s *Server) []servedOperation {
 	t.Helper()
 	seen := map[string]bool{}
@@ -53,7 +54,7 @@ func servedOperations(t *testing.T, s *Server) []servedOperation {
 		}
 		route, _, err := s.contract.findRoute(req)
 		if err != nil {
-			t.Fatalf("%s %s: %v", r.Method, r.Path, err)
+			continue
 		}
 		if key := r.Method + " " + route.Path; !seen[key] {
 			seen[key] = true
@@ -74,6 +75,9 @@ func servedOperations(t *testing.T, s *Server) []servedOperation {
 		}
 		return strings.Compare(rank(a), rank(b))
 	})
+	if len(ops) == 0 {
+		t.Fatal("no route the service serves is in the spec")
+	}
 	return ops
 }
 
@@ -286,6 +290,7 @@ func TestHostileInputIsRefusedOrStoredClean(t *testing.T) {
 	}
 	ops := servedOperations(t, s)
 
+	fieldsSeen := 0
 	for _, op := range ops {
 		schema := op.bodySchema()
 		if schema == nil {
@@ -293,9 +298,7 @@ func TestHostileInputIsRefusedOrStoredClean(t *testing.T) {
 		}
 		base, _ := sampleValue(schema, fixed).(map[string]any)
 		fields := textFields(schema, nil)
-		if len(fields) == 0 {
-			continue
-		}
+		fieldsSeen += len(fields)
 		t.Run("body of "+op.String(), func(t *testing.T) {
 			for _, f := range fields {
 				send := func(name, literal string) *Response {
@@ -332,6 +335,10 @@ func TestHostileInputIsRefusedOrStoredClean(t *testing.T) {
 				}
 			}
 		})
+	}
+
+	if fieldsSeen == 0 {
+		t.Fatal("the spec describes no text field in any request body")
 	}
 
 	pathValues := []string{"%00", "1%00", "%FF", "%C0%80", "%ED%A0%80", "%01", "%1B%5B31m", "%E2%80%AE",
