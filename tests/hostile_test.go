@@ -801,3 +801,25 @@ func TestDjangoImportRefusesUsernamesFoldedTooLong(t *testing.T) {
 		t.Errorf("the refused import wrote:\n%s", after)
 	}
 }
+
+// TestControlBytesInHeadersStopAtTheServer: a header holding NUL or
+// another control character but tab is refused by the HTTP server itself
+// (400), before any route runs: no password is checked, so there is no
+// login to record.
+func TestControlBytesInHeadersStopAtTheServer(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	alice := s.CreateUser(t, "alice", testPassword)
+	body := `{"username":"alice","password":"not the password"}`
+	for _, ua := range []string{"agent\x00/1.0", "agent\x1b[31m/1.0", "agent\x7f/1.0"} {
+		conn := s.dial(t)
+		fmt.Fprintf(conn, "POST /api/login/ HTTP/1.1\r\nHost: api\r\nUser-Agent: %s\r\nContent-Type: application/json\r\n"+
+			"Content-Length: %d\r\n\r\n%s", ua, len(body), body)
+		if resp := readResponse(t, conn); resp.Status != http.StatusBadRequest {
+			t.Errorf("User-Agent %q: %d %s, want 400 from the HTTP server", ua, resp.Status, resp.Body)
+		}
+	}
+	if events := eventLog(t, s, alice.ID); len(events) != 0 {
+		t.Errorf("events %v, want none: no login was attempted", events)
+	}
+}
