@@ -436,16 +436,12 @@ func expectStoredTextClean(t *testing.T, s *Server) {
 
 // hostileHeaderValues are header values a client can send: net/http takes
 // any byte in a header but the control characters other than tab, so these
-// are what gets past it.
+// are what gets past it. (The cleaning of each kind is pinned one by one
+// below, in userAgents; here every route meets each kind once.)
 var hostileHeaderValues = []string{
-	"agent \xff\xfe/1.0 (bytes that are not UTF-8)",
-	"agent \xc0\x80/1.0 (NUL in overlong UTF-8)",
-	"agent \xed\xa0\x80/1.0 (a surrogate in UTF-8)",
-	"agent \xc2\x85\xc2\x9b[31m/1.0 (C1 controls)",
-	"agent\t/1.0\t(tabs)",
-	"\u202eagent/1.0 (a right-to-left override)",
+	"agent \xff\xfe \xc0\x80 \xed\xa0\x80/1.0 (bytes that are not UTF-8)",
+	"agent\t\xc2\x85\xc2\x9b[31m\u202e/1.0 (tab, C1 controls, a right-to-left override)",
 	strings.Repeat("\ufdfa", 100),
-	strings.Repeat("x", 700),
 	strings.Repeat("\U0001F511", 520),
 }
 
@@ -573,6 +569,7 @@ func lastEvent(t *testing.T, s *Server, userID uint) models.SecurityEvent {
 var userAgents = []struct{ name, sent, stored string }{
 	{"not UTF-8", "agent \xff\xfe/1.0", "agent \ufffd/1.0"},
 	{"NUL in overlong UTF-8", "agent \xc0\x80/1.0", "agent \ufffd/1.0"},
+	{"a surrogate in UTF-8", "agent \xed\xa0\x80/1.0", "agent \ufffd/1.0"},
 	{"C1 controls", "agent \xc2\x85\xc2\x9b[31m/1.0", "agent [31m/1.0"},
 	{"tabs", "agent\t/1.0", "agent/1.0"},
 	{"longer than its column", strings.Repeat("\U0001F511", 600), strings.Repeat("\U0001F511", 512)},
