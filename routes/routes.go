@@ -5,6 +5,7 @@ package routes
 import (
 	"errors"
 	"log/slog"
+	"net/http"
 
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
@@ -117,8 +118,8 @@ func New(d Deps) (*gin.Engine, error) {
 	docsc := controllers.NewDocsController(docs.OpenAPI(scopes.Names()))
 	api.GET("/openapi.yaml", Public, docsc.OpenAPI)
 	page := web.New(d.Config, scopes.Names())
-	r.GET("/", page.Index)
-	r.GET("/static/:file", page.Asset)
+	handle(r, http.MethodGet, "/", page.Index)
+	handle(r, http.MethodGet, "/static/:file", page.Asset)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
