@@ -73,6 +73,11 @@ var (
 	ErrInvalidToken  = New(http.StatusUnauthorized, "invalid_token", "The token is invalid, expired or revoked.").WithHeader("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
 	ErrInvalidAuthzn = New(http.StatusBadRequest, "invalid_request", "The Authorization header is malformed: send exactly one Bearer token.").WithHeader("WWW-Authenticate", `Bearer realm="api", error="invalid_request"`)
 	ErrTokenInURL    = New(http.StatusBadRequest, "invalid_request", "Tokens are accepted only in the Authorization header, never in the URL.").WithHeader("WWW-Authenticate", `Bearer realm="api", error="invalid_request"`)
+	// ErrInvalidData names no field and quotes nothing: it answers a value
+	// the database refused, which the checks at the edges should have
+	// stopped, and it has nothing to do with the token (so no
+	// WWW-Authenticate).
+	ErrInvalidData = New(http.StatusBadRequest, "invalid_request", "The request holds a value that cannot be stored.")
 )
 
 // InsufficientScope is the 403 for a token that lacks scope.
@@ -140,6 +145,10 @@ func From(err error) (*Error, bool) {
 		return ErrInvalidCreds, true
 	case errors.Is(err, models.ErrAccountDisabled):
 		return ErrAccountOff, true
+	case errors.Is(err, models.ErrInvalidData):
+		// The client's fault, but a check at the edges missed it: worth a
+		// log line (which carries the SQLSTATE, not the value).
+		return ErrInvalidData, false
 	case errors.Is(err, models.ErrUnavailable), errors.Is(err, password.ErrNoSlot):
 		// Known, but the cause is worth a log line.
 		return ErrUnavailable, false

@@ -72,7 +72,7 @@ func (ac *ArticleController) List(c *gin.Context) error {
 
 type articleCreateRequest struct {
 	Title string `json:"title" binding:"required,notblank,max=200,nocontrol"`
-	Body  string `json:"body" binding:"max=100000,nonul"`
+	Body  string `json:"body" binding:"max=100000"`
 }
 
 // Create stores an article written by the user and answers 201 with its
@@ -109,7 +109,7 @@ func (ac *ArticleController) Show(c *gin.Context) error {
 // null) keeps its value.
 type articleUpdateRequest struct {
 	Title *string `json:"title" binding:"omitnil,notblank,max=200,nocontrol"`
-	Body  *string `json:"body" binding:"omitnil,max=100000,nonul"`
+	Body  *string `json:"body" binding:"omitnil,max=100000"`
 }
 
 // Update changes the title or body of one of the user's articles.

@@ -38,18 +38,14 @@ var validate = func() *validator.Validate {
 	_ = v.RegisterValidation("nocontrol", func(fl validator.FieldLevel) bool {
 		return !strings.ContainsFunc(fl.Field().String(), unicode.IsControl)
 	})
-	// PostgreSQL cannot store a NUL character in text: refuse it as input
-	// rather than fail the write.
-	_ = v.RegisterValidation("nonul", func(fl validator.FieldLevel) bool {
-		return !strings.ContainsRune(fl.Field().String(), 0)
-	})
 	_ = v.RegisterValidation("notblank", validators.NotBlank)
 	return v
 }()
 
 // bindJSON reads the body as exactly one JSON object into dst and validates
 // it. A body that is not one object is invalid_json; an unknown field, a
-// wrong type or a broken rule is validation_failed naming the field.
+// wrong type, a string that is not text (see badText) or a broken rule is
+// validation_failed naming the field.
 func bindJSON(c *gin.Context, dst any) error {
 	body, err := io.ReadAll(c.Request.Body)
 	if err != nil {
@@ -70,7 +66,7 @@ func bindJSON(c *gin.Context, dst any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return apierror.ErrInvalidJSON // bytes after the object
 	}
-	return validateStruct(dst)
+	return validateStruct(dst, badText(body))
 }
 
 func decodeError(err error) error {
@@ -103,18 +99,24 @@ func jsonKind(t reflect.Type) string {
 	return "an object"
 }
 
-func validateStruct(dst any) error {
-	err := validate.Struct(dst)
+// validateStruct checks dst by its tags. fields holds what is already
+// known to be wrong (by JSON name); a field named there keeps its message.
+func validateStruct(dst any, fields map[string]string) error {
 	var verrs validator.ValidationErrors
-	if !errors.As(err, &verrs) {
+	if err := validate.Struct(dst); err != nil && !errors.As(err, &verrs) {
 		return err
 	}
-	fields := map[string]string{}
 	for _, fe := range verrs {
 		name, _, _ := strings.Cut(fe.Field(), "[")
 		if _, seen := fields[name]; !seen {
+			if fields == nil {
+				fields = map[string]string{}
+			}
 			fields[name] = fieldMessage(fe)
 		}
+	}
+	if len(fields) == 0 {
+		return nil
 	}
 	return apierror.Validation(fields)
 }
@@ -128,8 +130,6 @@ func fieldMessage(fe validator.FieldError) string {
 		return "must be a valid email address"
 	case "nocontrol":
 		return "must not contain control characters"
-	case "nonul":
-		return "must not contain NUL characters"
 	case "notblank":
 		return "must not be blank"
 	case "min", "gte":

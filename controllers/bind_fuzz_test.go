@@ -15,8 +15,10 @@ import (
 )
 
 // FuzzBindLogin feeds arbitrary bodies to the strict binding of the login
-// request: no panic; a body it accepts gives a request within every limit;
-// a body it refuses gets one of the documented 4xx errors, never a 500.
+// request: no panic; a body it accepts gives a request within every limit,
+// holding the client's text as sent (UTF-8, no NUL, nothing replaced by
+// U+FFFD); a body it refuses gets one of the documented 4xx errors, never a
+// 500.
 func FuzzBindLogin(f *testing.F) {
 	for _, seed := range []string{
 		`{"username":"alice","password":"a sturdy passphrase 42"}`,
@@ -25,6 +27,8 @@ func FuzzBindLogin(f *testing.F) {
 		`{"username":{"$ne":null},"password":"x"}`, `{"username":"alice","password":12}`,
 		`{"username":"alice","password":"x","admin":true}`, `{"username":"alice","password":"x","token_name":"a\u0000b"}`,
 		`{"username":"a","username":"b","password":"x"}`, "\ufeff{}", `{"username":"` + strings.Repeat("a", 151) + `","password":"x"}`,
+		`{"username":"al\u0000ice","password":"x"}`, `{"username":"alice","password":"\ud83d\udd11\\u0000"}`,
+		`{"username":"alice","password":"\ud83d\u0041"}`, "{\"username\":\"caf\xc3\",\"password\":\"x\"}",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -67,6 +71,18 @@ func FuzzBindLogin(f *testing.F) {
 		}
 		if n := utf8.RuneCountInString(req.TokenName); n > 100 || strings.ContainsFunc(req.TokenName, unicode.IsControl) {
 			t.Fatalf("%q: accepted token name %q", body, req.TokenName)
+		}
+		if !utf8.Valid(body) {
+			t.Fatalf("%q: accepted a body that is not UTF-8", body)
+		}
+		sentReplacement := bytes.Contains(body, []byte("\ufffd")) || bytes.Contains(bytes.ToLower(body), []byte(`\ufffd`))
+		for _, text := range []string{req.Username, req.Password, req.TokenName} {
+			if strings.ContainsRune(text, 0) {
+				t.Fatalf("%q: accepted a NUL in %q", body, text)
+			}
+			if strings.ContainsRune(text, utf8.RuneError) && !sentReplacement {
+				t.Fatalf("%q: accepted %q, where text the client did not send was replaced by U+FFFD", body, text)
+			}
 		}
 	})
 }

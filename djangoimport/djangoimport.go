@@ -169,6 +169,9 @@ func (s *source) check(kind string) error {
 			continue
 		case utf8.RuneCountInString(u.Username) > models.UsernameMaxLength:
 			problems = append(problems, fmt.Sprintf("username %q is longer than %d characters", u.Username, models.UsernameMaxLength))
+		case !models.UsernameKeyFits(u.Username):
+			problems = append(problems, fmt.Sprintf("username %q is longer than %d characters once normalised (NFKC, lower case)",
+				u.Username, models.UsernameMaxLength))
 		case utf8.RuneCountInString(u.Email) > 254:
 			problems = append(problems, fmt.Sprintf("the email address of %q is longer than 254 characters", u.Username))
 		case len(u.Password) > 255:

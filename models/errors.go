@@ -33,6 +33,12 @@ var (
 	ErrTokenLimit         = errors.New("token limit reached")
 	ErrInvalidCredentials = errors.New("invalid credentials")
 	ErrAccountDisabled    = errors.New("account disabled")
+	// ErrInvalidData is a value the database refused to take (PostgreSQL's
+	// data exceptions, SQLSTATE class 22: text that is not UTF-8 or holds a
+	// NUL, a value too long for its column, ...). The checks at the edges
+	// keep such values out; one that still gets through is the client's
+	// input, not the service failing.
+	ErrInvalidData = errors.New("the database refused a value")
 )
 
 // ValidationError reports input that breaks a rule of the domain, field by
@@ -67,6 +73,13 @@ func translate(err error) error {
 		return ErrConflict
 	case isOutage(err):
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22") {
+		// Only the SQLSTATE goes on, for the logs: the driver's message can
+		// quote the value, which may be a password typed into the wrong
+		// field.
+		return fmt.Errorf("%w (SQLSTATE %s)", ErrInvalidData, pgErr.Code)
 	}
 	return err
 }

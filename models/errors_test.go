@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/glebarez/sqlite"
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )
@@ -83,5 +85,35 @@ func TestTranslateSQLiteErrors(t *testing.T) {
 		if got := errors.Is(translate(tc.err), ErrUnavailable); got != tc.outage {
 			t.Errorf("%s (%v): unavailable %v, want %v", tc.name, tc.err, got, tc.outage)
 		}
+	}
+}
+
+// PostgreSQL's data exceptions (SQLSTATE class 22) are the client's
+// values, refused: ErrInvalidData, whose message names the SQLSTATE and
+// nothing of the value. Other classes keep their meaning.
+func TestTranslateDataExceptions(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		code        string
+		invalidData bool
+	}{
+		{"22021", true}, // a NUL, or bytes that are not UTF-8
+		{"22001", true}, // text longer than its column
+		{"22P02", true}, // text that is not a number
+		{"23505", false},
+		{"42601", false},
+	} {
+		// As GORM hands it over: wrapped.
+		err := fmt.Errorf("query failed: %w", &pgconn.PgError{Code: tc.code, Message: `invalid input: "hunter2"`})
+		got := translate(err)
+		if errors.Is(got, ErrInvalidData) != tc.invalidData {
+			t.Errorf("%s: got %v, want ErrInvalidData %v", tc.code, got, tc.invalidData)
+		}
+		if tc.invalidData && (strings.Contains(got.Error(), "hunter2") || !strings.Contains(got.Error(), tc.code)) {
+			t.Errorf("%s: %q should name the SQLSTATE and not quote the value", tc.code, got)
+		}
+	}
+	if got := translate(&pgconn.PgError{Code: "08006"}); !errors.Is(got, ErrUnavailable) {
+		t.Errorf("08006: got %v, want ErrUnavailable", got)
 	}
 }

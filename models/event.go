@@ -60,8 +60,14 @@ type Client struct {
 type clientContextKey struct{}
 
 // WithClient returns a context that carries the client of the request, for
-// the events the models write on its behalf.
+// the events the models write on its behalf. Both fields come from headers
+// the client chose, so they are made storable here, before anything can
+// write them (see storableText): a header is cleaned rather than refused, so
+// that no User-Agent can keep a failed login out of the record or turn it
+// into an error that tells an existing username from an unknown one.
 func WithClient(ctx context.Context, c Client) context.Context {
+	c.IP = storableText(c.IP, clientIPMaxLength)
+	c.UserAgent = storableText(c.UserAgent, userAgentMaxLength)
 	return context.WithValue(ctx, clientContextKey{}, c)
 }
 
@@ -70,14 +76,17 @@ func clientOf(ctx context.Context) Client {
 	return c
 }
 
-// userAgentMaxLength bounds what is kept of a User-Agent header.
-const userAgentMaxLength = 512
+// The sizes of SecurityEvent's IP and UserAgent columns, in characters: what
+// is kept of a client's address and User-Agent header.
+const (
+	clientIPMaxLength  = 64
+	userAgentMaxLength = 512
+)
 
 // recordEvent writes an event with the client of the context.
 func recordEvent(tx *gorm.DB, e SecurityEvent) error {
 	client := clientOf(tx.Statement.Context)
-	e.IP = client.IP
-	e.UserAgent = truncate(client.UserAgent, userAgentMaxLength)
+	e.IP, e.UserAgent = client.IP, client.UserAgent
 	return tx.Create(&e).Error
 }
 

@@ -112,7 +112,7 @@ func knownClient(tx *gorm.DB, userID uint, since time.Time) (bool, error) {
 	// only a query whose type is known when it is planned.
 	err := tx.Raw(`SELECT EXISTS (SELECT 1 FROM security_events
 		WHERE user_id = ? AND type = '`+EventLoginSucceeded+`' AND ip = ? AND user_agent = ? AND created_at > ?)`,
-		userID, client.IP, truncate(client.UserAgent, userAgentMaxLength), since).
+		userID, client.IP, client.UserAgent, since).
 		Scan(&known).Error
 	return known, err
 }

@@ -56,7 +56,7 @@ func revokeIDs(tx *gorm.DB, userID uint, ids []uint, reason string, now time.Tim
 	events := make([]SecurityEvent, len(ids))
 	for i, id := range ids {
 		events[i] = SecurityEvent{UserID: idRef(userID), Type: EventTokenRevoked, Reason: reason, TokenID: idRef(id),
-			IP: client.IP, UserAgent: truncate(client.UserAgent, userAgentMaxLength)}
+			IP: client.IP, UserAgent: client.UserAgent}
 	}
 	return tx.Create(&events).Error
 }

@@ -73,7 +73,8 @@ func UsernameKey(username string) string {
 }
 
 // ValidateUsername checks the shape of a new username: 1 to 150 letters,
-// digits and . @ + - _ (the set Django allows).
+// digits and . @ + - _ (the set Django allows), and no more than 150
+// characters once folded (see UsernameKeyFits).
 func ValidateUsername(username string) error {
 	if username == "" {
 		return invalid("username", "is required")
@@ -85,6 +86,9 @@ func ValidateUsername(username string) error {
 		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune(".@+-_", r) {
 			return invalid("username", "may contain only letters, digits and . @ + - _")
 		}
+	}
+	if !UsernameKeyFits(username) {
+		return invalid("username", "must be at most 150 characters once normalised (NFKC, lower case)")
 	}
 	return nil
 }
@@ -109,6 +113,14 @@ func ValidateEmail(email string) error {
 		return invalid("email", "must be a valid email address")
 	}
 	return err
+}
+
+// UsernameKeyFits tells whether the folded form of username (UsernameKey)
+// fits its column. Folding can lengthen a name many times over: U+FDFA, one
+// letter, becomes 18, so ten of them make 180 characters that PostgreSQL
+// refuses to store and SQLite would store past the limit.
+func UsernameKeyFits(username string) bool {
+	return utf8.RuneCountInString(UsernameKey(username)) <= UsernameMaxLength
 }
 
 // CreateUser stores a user made by NewUser. A username taken in any case
