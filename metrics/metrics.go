@@ -1,6 +1,6 @@
 // Package metrics holds the service's Prometheus metrics: HTTP requests by
-// route and status, login outcomes, rate-limit hits, the token cache and
-// the pending last-used writes. It is a leaf: the places that count report
+// route and status, login outcomes, rate-limit hits, the token cache, the
+// pending last-used writes and the mail outbox. It is a leaf: the places that count report
 // to it, and it imports none of them. Each Metrics has its own registry
 // (never the global default), so that two apps in one process, as in the
 // tests, do not share counters.
@@ -24,6 +24,11 @@ type Metrics struct {
 	latency     *prometheus.HistogramVec
 	logins      *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
+	mailSent    prometheus.Counter
+	mailRetries prometheus.Counter
+	mailFailed  prometheus.Counter
+	mailPending prometheus.Gauge
+	mailGivenUp prometheus.Gauge
 
 	// series holds the request counter and latency histogram of each
 	// seriesKey seen, so that a request finds its two series in one map
@@ -48,6 +53,7 @@ const (
 	LoginSucceeded   = "succeeded"
 	LoginBadPassword = "invalid_credentials"
 	LoginDisabled    = "account_disabled"
+	LoginUnverified  = "email_not_verified"
 	LoginRateLimited = "rate_limited"
 	LoginBadRequest  = "invalid_request"
 	LoginError       = "error"
@@ -75,8 +81,29 @@ func New() *Metrics {
 			Name: "tokenauth_rate_limit_hits_total",
 			Help: "Requests refused by a rate limit, by limit.",
 		}, []string{"limit"}),
+		mailSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokenauth_mail_sent_total",
+			Help: "Mails the mail server accepted (or, with SMTP_URL empty, wrote to the log).",
+		}),
+		mailRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokenauth_mail_retries_total",
+			Help: "Attempts to send a mail that failed and will be tried again.",
+		}),
+		mailFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokenauth_mail_failed_total",
+			Help: "Mails given up after their last attempt (tokenauth mail lists them).",
+		}),
+		mailPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tokenauth_mail_pending",
+			Help: "Mails in the outbox waiting to be sent, as last counted by the outbox worker.",
+		}),
+		mailGivenUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tokenauth_mail_given_up",
+			Help: "Mails in the outbox given up and not pruned yet, as last counted by the outbox worker.",
+		}),
 	}
 	m.registry.MustRegister(m.requests, m.latency, m.logins, m.rateLimited,
+		m.mailSent, m.mailRetries, m.mailFailed, m.mailPending, m.mailGivenUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -130,6 +157,33 @@ func (m *Metrics) Login(outcome string) {
 // RateLimitHit counts a request refused by the limit named limit.
 func (m *Metrics) RateLimitHit(limit string) {
 	m.rateLimited.WithLabelValues(limit).Inc()
+}
+
+// Outcomes of an attempt to send a mail, for MailAttempt.
+const (
+	MailSent    = "sent"
+	MailRetried = "retried"
+	MailFailed  = "failed"
+)
+
+// MailAttempt counts an attempt to send a mail by its outcome (one of the
+// Mail... constants).
+func (m *Metrics) MailAttempt(outcome string) {
+	switch outcome {
+	case MailSent:
+		m.mailSent.Inc()
+	case MailRetried:
+		m.mailRetries.Inc()
+	case MailFailed:
+		m.mailFailed.Inc()
+	}
+}
+
+// MailOutbox records how many mails wait in the outbox and how many were
+// given up.
+func (m *Metrics) MailOutbox(pending, givenUp int64) {
+	m.mailPending.Set(float64(pending))
+	m.mailGivenUp.Set(float64(givenUp))
 }
 
 // TokenCache is what the token cache reports at each scrape.
