@@ -130,6 +130,10 @@ func New(d Deps) (*gin.Engine, error) {
 	api.GET("/openapi.yaml", Public, docsc.OpenAPI)
 	page := web.New(d.Config, scopes.Names())
 	r.GET("/", page.Index)
+	// Where the links sent by mail lead: the same page, which reads the
+	// token from the link's fragment.
+	handleBoth(r, "GET", "/reset", page.Index)
+	handleBoth(r, "GET", "/verify", page.Index)
 	r.GET("/static/:file", page.Asset)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -56,7 +56,7 @@ func TestContractCheck(t *testing.T) {
 	jsonHeader := http.Header{"Content-Type": {"application/json; charset=utf-8"}}
 	unauthorized := jsonHeader.Clone()
 	unauthorized.Set("WWW-Authenticate", `Bearer realm="api"`)
-	validUser := `{"id":1,"username":"alice","email":"alice@example.com","is_active":true,"created_at":"2025-01-31T12:00:00Z","last_login_at":null}`
+	validUser := `{"id":1,"username":"alice","email":"alice@example.com","email_verified":false,"is_active":true,"created_at":"2025-01-31T12:00:00Z","last_login_at":null}`
 
 	cases := []struct {
 		name    string
