@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	netmail "net/mail"
 	"regexp"
 	"strings"
@@ -85,6 +86,31 @@ func NewSMTP(smtpURL, from string, tlsConfig *tls.Config) (*SMTP, error) {
 	return s, nil
 }
 
+// dialer returns the function that opens the connection of one send: a
+// TCP connection (TLS from the start for smtps://) that is closed as soon
+// as ctx ends. go-mail honours a context only while it dials; closing the
+// connection is what stops a conversation under way, so that a shutdown
+// does not wait for a slow server.
+func (s *SMTP) dialer(ctx context.Context) gomail.DialContextFunc {
+	return func(dialCtx context.Context, network, address string) (net.Conn, error) {
+		var d net.Dialer
+		conn, err := d.DialContext(dialCtx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		if s.server.Implicit {
+			tlsConn := tls.Client(conn, s.tls)
+			if err := tlsConn.HandshakeContext(dialCtx); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			conn = tlsConn
+		}
+		context.AfterFunc(ctx, func() { conn.Close() })
+		return conn, nil
+	}
+}
+
 // Send sends m and returns the server's answer to it. A recipient the
 // server refuses for good (5xx) is a permanent failure (outbox.Permanent);
 // anything else may pass if tried again.
@@ -103,7 +129,8 @@ func (s *SMTP) Send(ctx context.Context, m Message) (string, error) {
 	if m.HTML != "" {
 		msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
 	}
-	opts := []gomail.Option{gomail.WithPort(s.server.Port), gomail.WithTimeout(smtpTimeout), gomail.WithTLSConfig(s.tls)}
+	opts := []gomail.Option{gomail.WithPort(s.server.Port), gomail.WithTimeout(smtpTimeout), gomail.WithTLSConfig(s.tls),
+		gomail.WithDialContextFunc(s.dialer(ctx))}
 	switch {
 	case s.server.Implicit:
 		opts = append(opts, gomail.WithSSL())
@@ -113,7 +140,15 @@ func (s *SMTP) Send(ctx context.Context, m Message) (string, error) {
 		opts = append(opts, gomail.WithTLSPolicy(gomail.TLSMandatory))
 	}
 	if s.server.Username != "" {
-		opts = append(opts, gomail.WithSMTPAuth(gomail.SMTPAuthAutoDiscover),
+		// go-mail picks the best mechanism the server offers, but only
+		// among those safe without TLS when it did not set up the TLS
+		// itself, as with smtps:// through our dialer (the connection is
+		// encrypted all the same): there PLAIN is asked for by name.
+		mech := gomail.SMTPAuthAutoDiscover
+		if s.server.Implicit {
+			mech = gomail.SMTPAuthPlain
+		}
+		opts = append(opts, gomail.WithSMTPAuth(mech),
 			gomail.WithUsername(s.server.Username), gomail.WithPassword(s.server.Password))
 	}
 	client, err := gomail.NewClient(s.server.Host, opts...)

@@ -129,7 +129,12 @@ type Outcome struct {
 func Settle(ctx context.Context, db *gorm.DB, table string, id uint, claim string, o Outcome) (bool, error) {
 	db = db.WithContext(ctx)
 	now := nowOf(db)
-	set := map[string]any{"claimed_until": nil, "claimed_by": "", "last_error": truncate(o.Error, lastErrorMaxLength)}
+	set := map[string]any{"claimed_until": nil, "claimed_by": ""}
+	if o.Error != "" {
+		// Kept after a later success too: the operator sees what a
+		// delivery went through.
+		set["last_error"] = truncate(o.Error, lastErrorMaxLength)
+	}
 	switch {
 	case o.Delivered:
 		set["delivered_at"] = now

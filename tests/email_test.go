@@ -24,7 +24,9 @@ type mailFixture struct {
 func newMailFixture(t *testing.T, opts ...Option) *mailFixture {
 	t.Helper()
 	ms := NewMailServer(t)
-	clk := clock.NewFake(time.Now())
+	// A whole second: PostgreSQL keeps microseconds, so a time with
+	// nanoseconds would not compare with itself read back.
+	clk := clock.NewFake(time.Now().Truncate(time.Second))
 	opts = append([]Option{WithMailServer(ms), WithApp(app.WithClock(clk))}, opts...)
 	return &mailFixture{Server: NewServer(t, opts...), mail: ms, clock: clk}
 }

@@ -34,6 +34,11 @@ import (
 
 func TestMain(m *testing.M) {
 	gin.SetMode(gin.ReleaseMode)
+	// The test binary serves as the service in another process for tests
+	// that kill one (see serveChild).
+	if os.Getenv(childEnv) != "" {
+		os.Exit(serveChild())
+	}
 	os.Exit(m.Run())
 }
 
