@@ -163,7 +163,7 @@ type DeliveryCounts struct {
 // given up.
 func CountDeliveries(ctx context.Context, db *gorm.DB, table string) (DeliveryCounts, error) {
 	var c DeliveryCounts
-	err := db.WithContext(ctx).Raw("SELECT COUNT(*) FILTER (WHERE delivered_at IS NULL AND failed_at IS NULL), " +
-		"COUNT(*) FILTER (WHERE failed_at IS NOT NULL) FROM " + table).Row().Scan(&c.Pending, &c.Failed)
+	err := db.WithContext(ctx).Raw("SELECT COUNT(*) FILTER (WHERE delivered_at IS NULL AND failed_at IS NULL), "+
+		"COUNT(*) FILTER (WHERE failed_at IS NOT NULL) FROM "+table).Row().Scan(&c.Pending, &c.Failed)
 	return c, translate(err)
 }
