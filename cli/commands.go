@@ -50,8 +50,15 @@ var commands = map[string]command{
 	"revoke-tokens": {args: "USERNAME", nargs: 1, help: "Revoke every token of a user.", setup: noFlags(revokeTokens)},
 	"tokens":        {args: "USERNAME", nargs: 1, help: "List a user's live tokens (never their secrets).", setup: noFlags(listTokens)},
 	"events":        {args: "USERNAME", nargs: 1, help: "Print a user's security events, newest first.", setup: noFlags(listEvents)},
-	"prune": {help: "Delete revoked, expired and idle tokens, and security events older than SECURITY_EVENT_RETENTION.",
+	"prune": {help: "Delete revoked, expired and idle tokens, security events older than SECURITY_EVENT_RETENTION,\nexpired links, and mail sent or given up before SECURITY_EVENT_RETENTION.",
 		setup: noFlags(prune)},
+	"mail": {help: "List the mail waiting to be sent and the mail given up (never a link).",
+		setup: noFlags(listMail)},
+	"sendtestmail": {args: "--to ADDRESS", help: "Send a test mail at once through SMTP_URL and print what the server answered.",
+		setup: sendTestMailCommand},
+	"setemail": {args: "[--verified] USERNAME ADDRESS", nargs: 2,
+		help:  "Set a user's email address at once (unverified unless --verified); a pending change is dropped.",
+		setup: setEmailCommand},
 	"import-django": {args: "--from DSN [--token-kind apitoken|authtoken] [--token-table NAME] [--dry-run] [...]",
 		help:  "Import users and tokens from a Django database, in one transaction; running it again changes nothing.\nSee docs/DJANGO.md.",
 		setup: importDjangoCommand},
@@ -224,6 +231,15 @@ func prune(ctx context.Context, e *env, _ []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "deleted %d token(s) and %d security event(s)\n", n, events)
+	links, err := models.PruneLinkTokens(ctx, e.db)
+	if err != nil {
+		return err
+	}
+	mails, err := models.PruneMail(ctx, e.db, time.Now().Add(-e.cfg.SecurityEventRetention))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "deleted %d expired link(s) and %d old mail(s)\n", links, mails)
 	return nil
 }
 
