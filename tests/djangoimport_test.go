@@ -199,6 +199,11 @@ func TestDjangoImportKeepsUsersAndTokens(t *testing.T) {
 			!u.CreatedAt.Equal(want.DateJoined) || !sameTime(u.LastLoginAt, want.LastLogin) {
 			t.Errorf("user %s: got %+v, want %+v", want.Username, u, want)
 		}
+		// Django's addresses were never proven here: unverified until the
+		// user follows a link; a reset by address finds them.
+		if u.EmailVerifiedAt != nil || u.EmailKey != models.EmailKey(want.Email) {
+			t.Errorf("user %s: imported address verified at %v, folded %q", want.Username, u.EmailVerifiedAt, u.EmailKey)
+		}
 		if scheme, _ := password.ImportedScheme(u.PasswordHash); scheme != want.Algorithm {
 			t.Errorf("user %s: stored hash scheme %q, want Django's %q", want.Username, scheme, want.Algorithm)
 		}
