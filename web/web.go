@@ -61,6 +61,7 @@ type pageSettings struct {
 	DefaultLifetime   string
 	MaxDays           int
 	PasswordMinLength int
+	ResetLifetime     string
 }
 
 // New renders the page for the service's settings and the scopes a token
@@ -75,6 +76,7 @@ func New(cfg config.Config, scopes []string) *Page {
 		DefaultLifetime:   lifetime(cfg.TokenTTL),
 		MaxDays:           int(cfg.TokenMaxTTL / (24 * time.Hour)),
 		PasswordMinLength: cfg.PasswordMinLength,
+		ResetLifetime:     lifetime(cfg.PasswordResetTTL),
 	})
 	if err != nil {
 		panic(fmt.Sprintf("web: rendering index.html: %v", err))
