@@ -62,9 +62,14 @@ func ListMail(ctx context.Context, db *gorm.DB, limit int) ([]Mail, error) {
 	return mails, translate(err)
 }
 
-// PruneMail deletes mail sent or given up before before, and returns how
-// many.
+// PruneMail deletes mail sent or given up before before, and password
+// reset requests given up before then (an answered request is deleted
+// when it is answered), and returns how many rows it deleted.
 func PruneMail(ctx context.Context, db *gorm.DB, before time.Time) (int64, error) {
 	res := db.WithContext(ctx).Where("delivered_at < ? OR failed_at < ?", before.UTC(), before.UTC()).Delete(&Mail{})
-	return res.RowsAffected, translate(res.Error)
+	if res.Error != nil {
+		return 0, translate(res.Error)
+	}
+	requests := db.WithContext(ctx).Where("failed_at < ?", before.UTC()).Delete(&PasswordResetRequest{})
+	return res.RowsAffected + requests.RowsAffected, translate(requests.Error)
 }
