@@ -42,8 +42,8 @@ type LogSender struct {
 	log *slog.Logger
 }
 
-// links finds the links in a mail's text.
-var links = regexp.MustCompile(`https?://\S+`)
+// links finds the links of a mail's text that carry a token.
+var links = regexp.MustCompile(`https?://\S+#token=\S+`)
 
 // Send logs m.
 func (s *LogSender) Send(ctx context.Context, m Message) (string, error) {
