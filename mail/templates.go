@@ -112,5 +112,10 @@ func durationText(d time.Duration) string {
 	case d >= time.Minute && d%time.Minute == 0:
 		return plural(int64(d/time.Minute), "minute")
 	}
-	return strings.TrimSuffix(d.String(), "0s")
+	// Go writes 1h30m as "1h30m0s": drop the zero seconds.
+	text := d.String()
+	if strings.HasSuffix(text, "m0s") {
+		text = strings.TrimSuffix(text, "0s")
+	}
+	return text
 }
