@@ -31,7 +31,7 @@ func TestTemplatesRenderEveryKind(t *testing.T) {
 
 func TestDurationText(t *testing.T) {
 	for d, want := range map[time.Duration]string{time.Hour: "1 hour", 2 * time.Hour: "2 hours", 30 * time.Minute: "30 minutes",
-		24 * time.Hour: "1 day", 48 * time.Hour: "2 days", 90 * time.Second: "1m30s", 90 * time.Minute: "1h30m"} {
+		24 * time.Hour: "1 day", 48 * time.Hour: "2 days", 90 * time.Second: "1m30s", 90 * time.Minute: "90 minutes", 3601 * time.Second: "1h0m1s"} {
 		if got := durationText(d); got != want {
 			t.Errorf("durationText(%v): got %q, want %q", d, got, want)
 		}
