@@ -93,6 +93,10 @@ func (o *Outbox) Wake(table string) {
 	}
 }
 
+// Started tells whether each worker has made its first pass, which
+// delivers what an earlier run left.
+func (o *Outbox) Started() bool { return o.mails.Passes() > 0 && o.resets.Passes() > 0 }
+
 // WakeAll has every worker look for work now, as a poll would.
 func (o *Outbox) WakeAll() {
 	o.mails.Wake()

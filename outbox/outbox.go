@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -98,6 +99,7 @@ type Worker[T any, P interface {
 	// afterPass, when set, runs after each look for due rows.
 	afterPass func(ctx context.Context)
 	wake      chan struct{}
+	passes    atomic.Uint64
 }
 
 // NewWorker returns a worker for table on db (whose clock decides what is
@@ -120,6 +122,10 @@ func (w *Worker[T, P]) OnGiveUp(columns map[string]any) { w.onGiveUp = columns }
 // AfterPass has fn run after each look for due rows, on the worker's
 // goroutine (to count what is left, say).
 func (w *Worker[T, P]) AfterPass(fn func(ctx context.Context)) { w.afterPass = fn }
+
+// Passes returns how many times the worker has looked for due rows (and
+// delivered what it found) since it started.
+func (w *Worker[T, P]) Passes() uint64 { return w.passes.Load() }
 
 // Wake has the worker look for due rows now rather than at its next poll.
 // It never blocks.
@@ -158,6 +164,7 @@ func (w *Worker[T, P]) Run(ctx context.Context) {
 		if w.afterPass != nil && ctx.Err() == nil {
 			w.afterPass(ctx)
 		}
+		w.passes.Add(1)
 		if !timer.Stop() {
 			select {
 			case <-timer.C:
