@@ -2,6 +2,7 @@ package models
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"gorm.io/gorm"
@@ -91,6 +92,15 @@ func IssueResetLinks(ctx context.Context, db *gorm.DB, r *PasswordResetRequest, 
 		}
 		since := nowOf(tx).Add(-time.Hour)
 		for _, l := range links {
+			// One request at a time per account, so that two instances
+			// answering two requests cannot both fit in the last slot.
+			err := lockUser(tx, l.User.ID)
+			if errors.Is(err, gorm.ErrRecordNotFound) {
+				continue // deleted meanwhile
+			}
+			if err != nil {
+				return Change{}, err
+			}
 			sent, err := recentEvents(tx, l.User.ID, EventPasswordResetRequested, since)
 			if err != nil {
 				return Change{}, err
