@@ -173,6 +173,9 @@ func (s *source) check(kind string) error {
 			problems = append(problems, fmt.Sprintf("the email address of %q is longer than 254 characters", u.Username))
 		case len(u.Password) > 255:
 			problems = append(problems, fmt.Sprintf("the password hash of %q is longer than 255 characters", u.Username))
+		case password.Damaged(u.Password):
+			problems = append(problems, fmt.Sprintf("the password hash of %q is in tokenauth's own format ($argon2id$) but damaged, "+
+				"and its logins would fail with an error: give the user an unusable password in Django, or repair the hash", u.Username))
 		}
 		// Django compares usernames case-sensitively, this service does
 		// not: two Django accounts must not become one.
@@ -265,8 +268,11 @@ func importUsers(tx *gorm.DB, users []djangoUser, now time.Time, report *Report)
 		}
 		scheme, usable := password.ImportedScheme(u.Password)
 		report.Passwords[scheme]++
-		if !usable {
+		switch {
+		case !usable:
 			report.NoPasswordLogin = append(report.NoPasswordLogin, u.Username)
+		case password.WeakImported(u.Password):
+			report.WeakPasswords = append(report.WeakPasswords, u.Username)
 		}
 		fresh = append(fresh, &models.User{Username: u.Username, Email: u.Email, PasswordHash: u.Password,
 			IsActive: u.IsActive, CreatedAt: u.DateJoined.UTC(), UpdatedAt: now, LastLoginAt: utcPtr(u.LastLogin)})

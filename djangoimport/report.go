@@ -5,6 +5,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+
+	"tokenauth/password"
 )
 
 // Report counts what an import did (or, in a dry run, would do).
@@ -14,12 +16,18 @@ type Report struct {
 	// earlier run and were left as they are.
 	UsersImported int
 	UsersSkipped  int
-	// Passwords counts the imported users by the scheme of their hash.
+	// Passwords counts the imported users by the scheme of their hash,
+	// as password.ImportedScheme names it: never by any text of the hash.
 	Passwords map[string]int
 	// NoPasswordLogin names the imported users whose hash login cannot
-	// check (Django's unusable password, or an unsupported scheme): they
-	// cannot log in with a password, though their tokens work.
+	// check (Django's unusable password, an unsupported scheme, or a cost
+	// beyond the limits login runs): they cannot log in with a password,
+	// though their tokens work.
 	NoPasswordLogin []string
+	// WeakPasswords names the imported users whose hash login checks but
+	// is cheap to crack (password.WeakImported): it stays as weak as it
+	// was in Django until their first login here replaces it.
+	WeakPasswords []string
 	// TokensImported were created; TokensSkipped had been imported before
 	// (even if rotated, revoked or pruned since); TokensExpired had expired
 	// in Django and were left out.
@@ -58,6 +66,10 @@ func (r *Report) Print(w io.Writer) {
 	if n := len(r.NoPasswordLogin); n > 0 {
 		fmt.Fprintf(w, "warning: %d user(s) have no password this service can check and cannot log in with one (their tokens work): %s\n",
 			n, strings.Join(listed(r.NoPasswordLogin), ", "))
+	}
+	if n := len(r.WeakPasswords); n > 0 {
+		fmt.Fprintf(w, "warning: %d user(s) have a pbkdf2_sha256 hash of fewer than %d iterations, cheap to crack from a copy of either database "+
+			"until their first login here replaces it: %s\n", n, password.MinPBKDF2Iterations, strings.Join(listed(r.WeakPasswords), ", "))
 	}
 	if r.TokensIdle > 0 {
 		fmt.Fprintf(w, "warning: %d imported token(s) were last used longer ago than TOKEN_IDLE_TIMEOUT and will be refused; "+

@@ -94,7 +94,10 @@ func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
 // and whether the hash was made with other parameters than the current ones
 // and should be replaced. A hash imported from Django (see
 // ImportedScheme) is always stale; one that can never match, such
-// as Django's unusable password, costs the same as a wrong password.
+// as Django's unusable password, costs the same as a wrong password. So
+// does an argon2id hash that asks for more than the limits on a stored
+// hash (unless it asks for this hasher's own cost): it is never run, since
+// anyone who types the username would make the server run it.
 func (h *Hasher) Verify(ctx context.Context, password, encoded string) (ok, stale bool, err error) {
 	if !strings.HasPrefix(encoded, argon2idPrefix) {
 		return h.verifyImported(ctx, password, encoded)
@@ -102,6 +105,9 @@ func (h *Hasher) Verify(ctx context.Context, password, encoded string) (ok, stal
 	params, salt, key, err := decodeArgon2id(encoded)
 	if err != nil {
 		return false, false, err
+	}
+	if params != h.params && !withinLimits(params) {
+		return false, false, h.VerifyDummy(ctx, password)
 	}
 	if err := h.acquire(ctx); err != nil {
 		return false, false, err

@@ -2,6 +2,7 @@ package routes
 
 import (
 	"fmt"
+	"net/http"
 	"slices"
 
 	"github.com/gin-gonic/gin"
@@ -65,7 +66,7 @@ func (a API) With(mw ...gin.HandlerFunc) API {
 	return a
 }
 
-// GET registers a GET route.
+// GET registers a GET route; it answers HEAD as well (see handle).
 func (a API) GET(path string, access Access, h apierror.HandlerFunc) {
 	a.handle("GET", path, access, h)
 }
@@ -105,6 +106,18 @@ func (a API) handle(method, path string, access Access, h apierror.HandlerFunc) 
 
 // handleBoth registers the path with and without its trailing slash.
 func handleBoth(r gin.IRoutes, method, path string, handlers ...gin.HandlerFunc) {
+	handle(r, method, path, handlers...)
+	handle(r, method, path+"/", handlers...)
+}
+
+// handle registers the route, and HEAD beside every GET: HTTP defines HEAD
+// as GET without the body (RFC 9110, section 9.3.2), and clients and
+// proxies use it to check a resource. The same handlers serve it: net/http
+// drops the body of a HEAD response and keeps its status and headers,
+// Content-Length included. Gin then lists HEAD in a 405's Allow header too.
+func handle(r gin.IRoutes, method, path string, handlers ...gin.HandlerFunc) {
 	r.Handle(method, path, handlers...)
-	r.Handle(method, path+"/", handlers...)
+	if method == http.MethodGet {
+		r.Handle(http.MethodHead, path, handlers...)
+	}
 }

@@ -5,6 +5,7 @@ package routes
 import (
 	"errors"
 	"log/slog"
+	"net/http"
 
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
@@ -129,12 +130,12 @@ func New(d Deps) (*gin.Engine, error) {
 	docsc := controllers.NewDocsController(docs.OpenAPI(scopes.Names()))
 	api.GET("/openapi.yaml", Public, docsc.OpenAPI)
 	page := web.New(d.Config, scopes.Names())
-	r.GET("/", page.Index)
+	handle(r, http.MethodGet, "/", page.Index)
 	// Where the links sent by mail lead: the same page, which reads the
 	// token from the link's fragment.
-	handleBoth(r, "GET", "/reset", page.Index)
-	handleBoth(r, "GET", "/verify", page.Index)
-	r.GET("/static/:file", page.Asset)
+	handleBoth(r, http.MethodGet, "/reset", page.Index)
+	handleBoth(r, http.MethodGet, "/verify", page.Index)
+	handle(r, http.MethodGet, "/static/:file", page.Asset)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

@@ -2,8 +2,12 @@ package tests
 
 import (
 	"bytes"
+	"crypto/md5"
+	"crypto/pbkdf2"
 	"crypto/rand"
+	"crypto/sha1"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -19,6 +23,7 @@ import (
 	"github.com/glebarez/sqlite"
 	"gorm.io/gorm"
 
+	"tokenauth/app"
 	"tokenauth/config"
 	"tokenauth/djangoimport"
 	"tokenauth/internal/testdb"
@@ -653,6 +658,8 @@ func TestDjangoImportBrokenSources(t *testing.T) {
 	if err := shortKeysDB.Exec(`UPDATE accounts_apitoken SET key = substr(key, 1, 40) WHERE name = 'CI'`).Error; err != nil {
 		t.Fatal(err)
 	}
+	damaged, damagedDB := copyFixture(t)
+	setDjangoPasswords(t, damagedDB, map[string]string{"bob": "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ"})
 	orphan, orphanDB := copyFixture(t)
 	if err := orphanDB.Exec("PRAGMA foreign_keys = OFF").Error; err != nil {
 		t.Fatal(err)
@@ -679,6 +686,7 @@ func TestDjangoImportBrokenSources(t *testing.T) {
 		{"keys of the other kind", apiTokenOptions(shortKeys), "is not 64 lower-case hex characters (is the token kind right?)"},
 		{"usernames equal but for case", apiTokenOptions(twins), `"alice" and "ALICE"`},
 		{"token of a missing user", apiTokenOptions(orphan), "user id 999"},
+		{"a damaged hash in the service's own format", apiTokenOptions(damaged), `the password hash of "bob" is in tokenauth's own format`},
 		{"unreachable PostgreSQL", apiTokenOptions("postgres://postgres@127.0.0.1:1/django?sslmode=disable"), "opening the Django database"},
 		{"no source", djangoimport.Options{TokenKind: djangoimport.KindAuthToken}, "no Django database"},
 	}
@@ -878,5 +886,185 @@ func TestLeakedLegacyKeyCanBeRevoked(t *testing.T) {
 	s.DB.Model(&models.APIToken{}).Where("key_hash = ?", models.HashToken(bob.Key)).Pluck("revoked_reason", &reason)
 	if reason != models.RevokedByLeakReport {
 		t.Errorf("revoked_reason: got %q, want %q", reason, models.RevokedByLeakReport)
+	}
+}
+
+// setDjangoPasswords replaces the hashes of the Django users named in
+// hashes (username to hash), in a copy of the fixture.
+func setDjangoPasswords(t *testing.T, db *gorm.DB, hashes map[string]string) {
+	t.Helper()
+	for username, hash := range hashes {
+		res := db.Exec("UPDATE auth_user SET password = ? WHERE username = ?", hash, username)
+		if res.Error != nil || res.RowsAffected != 1 {
+			t.Fatalf("setting the hash of %s: %v (%d rows)", username, res.Error, res.RowsAffected)
+		}
+	}
+}
+
+// addDjangoUser adds an active user with the given hash to a copy of the
+// fixture.
+func addDjangoUser(t *testing.T, db *gorm.DB, username, hash string) {
+	t.Helper()
+	if err := db.Exec(`INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined)
+		VALUES (?, 0, ?, '', '', '', 0, 1, '2020-01-01 00:00:00')`, hash, username).Error; err != nil {
+		t.Fatalf("adding %s: %v", username, err)
+	}
+}
+
+func TestDjangoImportReportShowsNoHash(t *testing.T) {
+	t.Parallel()
+	path, db := copyFixture(t)
+	md5Sum := md5.Sum([]byte("password"))
+	bareMD5 := hex.EncodeToString(md5Sum[:])
+	sha1Sum := sha1.Sum([]byte("password"))
+	saltedMD5 := md5.Sum([]byte("pepperpassword"))
+	hashes := map[string]string{
+		"alice": bareMD5,                        // Django's UnsaltedMD5PasswordHasher
+		"bob":   "correct horse battery staple", // a password stored as typed
+		"carol": "md5$$" + bareMD5,              // the same, as older Django wrote it
+		"dave":  "sha1$$" + hex.EncodeToString(sha1Sum[:]),
+		"Zoë":   "$2b$04$vmK/Ozjoj1cSGHVDLTWRIe.a3xYiq3DTiSdDB1UY9fG4uJSSB9bgq", // bcrypt without Django's name
+	}
+	setDjangoPasswords(t, db, hashes)
+	added := map[string]string{
+		"frank": "hunter2$dollar sign",             // a password with a "$"
+		"grace": "legacy_sha256$pepper$c2VjcmV0Cg", // a custom hasher's
+		"heidi": "md5$pepper$" + hex.EncodeToString(saltedMD5[:]),
+	}
+	for username, hash := range added {
+		addDjangoUser(t, db, username, hash)
+		hashes[username] = hash
+	}
+
+	s := NewServer(t)
+	report := importDjango(t, s, apiTokenOptions(path))
+	want := map[string]int{"unsalted_md5": 2, "unsalted_sha1": 1, "md5": 1, password.SchemeUnknown: 4, password.SchemeUnusable: 1}
+	if fmt.Sprint(report.Passwords) != fmt.Sprint(want) {
+		t.Errorf("password schemes: got %v, want %v", report.Passwords, want)
+	}
+	if got := len(report.NoPasswordLogin); got != len(hashes)+1 { // and erin, whose password is unusable
+		t.Errorf("users who cannot log in with a password: got %v, want all %d", report.NoPasswordLogin, len(hashes)+1)
+	}
+	var out bytes.Buffer
+	report.Print(&out)
+	if line := "password hashes: md5 1, unknown 4, unsalted_md5 2, unsalted_sha1 1, unusable 1\n"; !strings.Contains(out.String(), line) {
+		t.Errorf("the report lacks %q:\n%s", line, out.String())
+	}
+	for username, hash := range hashes {
+		for _, part := range append(strings.Split(hash, "$"), hash) {
+			if len(part) >= 6 && strings.Contains(out.String(), part) {
+				t.Errorf("the report shows %q, part of the hash of %s:\n%s", part, username, out.String())
+			}
+		}
+	}
+	// None of them logs in, not even with what is stored.
+	for username, typed := range map[string]string{"alice": "password", "bob": hashes["bob"], "carol": "password", "frank": hashes["frank"]} {
+		s.Do(t, Request{Method: "POST", Path: "/api/login/", Body: map[string]string{"username": username, "password": typed}}).
+			ExpectError(t, http.StatusUnauthorized, "invalid_credentials")
+	}
+}
+
+// The hashes below are right for costlyArgon2Password, so a login that ran
+// one would succeed: a refusal shows that it never ran.
+const (
+	costlyArgon2Password = "pässwörd with ünïcode"
+	argon2idAtTimeLimit  = "$argon2id$v=19$m=8,t=100,p=1$b3ZlciB0aGUgbGltaXRz$BrYv/DpAunxYo3uIZ5xeAQ"
+	argon2idOverTime     = "$argon2id$v=19$m=8,t=101,p=1$b3ZlciB0aGUgbGltaXRz$Eb3yjdUftPMOQWmuI69M+A"
+	argon2idOverMemory   = "$argon2id$v=19$m=1048580,t=1,p=1$b3ZlciB0aGUgbGltaXRz$NiIRJpL6uALDfdx69v3QPg"
+)
+
+func TestDjangoImportRefusesCostlyArgon2(t *testing.T) {
+	t.Parallel()
+	path, db := copyFixture(t)
+	setDjangoPasswords(t, db, map[string]string{
+		"alice": argon2idAtTimeLimit,
+		"bob":   argon2idOverTime,
+		"carol": argon2idOverMemory,
+		"Zoë":   "argon2" + argon2idOverMemory, // as Django's Argon2PasswordHasher writes it
+	})
+	hasher := password.NewHasher(testPasswordParams, 4)
+	var hashed atomic.Int64
+	hasher.OnBusy(func(busy bool) {
+		if busy {
+			hashed.Add(1)
+		}
+	})
+	s := NewServer(t, WithApp(app.WithPasswordHasher(hasher)))
+	report := importDjango(t, s, apiTokenOptions(path))
+	if got, want := strings.Join(report.NoPasswordLogin, ", "), "bob, carol, erin, Zoë"; got != want {
+		t.Errorf("users who cannot log in with a password: got %s, want %s", got, want)
+	}
+	if n := report.Passwords["argon2id"]; n != 3 {
+		t.Errorf("argon2id hashes counted: %d, want 3", n)
+	}
+	s.CreateUser(t, "mallory", testPassword)
+
+	cases := []struct {
+		name, username, password string
+		wantStatus               int
+		wantHashes               int64
+	}{
+		{"hash at the limits", "alice", costlyArgon2Password, http.StatusOK, 2}, // checked, then replaced
+		{"one pass too many", "bob", costlyArgon2Password, http.StatusUnauthorized, 1},
+		{"over 1 GiB", "carol", costlyArgon2Password, http.StatusUnauthorized, 1},
+		{"over 1 GiB, Django's format", "Zoë", costlyArgon2Password, http.StatusUnauthorized, 1},
+		// What the refusals are held to: the cost of any wrong password.
+		{"wrong password", "mallory", "not the password", http.StatusUnauthorized, 1},
+		{"unknown username", "nobody", costlyArgon2Password, http.StatusUnauthorized, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			hashed.Store(0)
+			resp := s.Do(t, Request{Method: "POST", Path: "/api/login/",
+				Body: map[string]string{"username": tc.username, "password": tc.password}})
+			if n := hashed.Load(); n != tc.wantHashes {
+				t.Errorf("%d hashes, want %d", n, tc.wantHashes)
+			}
+			if tc.wantStatus == http.StatusOK {
+				resp.Expect(t, http.StatusOK)
+			} else {
+				resp.ExpectError(t, tc.wantStatus, "invalid_credentials")
+			}
+		})
+	}
+}
+
+func TestDjangoImportWarnsOfCheapPBKDF2(t *testing.T) {
+	t.Parallel()
+	d := loadDjangoData(t)
+	path, db := copyFixture(t)
+	pbkdf2Hash := func(username string, iterations int) string {
+		key, err := pbkdf2.Key(sha256.New, *d.user(t, username).Password, []byte("pepper"), iterations, sha256.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("pbkdf2_sha256$%d$pepper$%s", iterations, base64.StdEncoding.EncodeToString(key))
+	}
+	// The report reads the count, not the key: bob's and carol's keys are
+	// well formed but of another password, which spares the test their cost.
+	withKeyOf := func(iterations int) string {
+		return fmt.Sprintf("pbkdf2_sha256$%d$pepper$%s", iterations, base64.StdEncoding.EncodeToString(make([]byte, sha256.Size)))
+	}
+	setDjangoPasswords(t, db, map[string]string{
+		"alice": pbkdf2Hash("alice", 1),
+		"bob":   withKeyOf(password.MinPBKDF2Iterations - 1),
+		"carol": withKeyOf(password.MinPBKDF2Iterations),
+	})
+	// dave and Zoë keep the fixture's 1,000 iterations.
+	s := NewServer(t, WithConfig(func(c *config.Config) { c.TokenIdleTimeout = 0 }))
+	report := importDjango(t, s, apiTokenOptions(path))
+	if got, want := strings.Join(report.WeakPasswords, ", "), "alice, bob, dave, Zoë"; got != want {
+		t.Errorf("users warned of a weak hash: got %s, want %s", got, want)
+	}
+	var out bytes.Buffer
+	report.Print(&out)
+	if line := "warning: 4 user(s) have a pbkdf2_sha256 hash of fewer than 100000 iterations"; !strings.Contains(out.String(), line) ||
+		!strings.Contains(out.String(), "alice, bob, dave, Zoë\n") {
+		t.Errorf("the report lacks %q naming alice, bob, dave and Zoë:\n%s", line, out.String())
+	}
+	// A weak hash still logs in, and the login replaces it.
+	s.Login(t, "alice", *d.user(t, "alice").Password)
+	if u, err := models.FindUserByUsername(t.Context(), s.DB, "alice"); err != nil || !strings.HasPrefix(u.PasswordHash, "$argon2id$") {
+		t.Errorf("alice's hash after login: %v %v, want the service's own", u, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/gin-gonic/gin"
 
 	"tokenauth/config"
@@ -48,14 +49,50 @@ func TestContractFailsARouteMissingFromTheSpec(t *testing.T) {
 	}
 }
 
+// TestContractSeesABodyAnsweredToHead shows that a HEAD answer is read off
+// the wire: a handler that sends a body to HEAD (net/http never does, so
+// this one writes to the connection itself) fails the check.
+func TestContractSeesABodyAnsweredToHead(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, WithRoutes(func(r *gin.Engine) {
+		r.HEAD("/api/chatty/", func(c *gin.Context) {
+			conn, buf, err := c.Writer.Hijack()
+			if err != nil {
+				t.Errorf("hijacking: %v", err)
+				return
+			}
+			defer conn.Close()
+			buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+			buf.Flush()
+		})
+	}))
+
+	rec := &errorRecorder{TB: t}
+	s.Do(rec, Request{Method: "HEAD", Path: "/api/chatty/", OffSpec: true}).Expect(t, http.StatusOK)
+	if len(rec.errors) != 1 || !strings.Contains(rec.errors[0], "the answer to HEAD has a body (5 bytes)") {
+		t.Errorf("Do reported %q, want one error saying the answer to HEAD has a body", rec.errors)
+	}
+}
+
 // TestContractCheck runs the validator on exchanges made up to break one
 // rule each, and on one that breaks none.
 func TestContractCheck(t *testing.T) {
 	t.Parallel()
 	spec := NewServer(t).contract
-	jsonHeader := http.Header{"Content-Type": {"application/json; charset=utf-8"}}
+	jsonHeader := http.Header{"Content-Type": {"application/json; charset=utf-8"}, "X-Request-Id": {"4f1c2b"}}
+	without := func(h http.Header, name string) http.Header {
+		h = h.Clone()
+		h.Del(name)
+		return h
+	}
+	with := func(h http.Header, name, value string) http.Header {
+		h = h.Clone()
+		h.Set(name, value)
+		return h
+	}
 	unauthorized := jsonHeader.Clone()
 	unauthorized.Set("WWW-Authenticate", `Bearer realm="api"`)
+	allowHeader := func(allow string) http.Header { return with(jsonHeader, "Allow", allow) }
 	validUser := `{"id":1,"username":"alice","email":"alice@example.com","email_verified":false,"is_active":true,"created_at":"2025-01-31T12:00:00Z","last_login_at":null}`
 
 	cases := []struct {
@@ -89,7 +126,29 @@ func TestContractCheck(t *testing.T) {
 		{"required header missing", Request{Path: "/api/profile/"},
 			Response{Status: 401, Header: jsonHeader, Body: []byte(`{"error":"no","code":"invalid_token"}`)}, `"WWW-Authenticate" missing`},
 		{"wrong content type", Request{Path: "/healthz"},
-			Response{Status: 200, Header: http.Header{"Content-Type": {"text/html"}}, Body: []byte(`ok`)}, "Content-Type"},
+			Response{Status: 200, Header: with(jsonHeader, "Content-Type", "text/html"), Body: []byte(`ok`)}, "Content-Type"},
+		{"success without X-Request-ID", Request{Path: "/api/profile/", Token: "x"},
+			Response{Status: 200, Header: without(jsonHeader, "X-Request-Id"), Body: []byte(validUser)}, `"X-Request-ID" missing`},
+		{"error without X-Request-ID", Request{Path: "/api/profile/"},
+			Response{Status: 401, Header: without(unauthorized, "X-Request-Id"), Body: []byte(`{"error":"no","code":"invalid_token"}`)}, `"X-Request-ID" missing`},
+		{"X-Request-ID the service would not make", Request{Path: "/healthz"},
+			Response{Status: 200, Header: with(jsonHeader, "X-Request-Id", "a b"), Body: []byte(`{"status":"ok"}`)}, `"X-Request-ID"`},
+		{"HEAD held to its GET", Request{Method: "HEAD", Path: "/api/profile/", Token: "x"},
+			Response{Status: 200, Header: jsonHeader}, ""},
+		{"HEAD answered with a body", Request{Method: "HEAD", Path: "/healthz"},
+			Response{Status: 200, Header: jsonHeader, Body: []byte(`{"status":"ok"}`)}, "the answer to HEAD has a body"},
+		{"HEAD with a status its GET does not have", Request{Method: "HEAD", Path: "/healthz"},
+			Response{Status: 418, Header: jsonHeader}, "status is not supported"},
+		{"HEAD without a header its GET must have", Request{Method: "HEAD", Path: "/api/profile/"},
+			Response{Status: 401, Header: jsonHeader}, `"WWW-Authenticate" missing`},
+		{"405 listing the spec's methods", Request{Method: "PUT", Path: "/api/profile", OffSpec: true},
+			Response{Status: 405, Header: allowHeader("PATCH, GET, HEAD"), Body: []byte(`{"error":"no","code":"method_not_allowed"}`)}, ""},
+		{"405 leaving out HEAD", Request{Method: "PUT", Path: "/api/profile/", OffSpec: true},
+			Response{Status: 405, Header: allowHeader("GET, PATCH"), Body: []byte(`{"error":"no","code":"method_not_allowed"}`)}, "405 with Allow"},
+		{"405 listing a method the spec does not give the path", Request{Method: "PUT", Path: "/healthz", OffSpec: true},
+			Response{Status: 405, Header: allowHeader("GET, HEAD, DELETE"), Body: []byte(`{"error":"no","code":"method_not_allowed"}`)}, "405 with Allow"},
+		{"405 without Allow", Request{Method: "PUT", Path: "/healthz", OffSpec: true},
+			Response{Status: 405, Header: jsonHeader, Body: []byte(`{"error":"no","code":"method_not_allowed"}`)}, "405 with Allow"},
 		{"success for a request the spec forbids", Request{Method: "POST", Path: "/api/login/", Body: map[string]any{"username": "alice", "password": "x", "admin": true}},
 			Response{Status: 200, Header: jsonHeader, Body: []byte(`{}`)}, "accepted a request"},
 	}
@@ -241,6 +300,42 @@ func TestServedSpecIsTheContract(t *testing.T) {
 		}
 		if got := resp.Header.Get("Content-Type"); !strings.HasPrefix(got, "application/yaml") {
 			t.Errorf("%s: Content-Type: got %q, want application/yaml", path, got)
+		}
+	}
+}
+
+// TestSpecDescribesTheRequestID holds every path of the spec to the
+// X-Request-ID that any request may send and every response carries (but
+// a 431, which the server sends before any route runs). The contract check
+// enforces a header only where the spec declares it, so a path added
+// without it would go unchecked, and unknown to the clients generated
+// from the document.
+func TestSpecDescribesTheRequestID(t *testing.T) {
+	t.Parallel()
+	doc := NewServer(t).contract.doc
+	takesRequestID := func(params openapi3.Parameters) bool {
+		for _, p := range params {
+			if p.Value != nil && p.Value.In == openapi3.ParameterInHeader && p.Value.Name == "X-Request-ID" {
+				return true
+			}
+		}
+		return false
+	}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			if !takesRequestID(item.Parameters) && !takesRequestID(op.Parameters) {
+				t.Errorf("%s %s: no X-Request-ID parameter (components.parameters.RequestID)", method, path)
+			}
+			for status, resp := range op.Responses.Map() {
+				if status != "431" && resp.Value.Headers["X-Request-ID"] == nil {
+					t.Errorf("%s %s %s: no X-Request-ID header (components.headers.RequestID)", method, path, status)
+				}
+			}
+		}
+	}
+	for name, resp := range doc.Components.Responses {
+		if name != "HeadersTooLarge" && resp.Value.Headers["X-Request-ID"] == nil {
+			t.Errorf("components.responses.%s: no X-Request-ID header", name)
 		}
 	}
 }

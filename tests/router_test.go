@@ -2,6 +2,8 @@ package tests
 
 import (
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -32,10 +34,30 @@ func TestUnknownRoutesAreJSON404(t *testing.T) {
 func TestMethodNotAllowedNamesTheAllowedMethods(t *testing.T) {
 	t.Parallel()
 	s := NewServer(t)
-	resp := s.Do(t, Request{Method: "PUT", Path: "/api/profile/", OffSpec: true})
-	resp.ExpectError(t, http.StatusMethodNotAllowed, "method_not_allowed")
-	if got := resp.Header.Get("Allow"); got != "GET, PATCH" && got != "PATCH, GET" {
-		t.Errorf("Allow: got %q, want GET and PATCH", got)
+	// HEAD is allowed wherever GET is, and only there.
+	for _, tc := range []struct{ method, path, allow string }{
+		{"PUT", "/api/profile/", "GET, HEAD, PATCH"},
+		{"DELETE", "/api/profile", "GET, HEAD, PATCH"},
+		{"HEAD", "/api/login/", "POST"},
+		{"GET", "/api/tokens/1/rotate/", "POST"},
+		{"POST", "/healthz", "GET, HEAD"},
+		{"PUT", "/", "GET, HEAD"},
+		{"DELETE", "/static/app.js", "GET, HEAD"},
+	} {
+		resp := s.Do(t, Request{Method: tc.method, Path: tc.path, OffSpec: true})
+		if resp.Status != http.StatusMethodNotAllowed {
+			t.Errorf("%s %s: got %d, want 405", tc.method, tc.path, resp.Status)
+			continue
+		}
+		if tc.method != "HEAD" {
+			resp.ExpectError(t, http.StatusMethodNotAllowed, "method_not_allowed")
+		}
+		got := strings.Split(resp.Header.Get("Allow"), ", ")
+		want := strings.Split(tc.allow, ", ")
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s %s: Allow: got %q, want %q", tc.method, tc.path, resp.Header.Get("Allow"), tc.allow)
+		}
 	}
 }
 

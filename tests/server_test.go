@@ -5,6 +5,7 @@
 package tests
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -12,6 +13,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -346,6 +348,9 @@ func (s *Server) Do(t testing.TB, r Request) *Response {
 func (s *Server) send(t testing.TB, r Request) (*http.Request, []byte, *Response) {
 	t.Helper()
 	req, body := newHTTPRequest(t, s.URL, r)
+	if req.Method == http.MethodHead {
+		return req, body, s.sendHead(t, req)
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", req.Method, r.Path, err)
@@ -356,6 +361,36 @@ func (s *Server) send(t testing.TB, r Request) (*http.Request, []byte, *Response
 		t.Fatalf("reading the response of %s %s: %v", req.Method, r.Path, err)
 	}
 	return req, body, &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+}
+
+// sendHead sends a HEAD request on a connection of its own and returns
+// the answer with, as its Body, whatever bytes followed the headers: Go's
+// client never reads the body of an answer to HEAD, so a body the service
+// wrongly sent would go unseen through it.
+func (s *Server) sendHead(t testing.TB, req *http.Request) *Response {
+	t.Helper()
+	conn, err := net.Dial("tcp", req.URL.Host)
+	if err != nil {
+		t.Fatalf("HEAD %s: %v", req.URL.Path, err)
+	}
+	defer conn.Close()
+	// The service closes the connection after its answer, so the answer is
+	// everything up to the end of the stream.
+	req.Close = true
+	if err := req.Write(conn); err != nil {
+		t.Fatalf("HEAD %s: %v", req.URL.Path, err)
+	}
+	raw, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("reading the answer to HEAD %s: %v", req.URL.Path, err)
+	}
+	wire := bufio.NewReader(bytes.NewReader(raw))
+	resp, err := http.ReadResponse(wire, req)
+	if err != nil {
+		t.Fatalf("HEAD %s: %v\n%s", req.URL.Path, err, raw)
+	}
+	rest, _ := io.ReadAll(wire) // reading from memory does not fail
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: rest}
 }
 
 // statusOf sends a request built by hand, for what Request cannot say
