@@ -80,6 +80,20 @@ var (
 	ErrInvalidData = New(http.StatusBadRequest, "invalid_request", "The request holds a value that cannot be stored.")
 )
 
+// Errors of the links sent by mail.
+var (
+	ErrInvalidResetToken = New(http.StatusBadRequest, "invalid_reset_token",
+		"This password reset link is invalid, used, replaced by a newer one, or expired: ask for a new one.")
+	ErrInvalidVerificationToken = New(http.StatusBadRequest, "invalid_verification_token",
+		"This link is invalid, used, replaced by a newer one, or expired: ask for a new one.")
+	ErrEmailNotVerified = New(http.StatusForbidden, "email_not_verified",
+		"Your email address is not verified yet. A link was mailed to it: follow it, then sign in again. "+
+			"Each sign-in with the right password mails a new link (a few an hour at most).")
+	ErrNoEmailToVerify = New(http.StatusForbidden, "email_not_verified",
+		"Your account has no email address to verify: ask an operator to set one (tokenauth setemail).")
+	ErrEmailTaken = New(http.StatusConflict, "conflict", "Another account has verified this email address.")
+)
+
 // InsufficientScope is the 403 for a token that lacks scope.
 func InsufficientScope(scope string) *Error {
 	return New(http.StatusForbidden, "insufficient_scope", "This token lacks the scope "+scope+".").
@@ -121,6 +135,7 @@ func From(err error) (*Error, bool) {
 		apiErr  *Error
 		invalid *models.ValidationError
 		tooBig  *http.MaxBytesError
+		tooMany *models.TooManyLinksError
 	)
 	switch {
 	case errors.As(err, &apiErr):
@@ -137,6 +152,8 @@ func From(err error) (*Error, bool) {
 		return ErrInvalidToken, true
 	case errors.Is(err, models.ErrNotFound):
 		return ErrNotFound, true
+	case errors.As(err, &tooMany):
+		return RateLimited(tooMany.RetryAfter), true
 	case errors.Is(err, models.ErrConflict):
 		return ErrConflict, true
 	case errors.Is(err, models.ErrTokenLimit):

@@ -1,12 +1,13 @@
 // Package app is the composition root of tokenauth: New builds the whole
 // application (router, token resolver, change feed, usage flusher, rate
-// limits, metrics) from a configuration, a database and a logger, and
+// limits, metrics, mail outbox) from a configuration, a database and a logger, and
 // returns it ready to start and shut down. The serve command and the tests
 // both build the service here, so what the tests run is what serves.
 package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"tokenauth/clock"
 	"tokenauth/config"
 	"tokenauth/keyring"
+	"tokenauth/mail"
 	"tokenauth/metrics"
 	"tokenauth/models"
 	"tokenauth/password"
@@ -52,6 +54,9 @@ type App struct {
 	// Feed follows the changes other processes make to the database.
 	Feed    *auth.ChangeFeed
 	Metrics *metrics.Metrics
+	// Mail sends the mail of the outbox and answers password reset
+	// requests in the background.
+	Mail *mail.Outbox
 	// Router serves every route; it is the app's HTTP handler.
 	Router *gin.Engine
 
@@ -73,6 +78,7 @@ type options struct {
 	redisPrefix string
 	resources   []routes.Resource
 	flushEvery  time.Duration
+	mailTLS     *tls.Config
 }
 
 // WithClock runs the application on clk instead of the system clock, so
@@ -96,6 +102,11 @@ func WithResources(resources ...routes.Resource) Option {
 
 // WithUsageFlushInterval writes pending last-used times every d.
 func WithUsageFlushInterval(d time.Duration) Option { return func(o *options) { o.flushEvery = d } }
+
+// WithMailTLS talks TLS to the SMTP server with cfg, such as one that
+// trusts a test server's own certificate. Without it the system's roots
+// decide; no setting can loosen that.
+func WithMailTLS(cfg *tls.Config) Option { return func(o *options) { o.mailTLS = cfg } }
 
 // New builds the application on db, which it does not close.
 func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.Logger, opts ...Option) (*App, error) {
@@ -136,8 +147,19 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 		}
 		a.redis, a.ownsRedis = client, true
 	}
+	sender, err := mail.NewSender(cfg.SMTPURL, cfg.MailFrom, o.mailTLS, log)
+	if err != nil {
+		a.closeRedis()
+		return nil, err
+	}
+	composer := mail.NewComposer(a.Keyring, cfg.PublicURL)
+	a.Mail = mail.NewOutbox(a.DB, composer, sender, a.Metrics, cfg.PasswordResetTTL, mail.MailPolicy, log)
+	if err := models.ListenForQueued(a.DB, a.Mail.Wake); err != nil {
+		a.closeRedis()
+		return nil, fmt.Errorf("following the outbox: %w", err)
+	}
 	router, err := routes.New(routes.Deps{DB: a.DB, Config: cfg, Clock: a.Clock, Logger: log, Passwords: a.Passwords,
-		Keyring: a.Keyring, Resolver: a.Resolver, Redis: a.redis, RedisPrefix: o.redisPrefix, Metrics: a.Metrics,
+		Keyring: a.Keyring, Resolver: a.Resolver, Redis: a.redis, RedisPrefix: o.redisPrefix, Metrics: a.Metrics, Mail: composer,
 		Resources: append(routes.Resources(), o.resources...)})
 	if err != nil {
 		a.closeRedis()
@@ -148,8 +170,8 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 }
 
 // Start runs the background work until Shutdown: writing last-used times
-// behind the requests, and following the changes other processes make
-// (the token cache is on only while they are followed).
+// behind the requests, following the changes other processes make (the
+// token cache is on only while they are followed), and the mail outbox.
 func (a *App) Start(ctx context.Context) {
 	ctx, a.stop = context.WithCancel(context.WithoutCancel(ctx))
 	a.workers.Go(func() {
@@ -158,9 +180,11 @@ func (a *App) Start(ctx context.Context) {
 		})
 	})
 	a.workers.Go(func() { a.Feed.Run(ctx) })
+	a.workers.Go(func() { a.Mail.Run(ctx) })
 }
 
-// Shutdown stops the background work, writing what is pending, and closes
+// Shutdown stops the background work, writing what is pending (unsent
+// mail stays in the outbox for the next start), and closes
 // what the application opened (not the database). Call it once the
 // server has stopped taking requests, so that their uses are written too.
 func (a *App) Shutdown() {

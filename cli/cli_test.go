@@ -19,6 +19,8 @@ import (
 type cli struct {
 	t   *testing.T
 	url string
+	// env holds more settings of the environment.
+	env map[string]string
 }
 
 // openDB opens the database at url as another process would, until the
@@ -46,7 +48,7 @@ func (c *cli) run(stdin string, args ...string) (stdout, stderr string, err erro
 		case "PASSWORD_MIN_LENGTH":
 			return "10"
 		}
-		return ""
+		return c.env[key]
 	}
 	var out, errOut bytes.Buffer
 	err = run(context.Background(), args, getenv, strings.NewReader(stdin), &out, &errOut)

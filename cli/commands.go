@@ -59,9 +59,17 @@ var commands = map[string]command{
 	"tokens":        {args: "USERNAME", nargs: 1, summary: "List a user's live tokens (never their secrets).", setup: noFlags(listTokens)},
 	"events": {args: "USERNAME", nargs: 1, summary: "Print a user's security events, newest first.",
 		help: "For a username no account has, the events of the logins refused for it.", setup: noFlags(listEvents)},
-	"prune": {summary: "Delete revoked, expired and idle tokens, and old security events.",
-		help:  "Security events older than SECURITY_EVENT_RETENTION are deleted.",
+	"prune": {summary: "Delete revoked, expired and idle tokens, old security events, expired links and old mail.",
+		help:  "Security events older than SECURITY_EVENT_RETENTION are deleted, with expired links and\nmail sent or given up before SECURITY_EVENT_RETENTION.",
 		setup: noFlags(prune)},
+	"mail": {summary: "List the mail waiting to be sent and the mail given up (never a link).",
+		setup: noFlags(listMail)},
+	"sendtestmail": {args: "--to ADDRESS", summary: "Send a test mail at once through SMTP_URL and print what the server answered.",
+		setup: sendTestMailCommand},
+	"setemail": {args: "[--verified] USERNAME ADDRESS", nargs: 2,
+		summary: "Set a user's email address at once (unverified unless --verified).",
+		help:    "A pending change of address is dropped.",
+		setup:   setEmailCommand},
 	"import-django": {args: "--from DSN [--token-kind apitoken|authtoken] [--token-table NAME] [--dry-run] [...]",
 		summary: "Import users and tokens from a Django database.",
 		help:    "One transaction; running it again changes nothing. See docs/DJANGO.md.",
@@ -293,6 +301,15 @@ func prune(ctx context.Context, e *env, _ []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "deleted %d token(s) and %d security event(s)\n", n, events)
+	links, err := models.PruneLinkTokens(ctx, e.db)
+	if err != nil {
+		return err
+	}
+	mails, err := models.PruneMail(ctx, e.db, time.Now().Add(-e.cfg.SecurityEventRetention))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "deleted %d expired link(s) and %d old mail(s)\n", links, mails)
 	return nil
 }
 

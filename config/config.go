@@ -45,6 +45,16 @@ type Config struct {
 	TrustedProxies    []string
 	RedisURL          string
 
+	// PublicURL is the base of every link in a mail.
+	PublicURL string
+	// SMTPURL names the mail server; empty, mail goes to the log.
+	SMTPURL  string
+	MailFrom string
+	// PasswordResetTTL is how long a password reset link works.
+	PasswordResetTTL time.Duration
+	// RequireVerifiedEmail refuses logins until the address is verified.
+	RequireVerifiedEmail bool
+
 	CORSAllowedOrigins []string
 	MaxBodyBytes       int64
 	ReadHeaderTimeout  time.Duration
@@ -70,6 +80,9 @@ func Default() Config {
 		LoginUserFailures:      5,
 		LoginUserWindow:        15 * time.Minute,
 		LoginIPPerMinute:       20,
+		PublicURL:              "http://localhost:8080",
+		MailFrom:               "tokenauth <no-reply@localhost>",
+		PasswordResetTTL:       time.Hour,
 		MaxBodyBytes:           1 << 20,
 		ReadHeaderTimeout:      5 * time.Second,
 		RequestTimeout:         15 * time.Second,
@@ -127,6 +140,11 @@ func Load(getenv func(string) string, envFile string) (Config, []UnknownSetting,
 	p.integer("LOGIN_IP_PER_MINUTE", &c.LoginIPPerMinute, 1, 1000000)
 	p.list("TRUSTED_PROXIES", &c.TrustedProxies)
 	p.str("REDIS_URL", &c.RedisURL)
+	p.str("PUBLIC_URL", &c.PublicURL)
+	p.str("SMTP_URL", &c.SMTPURL)
+	p.str("MAIL_FROM", &c.MailFrom)
+	p.duration("PASSWORD_RESET_TTL", &c.PasswordResetTTL, false)
+	p.boolean("REQUIRE_VERIFIED_EMAIL", &c.RequireVerifiedEmail)
 	p.list("CORS_ALLOWED_ORIGINS", &c.CORSAllowedOrigins)
 	var maxBody int
 	p.integer("MAX_BODY_BYTES", &maxBody, 1, 1<<30)
@@ -173,6 +191,9 @@ func (c Config) validate() error {
 		!strings.HasPrefix(c.RedisURL, "unix://") {
 		// The URL may hold a password: it is not repeated here.
 		return errors.New("REDIS_URL: must be a redis://, rediss:// or unix:// URL")
+	}
+	if err := c.checkMail(); err != nil {
+		return err
 	}
 	for _, origin := range c.CORSAllowedOrigins {
 		if origin == "*" || !strings.HasPrefix(origin, "http://") && !strings.HasPrefix(origin, "https://") {

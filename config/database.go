@@ -173,6 +173,9 @@ func Migrate(db *gorm.DB) error {
 	if err := db.AutoMigrate(models.All()...); err != nil {
 		return fmt.Errorf("migrating the schema: %w", err)
 	}
+	if err := models.BackfillEmailKeys(context.Background(), db); err != nil {
+		return fmt.Errorf("filling in folded email addresses: %w", err)
+	}
 	if err := models.EnsureSecretKey(context.Background(), db); err != nil {
 		return fmt.Errorf("storing the secret key: %w", err)
 	}

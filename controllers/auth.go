@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"context"
+	"errors"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -9,6 +11,7 @@ import (
 	"tokenauth/apierror"
 	"tokenauth/clock"
 	"tokenauth/config"
+	"tokenauth/mail"
 	"tokenauth/middlewares"
 	"tokenauth/models"
 	"tokenauth/password"
@@ -22,12 +25,15 @@ type AuthController struct {
 	clock   clock.Clock
 	hasher  *password.Hasher
 	lockout *Lockout
+	mail    *mail.Composer
 }
 
 // NewAuthController returns an AuthController that locks usernames with
-// too many failed logins through lockout.
-func NewAuthController(db *gorm.DB, cfg config.Config, clk clock.Clock, hasher *password.Hasher, lockout *Lockout) *AuthController {
-	return &AuthController{db: db, cfg: cfg, clock: clk, hasher: hasher, lockout: lockout}
+// too many failed logins through lockout, and writes verification links
+// with composer.
+func NewAuthController(db *gorm.DB, cfg config.Config, clk clock.Clock, hasher *password.Hasher, lockout *Lockout,
+	composer *mail.Composer) *AuthController {
+	return &AuthController{db: db, cfg: cfg, clock: clk, hasher: hasher, lockout: lockout, mail: composer}
 }
 
 type loginRequest struct {
@@ -68,6 +74,9 @@ func (ac *AuthController) Login(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	if ac.cfg.RequireVerifiedEmail && !user.EmailVerified() {
+		return ac.refuseUnverified(ctx, user)
+	}
 	name := req.TokenName
 	if name == "" {
 		name = "login"
@@ -82,9 +91,26 @@ func (ac *AuthController) Login(c *gin.Context) error {
 	middlewares.NoStore(c)
 	c.JSON(http.StatusOK, loginResponse{
 		Token: tok.Secret, TokenType: "Bearer", ExpiresAt: utc(tok.ExpiresAt), NewClient: tok.NewClient,
-		User: loginUser{ID: user.ID, Username: user.Username, Email: user.Email},
+		User: loginUser{ID: user.ID, Username: user.Username, Email: user.Email, EmailVerified: user.EmailVerified()},
 	})
 	return nil
+}
+
+// refuseUnverified answers a login with the right password for an
+// account whose address is not verified, when REQUIRE_VERIFIED_EMAIL is
+// on: 403, after mailing a fresh link within the account's hourly budget.
+// Only someone who knows the password learns this (a wrong one is 401 as
+// always), and the answer is how they get a new link.
+func (ac *AuthController) refuseUnverified(ctx context.Context, user *models.User) error {
+	if user.Email == "" {
+		return apierror.ErrNoEmailToVerify
+	}
+	var tooMany *models.TooManyLinksError
+	err := sendVerification(ctx, ac.db, ac.mail, user)
+	if err != nil && !errors.As(err, &tooMany) && !errors.Is(err, models.ErrAlreadyVerified) {
+		return err
+	}
+	return apierror.ErrEmailNotVerified
 }
 
 type registerRequest struct {
@@ -94,8 +120,8 @@ type registerRequest struct {
 }
 
 // Register creates an account when registration is enabled (404
-// otherwise, as if the route did not exist). It issues no token: the
-// client logs in next.
+// otherwise, as if the route did not exist), and mails a link that
+// verifies its address. It issues no token: the client logs in next.
 func (ac *AuthController) Register(c *gin.Context) error {
 	if !ac.cfg.AllowRegistration {
 		return apierror.ErrNotFound
@@ -109,7 +135,11 @@ func (ac *AuthController) Register(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := models.CreateUser(ctx, ac.db, user); err != nil {
+	link, err := ac.mail.VerificationLink(user, ac.clock.Now(), mail.EmailLinkTTL)
+	if err != nil {
+		return err
+	}
+	if err := models.CreateUserWithVerification(ctx, ac.db, user, link); err != nil {
 		return err
 	}
 	c.JSON(http.StatusCreated, gin.H{"user": newUserResponse(user)})

@@ -22,6 +22,8 @@ import (
 type LoginCounter interface {
 	Begin(ctx context.Context, key string) (ratelimit.Attempt, error)
 	End(ctx context.Context, key string, a ratelimit.Attempt, outcome ratelimit.Outcome) error
+	// Clear forgets the failures of key, without an attempt.
+	Clear(ctx context.Context, key string) error
 }
 
 // Lockout guards every check of a user's password (logins, password
@@ -97,6 +99,15 @@ func (l *Lockout) end(ctx context.Context, key string, attempt ratelimit.Attempt
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
 	defer cancel()
 	return l.counter.End(ctx, key, attempt, outcome)
+}
+
+// clear forgets the failures counted for username: its password was set by
+// other means (a reset link), which ends the guessing of the old one.
+func (l *Lockout) clear(ctx context.Context, username string) error {
+	if err := l.counter.Clear(ctx, models.UsernameDigest(l.keys.HMAC, username)); err != nil {
+		return fmt.Errorf("%w: %w", models.ErrUnavailable, err)
+	}
+	return nil
 }
 
 // outcomeOf tells what a password check that ended with err found: a

@@ -3,12 +3,14 @@ package controllers
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 	"gorm.io/gorm"
 
 	"tokenauth/apierror"
 	"tokenauth/config"
+	"tokenauth/mail"
 	"tokenauth/middlewares"
 	"tokenauth/models"
 	"tokenauth/password"
@@ -21,13 +23,16 @@ type ProfileController struct {
 	cfg     config.Config
 	hasher  *password.Hasher
 	lockout *Lockout
+	mail    *mail.Composer
 }
 
 // NewProfileController returns a ProfileController. Wrong current
 // passwords count in lockout as failed logins of the user: both guess the
-// same secret, so they share one budget.
-func NewProfileController(db *gorm.DB, cfg config.Config, hasher *password.Hasher, lockout *Lockout) *ProfileController {
-	return &ProfileController{db: db, cfg: cfg, hasher: hasher, lockout: lockout}
+// same secret, so they share one budget. The links of email changes are
+// written by composer.
+func NewProfileController(db *gorm.DB, cfg config.Config, hasher *password.Hasher, lockout *Lockout,
+	composer *mail.Composer) *ProfileController {
+	return &ProfileController{db: db, cfg: cfg, hasher: hasher, lockout: lockout, mail: composer}
 }
 
 // Show returns the user.
@@ -44,7 +49,10 @@ type profileUpdateRequest struct {
 	Email string `json:"email" binding:"required,email,max=254"`
 }
 
-// Update changes the user's email.
+// Update asks to change the user's email address. The address changes
+// only when the link mailed to the new one is followed (202, with the
+// pending address); a notice goes to the old one. The same address is 200
+// and changes nothing; an address another account verified is 409.
 func (pc *ProfileController) Update(c *gin.Context) error {
 	var req profileUpdateRequest
 	if err := bindJSON(c, &req); err != nil {
@@ -54,10 +62,23 @@ func (pc *ProfileController) Update(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := models.UpdateEmail(requestContext(c), pc.db, user, req.Email); err != nil {
+	email := strings.TrimSpace(req.Email)
+	if models.EmailKey(email) == models.EmailKey(user.Email) {
+		renderUser(c, http.StatusOK, newUserResponse(user))
+		return nil
+	}
+	link, notice, err := pc.mail.ChangeLink(user, email, models.Now(pc.db), mail.EmailLinkTTL)
+	if err != nil {
 		return err
 	}
-	renderUser(c, http.StatusOK, newUserResponse(user))
+	err = models.RequestEmailChange(requestContext(c), pc.db, user, email, link, notice, mail.LinksPerHour)
+	if errors.Is(err, models.ErrConflict) {
+		return apierror.ErrEmailTaken
+	}
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusAccepted, emailChangeResponse{PendingEmail: email, User: newUserResponse(user)})
 	return nil
 }
 

@@ -10,24 +10,33 @@ import (
 // every field a client sees, so no hash can slip out.
 
 type userResponse struct {
-	ID          uint       `json:"id"`
-	Username    string     `json:"username"`
-	Email       string     `json:"email"`
-	IsActive    bool       `json:"is_active"`
-	CreatedAt   time.Time  `json:"created_at"`
-	LastLoginAt *time.Time `json:"last_login_at"`
+	ID            uint       `json:"id"`
+	Username      string     `json:"username"`
+	Email         string     `json:"email"`
+	EmailVerified bool       `json:"email_verified"`
+	IsActive      bool       `json:"is_active"`
+	CreatedAt     time.Time  `json:"created_at"`
+	LastLoginAt   *time.Time `json:"last_login_at"`
 }
 
 func newUserResponse(u *models.User) userResponse {
-	return userResponse{ID: u.ID, Username: u.Username, Email: u.Email, IsActive: u.IsActive,
-		CreatedAt: u.CreatedAt.UTC().Truncate(time.Second), LastLoginAt: utc(u.LastLoginAt)}
+	return userResponse{ID: u.ID, Username: u.Username, Email: u.Email, EmailVerified: u.EmailVerified(),
+		IsActive: u.IsActive, CreatedAt: u.CreatedAt.UTC().Truncate(time.Second), LastLoginAt: utc(u.LastLoginAt)}
+}
+
+// emailChangeResponse answers a change of address that waits for its link
+// to be followed.
+type emailChangeResponse struct {
+	PendingEmail string       `json:"pending_email"`
+	User         userResponse `json:"user"`
 }
 
 // loginUser is the short form of a user in a login response.
 type loginUser struct {
-	ID       uint   `json:"id"`
-	Username string `json:"username"`
-	Email    string `json:"email"`
+	ID            uint   `json:"id"`
+	Username      string `json:"username"`
+	Email         string `json:"email"`
+	EmailVerified bool   `json:"email_verified"`
 }
 
 type loginResponse struct {

@@ -34,6 +34,8 @@ func (u userResponse) appendJSON(b []byte) []byte {
 	b = appendJSONString(b, u.Username)
 	b = append(b, `,"email":`...)
 	b = appendJSONString(b, u.Email)
+	b = append(b, `,"email_verified":`...)
+	b = strconv.AppendBool(b, u.EmailVerified)
 	b = append(b, `,"is_active":`...)
 	b = strconv.AppendBool(b, u.IsActive)
 	b = append(b, `,"created_at":`...)

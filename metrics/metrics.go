@@ -1,6 +1,6 @@
 // Package metrics holds the service's Prometheus metrics: HTTP requests by
-// route and status, login outcomes, rate-limit hits, the token cache and
-// the pending last-used writes. It is a leaf: the places that count report
+// route and status, login outcomes, rate-limit hits, the token cache, the
+// pending last-used writes and the mail outbox. It is a leaf: the places that count report
 // to it, and it imports none of them. Each Metrics has its own registry
 // (never the global default), so that two apps in one process, as in the
 // tests, do not share counters.
@@ -25,6 +25,11 @@ type Metrics struct {
 	logins      *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
 	loginWaits  prometheus.Counter
+	mailSent    prometheus.Counter
+	mailRetries prometheus.Counter
+	mailFailed  prometheus.Counter
+	mailPending prometheus.Gauge
+	mailGivenUp prometheus.Gauge
 
 	// series holds the request counter and latency histogram of each
 	// seriesKey seen, so that a request finds its two series in one map
@@ -49,6 +54,7 @@ const (
 	LoginSucceeded   = "succeeded"
 	LoginBadPassword = "invalid_credentials"
 	LoginDisabled    = "account_disabled"
+	LoginUnverified  = "email_not_verified"
 	LoginRateLimited = "rate_limited"
 	LoginBadRequest  = "invalid_request"
 	LoginError       = "error"
@@ -80,8 +86,30 @@ func New() *Metrics {
 			Name: "tokenauth_login_waits_total",
 			Help: "Password checks that waited for other checks of the same username in flight.",
 		}),
+
+		mailSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokenauth_mail_sent_total",
+			Help: "Mails the mail server accepted (or, with SMTP_URL empty, wrote to the log).",
+		}),
+		mailRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokenauth_mail_retries_total",
+			Help: "Attempts to send a mail that failed and will be tried again.",
+		}),
+		mailFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokenauth_mail_failed_total",
+			Help: "Mails given up after their last attempt (tokenauth mail lists them).",
+		}),
+		mailPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tokenauth_mail_pending",
+			Help: "Mails in the outbox waiting to be sent, as last counted by the outbox worker.",
+		}),
+		mailGivenUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tokenauth_mail_given_up",
+			Help: "Mails in the outbox given up and not pruned yet, as last counted by the outbox worker.",
+		}),
 	}
 	m.registry.MustRegister(m.requests, m.latency, m.logins, m.rateLimited, m.loginWaits,
+		m.mailSent, m.mailRetries, m.mailFailed, m.mailPending, m.mailGivenUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -150,6 +178,33 @@ func (m *Metrics) WatchPasswordHashes(computed func() uint64) {
 		Name: "tokenauth_password_hashes_total",
 		Help: "Password hashes computed: new passwords, verifications, and the dummy verifications of unknown usernames.",
 	}, func() float64 { return float64(computed()) }))
+}
+
+// Outcomes of an attempt to send a mail, for MailAttempt.
+const (
+	MailSent    = "sent"
+	MailRetried = "retried"
+	MailFailed  = "failed"
+)
+
+// MailAttempt counts an attempt to send a mail by its outcome (one of the
+// Mail... constants).
+func (m *Metrics) MailAttempt(outcome string) {
+	switch outcome {
+	case MailSent:
+		m.mailSent.Inc()
+	case MailRetried:
+		m.mailRetries.Inc()
+	case MailFailed:
+		m.mailFailed.Inc()
+	}
+}
+
+// MailOutbox records how many mails wait in the outbox and how many were
+// given up.
+func (m *Metrics) MailOutbox(pending, givenUp int64) {
+	m.mailPending.Set(float64(pending))
+	m.mailGivenUp.Set(float64(givenUp))
 }
 
 // TokenCache is what the token cache reports at each scrape.

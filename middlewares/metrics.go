@@ -43,6 +43,8 @@ func loginOutcome(c *gin.Context) string {
 		return metrics.LoginBadPassword
 	case resp.Code == apierror.ErrAccountOff.Code:
 		return metrics.LoginDisabled
+	case resp.Code == apierror.ErrEmailNotVerified.Code:
+		return metrics.LoginUnverified
 	case resp.Status == http.StatusTooManyRequests:
 		return metrics.LoginRateLimited
 	case resp.Status < http.StatusInternalServerError:

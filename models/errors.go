@@ -1,6 +1,6 @@
 // Package models holds the GORM models of tokenauth and their domain logic:
-// users, API tokens and their secrets, scopes, security events, and the
-// example resource.
+// users, API tokens and their secrets, scopes, security events, the links
+// sent by mail and the outbox they wait in, and the example resource.
 //
 // Functions take the database handle first after ctx. They read the time
 // from it (see nowOf), and every write that can make a remembered token

@@ -12,6 +12,7 @@ package models
 func All() []any {
 	return []any{
 		&User{}, &APIToken{}, &SecurityEvent{}, &ImportedUser{}, &ImportedToken{}, &ServerSecret{},
+		&LinkToken{}, &Mail{}, &PasswordResetRequest{},
 		&Article{},
 	}
 }

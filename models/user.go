@@ -20,14 +20,22 @@ type User struct {
 	ID uint `gorm:"primaryKey"`
 	// Username is shown as the user typed it; UsernameKey is its folded form,
 	// unique, so that "Alice" and "alice" are one account.
-	Username     string `gorm:"size:150;not null"`
-	UsernameKey  string `gorm:"size:150;not null;uniqueIndex"`
-	Email        string `gorm:"size:254;not null"`
+	Username    string `gorm:"size:150;not null"`
+	UsernameKey string `gorm:"size:150;not null;uniqueIndex"`
+	Email       string `gorm:"size:254;not null"`
+	// EmailKey is the address folded to lower case, for finding accounts
+	// by address (a password reset) in an index. An address may be held
+	// by several accounts, but verified by one at most: the partial
+	// unique index refuses a second.
+	EmailKey     string `gorm:"size:254;not null;default:'';index;uniqueIndex:idx_users_verified_email,where:email_verified_at IS NOT NULL"`
 	PasswordHash string `gorm:"size:255;not null" json:"-"`
 	IsActive     bool   `gorm:"not null"`
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
 	LastLoginAt  *time.Time
+	// EmailVerifiedAt is when the user proved they read mail sent to
+	// Email (nil: not yet). Changing the address clears it.
+	EmailVerifiedAt *time.Time
 }
 
 // UsernameMaxLength is the longest username accepted, in characters.
@@ -58,12 +66,23 @@ func NewUser(ctx context.Context, hasher *password.Hasher, policy PasswordPolicy
 	return u, nil
 }
 
-// BeforeSave keeps the folded username in step with the username. It only
-// computes.
+// BeforeSave keeps the folded username and address in step with the
+// username and address. It only computes.
 func (u *User) BeforeSave(*gorm.DB) error {
 	u.UsernameKey = UsernameKey(u.Username)
+	u.EmailKey = EmailKey(u.Email)
 	return nil
 }
+
+// EmailKey folds an address for comparison: trimmed and in lower case.
+// The local part is case-sensitive in theory only; no provider people use
+// tells Alice@ from alice@, and a reset must find either.
+func EmailKey(email string) string {
+	return strings.ToLower(strings.TrimSpace(email))
+}
+
+// EmailVerified tells whether the user proved their current address.
+func (u *User) EmailVerified() bool { return u.EmailVerifiedAt != nil }
 
 // UsernameKey folds a username for comparison: Unicode compatibility
 // normalisation, then lower case, so look-alike spellings of one name
@@ -134,16 +153,4 @@ func FindUserByUsername(ctx context.Context, db *gorm.DB, username string) (*Use
 	var u User
 	err := db.WithContext(ctx).Where("username_key = ?", UsernameKey(username)).Take(&u).Error
 	return &u, translate(err)
-}
-
-// UpdateEmail changes the user's email address.
-func UpdateEmail(ctx context.Context, db *gorm.DB, u *User, email string) error {
-	email = strings.TrimSpace(email)
-	err := commit(ctx, db, func(tx *gorm.DB) (Change, error) {
-		return Change{UserIDs: []uint{u.ID}}, tx.Model(u).Update("email", email).Error
-	})
-	if err == nil {
-		u.Email = email
-	}
-	return err
 }

@@ -160,6 +160,25 @@ func (m *MemoryLockout) End(_ context.Context, key string, _ Attempt, outcome Ou
 	return nil
 }
 
+// Clear forgets key's failures, as a success would, without an attempt:
+// for a password set by other means (a reset link), which ends the
+// guessing of the old one.
+func (m *MemoryLockout) Clear(_ context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.keys[key]
+	if !ok {
+		return nil
+	}
+	e.failures = 0
+	close(e.ended)
+	e.ended = make(chan struct{})
+	if e.inFlight == 0 {
+		delete(m.keys, key)
+	}
+	return nil
+}
+
 // entry returns key's entry, with failures whose window has ended
 // forgotten. Call it with m.mu held.
 func (m *MemoryLockout) entry(key string, now time.Time) *lockoutEntry {

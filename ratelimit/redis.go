@@ -94,6 +94,16 @@ end
 return 0
 `)
 
+// clearScript is MemoryLockout.Clear on the Redis server. KEYS: failures,
+// waiting; ARGV: the channel to publish on.
+var clearScript = redis.NewScript(`
+redis.call("DEL", KEYS[1])
+if redis.call("DEL", KEYS[2]) == 1 then
+  redis.call("PUBLISH", ARGV[1], "")
+end
+return 0
+`)
+
 // RedisLockout is MemoryLockout with its state in Redis, shared by every
 // instance that uses the same server and prefix. An attempt waiting for a
 // place hears the end of the attempts in flight, on any instance, through
@@ -204,6 +214,15 @@ func (r *RedisLockout) End(ctx context.Context, key string, a Attempt, outcome O
 	err := endScript.Run(ctx, r.client, r.keys(key), a.id, name, r.max, r.window.Milliseconds(),
 		r.wakeups.channel(key)).Err()
 	if err != nil {
+		return fmt.Errorf("login lockout in Redis: %w", err)
+	}
+	return nil
+}
+
+// Clear forgets key's failures; see MemoryLockout.Clear.
+func (r *RedisLockout) Clear(ctx context.Context, key string) error {
+	keys := r.keys(key)
+	if err := clearScript.Run(ctx, r.client, []string{keys[0], keys[2]}, r.wakeups.channel(key)).Err(); err != nil {
 		return fmt.Errorf("login lockout in Redis: %w", err)
 	}
 	return nil

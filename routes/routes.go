@@ -18,6 +18,7 @@ import (
 	"tokenauth/controllers"
 	"tokenauth/docs"
 	"tokenauth/keyring"
+	"tokenauth/mail"
 	"tokenauth/metrics"
 	"tokenauth/middlewares"
 	"tokenauth/models"
@@ -42,6 +43,9 @@ type Deps struct {
 	Redis       *redis.Client
 	RedisPrefix string
 	Metrics     *metrics.Metrics
+	// Mail writes the mails of links (resets, verification, changes of
+	// address) for the outbox.
+	Mail *mail.Composer
 	// Resources are served under /api beside accounts and tokens
 	// (Resources() for the service's own).
 	Resources []Resource
@@ -89,7 +93,7 @@ func New(d Deps) (*gin.Engine, error) {
 	handleBoth(r, "GET", "/readyz", apierror.Handle(health.Readyz))
 	handleBoth(r, "GET", "/metrics", gin.WrapH(d.Metrics.Handler())) // bind or protect in production
 
-	authc := controllers.NewAuthController(d.DB, d.Config, d.Clock, d.Passwords, lockout)
+	authc := controllers.NewAuthController(d.DB, d.Config, d.Clock, d.Passwords, lockout, d.Mail)
 	// CountLogins goes first, so that the limit's refusals count as
 	// login outcomes too.
 	api.With(middlewares.CountLogins(d.Metrics), limitIP("login")).POST("/login", Public, authc.Login)
@@ -98,10 +102,18 @@ func New(d Deps) (*gin.Engine, error) {
 	api.POST("/logout-all", FullScope, authc.LogoutAll)
 	api.POST("/logout-others", FullScope, authc.LogoutOthers)
 
-	profile := controllers.NewProfileController(d.DB, d.Config, d.Passwords, lockout)
+	profile := controllers.NewProfileController(d.DB, d.Config, d.Passwords, lockout, d.Mail)
 	api.GET("/profile", Scope("profile:read"), profile.Show)
 	api.PATCH("/profile", Scope("profile:write"), profile.Update)
 	api.POST("/password", FullScope, profile.ChangePassword)
+
+	// A reset request has the budget of a login per client IP: both let
+	// anyone probe for accounts or cause work.
+	email := controllers.NewEmailController(d.DB, d.Config, d.Passwords, lockout, d.Mail)
+	api.With(limitIP("password-reset")).POST("/password-reset", Public, email.RequestReset)
+	api.With(limitIP("password-reset-confirm")).POST("/password-reset/confirm", Public, email.ConfirmReset)
+	api.POST("/email/verify", Scope("profile:write"), email.RequestVerification)
+	api.With(limitIP("email-confirm")).POST("/email/verify/confirm", Public, email.ConfirmEmail)
 
 	tokens := controllers.NewTokenController(d.DB, d.Config, d.Clock, d.Resolver, scopes)
 	api.GET("/tokens", FullScope, tokens.List)
@@ -126,6 +138,10 @@ func New(d Deps) (*gin.Engine, error) {
 	api.GET("/openapi.yaml", Public, docsc.OpenAPI)
 	page := web.New(d.Config, scopes.Names())
 	handle(r, http.MethodGet, "/", page.Index)
+	// Where the links sent by mail lead: the same page, which reads the
+	// token from the link's fragment.
+	handleBoth(r, http.MethodGet, "/reset", page.Index)
+	handleBoth(r, http.MethodGet, "/verify", page.Index)
 	handle(r, http.MethodGet, "/static/:file", page.Asset)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

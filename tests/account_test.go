@@ -36,19 +36,31 @@ func TestProfile(t *testing.T) {
 
 func TestUpdateProfileEmail(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t)
-	_, token := s.UserWithToken(t, "alice")
-	s.Do(t, Request{Path: "/api/profile/", Token: token}).Expect(t, http.StatusOK) // cached
+	f := newMailFixture(t)
+	_, token := f.UserWithToken(t, "alice")
+	f.Do(t, Request{Path: "/api/profile/", Token: token}).Expect(t, http.StatusOK) // cached
+	s := f.Server
 
+	// The address changes only once the link mailed to it is followed.
 	body := s.Do(t, Request{Method: "PATCH", Path: "/api/profile/", Token: token, Body: map[string]string{"email": "new@example.com"}}).
-		Expect(t, http.StatusOK).JSON(t)
-	if body["email"] != "new@example.com" {
+		Expect(t, http.StatusAccepted).JSON(t)
+	if user, _ := body["user"].(map[string]any); body["pending_email"] != "new@example.com" || user["email"] != "alice@example.com" {
 		t.Errorf("patched email: %v", body)
 	}
-	// The cached lookup was dropped: the profile shows the new address.
-	if got := s.Do(t, Request{Path: "/api/profile/", Token: token}).JSON(t)["email"]; got != "new@example.com" {
-		t.Errorf("profile after the change: email %v", got)
+	if got := s.Do(t, Request{Path: "/api/profile/", Token: token}).JSON(t)["email"]; got != "alice@example.com" {
+		t.Errorf("profile before the link is followed: email %v", got)
 	}
+	_, link := f.mail.WaitForMailTo(t, "new@example.com").Link(t)
+	s.Do(t, Request{Method: "POST", Path: "/api/email/verify/confirm/", Body: map[string]string{"token": link}}).
+		Expect(t, http.StatusNoContent)
+	// The cached lookup was dropped: the profile shows the new address.
+	profile := s.Do(t, Request{Path: "/api/profile/", Token: token}).JSON(t)
+	if profile["email"] != "new@example.com" || profile["email_verified"] != true {
+		t.Errorf("profile after the change: %v", profile)
+	}
+	// The same address again changes nothing: 200.
+	s.Do(t, Request{Method: "PATCH", Path: "/api/profile/", Token: token, Body: map[string]string{"email": "NEW@example.com"}}).
+		Expect(t, http.StatusOK)
 
 	for name, payload := range map[string]any{
 		"not an email":  map[string]string{"email": "not-an-email"},

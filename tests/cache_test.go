@@ -119,12 +119,16 @@ func TestCachedTokenIsRefusedOnTheNextRequest(t *testing.T) {
 
 func TestCachedProfileShowsTheNewEmail(t *testing.T) {
 	t.Parallel()
-	s := NewServer(t)
+	f := newMailFixture(t)
+	s := f.Server
 	_, tok := s.UserWithToken(t, "alice")
 	other := s.Login(t, "alice", testPassword)
 	s.expectCached(t, other)
 	s.Do(t, Request{Method: "PATCH", Path: "/api/profile/", Token: tok, Body: map[string]string{"email": "new@example.com"}}).
-		Expect(t, http.StatusOK)
+		Expect(t, http.StatusAccepted)
+	_, link := f.mail.WaitForMailTo(t, "new@example.com").Link(t)
+	s.Do(t, Request{Method: "POST", Path: "/api/email/verify/confirm/", Body: map[string]string{"token": link}}).
+		Expect(t, http.StatusNoContent)
 	body := s.Do(t, Request{Path: "/api/profile/", Token: other}).Expect(t, http.StatusOK).JSON(t)
 	if body["email"] != "new@example.com" {
 		t.Errorf("email through another cached token: got %v, want new@example.com", body["email"])

@@ -25,8 +25,10 @@ var layers = map[string]int{
 	"apierror":     4,
 	"auth":         3,
 	"djangoimport": 3,
+	"mail":         3,
 	"config":       2,
 	"keyring":      2,
+	"outbox":       2,
 	"models":       1,
 	"ratelimit":    0,
 	"password":     0,
@@ -40,6 +42,8 @@ var layers = map[string]int{
 // cache, the resolver no HTTP framework.
 var banned = map[string][]string{
 	"models":      {"github.com/gin-gonic/", "net/http"},
+	"mail":        {"github.com/gin-gonic/", "net/http"},
+	"outbox":      {"github.com/gin-gonic/", "net/http"},
 	"auth":        {"github.com/gin-gonic/", "net/http"},
 	"middlewares": {"github.com/jackc/pgx", "github.com/hashicorp/golang-lru", "gorm.io/"},
 	"metrics":     {"github.com/gin-gonic/"},

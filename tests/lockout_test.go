@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"gorm.io/gorm"
-
 	"tokenauth/app"
 	"tokenauth/cli"
 	"tokenauth/config"
@@ -232,55 +230,6 @@ func TestLoginWaitingForChecksInFlightEndsWithItsDeadline(t *testing.T) {
 			servers[0].Login(t, "alice", testPassword)
 		})
 	}
-}
-
-// statementLog records the SQL of every statement the service's database
-// handle runs, but the SQLite change feed's polls, which run on their own
-// schedule.
-type statementLog struct {
-	mu  sync.Mutex
-	sql []string
-}
-
-// withStatementLog records the statements of the server in l, from before
-// its background work starts.
-func withStatementLog(t *testing.T, l *statementLog) Option {
-	return withBeforeStart(func(a *app.App) { l.register(t, a.DB) })
-}
-
-func (l *statementLog) register(t *testing.T, db *gorm.DB) {
-	t.Helper()
-	record := func(tx *gorm.DB) {
-		sql := tx.Statement.SQL.String()
-		if strings.HasPrefix(sql, "PRAGMA data_version") {
-			return
-		}
-		l.mu.Lock()
-		l.sql = append(l.sql, sql)
-		l.mu.Unlock()
-	}
-	cb := db.Callback()
-	for _, err := range []error{
-		cb.Query().After("gorm:query").Register("test:log_statements", record),
-		cb.Create().After("gorm:create").Register("test:log_statements", record),
-		cb.Update().After("gorm:update").Register("test:log_statements", record),
-		cb.Delete().After("gorm:delete").Register("test:log_statements", record),
-		cb.Row().After("gorm:row").Register("test:log_statements", record),
-		cb.Raw().After("gorm:raw").Register("test:log_statements", record),
-	} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// take returns the statements logged since the last take.
-func (l *statementLog) take() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	sql := l.sql
-	l.sql = nil
-	return sql
 }
 
 // A locked username answers after the same work whether an account has it

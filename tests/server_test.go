@@ -36,6 +36,11 @@ import (
 
 func TestMain(m *testing.M) {
 	gin.SetMode(gin.ReleaseMode)
+	// The test binary serves as the service in another process for tests
+	// that kill one (see serveChild).
+	if os.Getenv(childEnv) != "" {
+		os.Exit(serveChild())
+	}
 	os.Exit(m.Run())
 }
 
@@ -223,6 +228,9 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	if setup.cfg.TokenCacheTTL > 0 {
 		waitFor(t, "the token cache to come on", func() bool { return a.Resolver.Stats().CacheEnabled })
 	}
+	// The outbox's first look runs at start; waiting for it keeps it out of
+	// what a test counts (statements) or changes (GORM's callbacks) next.
+	waitFor(t, "the outbox's first look", a.Mail.Started)
 	ts := httptest.NewUnstartedServer(a.Router)
 	ts.Config = routes.NewHTTPServer(setup.cfg, a.Router, nil)
 	ts.Start()

@@ -63,7 +63,8 @@ type pageSettings struct {
 	PasswordMinLength int
 	// Registration says whether the page offers to create an account
 	// (ALLOW_REGISTRATION) or tells who can.
-	Registration bool
+	Registration  bool
+	ResetLifetime string
 }
 
 // New renders the page for the service's settings and the scopes a token
@@ -79,6 +80,7 @@ func New(cfg config.Config, scopes []string) *Page {
 		MaxDays:           int(cfg.TokenMaxTTL / (24 * time.Hour)),
 		PasswordMinLength: cfg.PasswordMinLength,
 		Registration:      cfg.AllowRegistration,
+		ResetLifetime:     lifetime(cfg.PasswordResetTTL),
 	})
 	if err != nil {
 		panic(fmt.Sprintf("web: rendering index.html: %v", err))

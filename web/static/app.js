@@ -133,6 +133,10 @@
         return err.retryAfter
           ? 'Too many attempts. Try again in ' + waitText(err.retryAfter) + '.'
           : 'Too many attempts. Wait a little and try again.';
+      case 'invalid_reset_token':
+        return 'This link is invalid, used, replaced by a newer one, or expired. Ask for a new one.';
+      case 'invalid_verification_token':
+        return 'This link is invalid, used, replaced by a newer one, or expired. Sign in and send a new one from your account.';
       default:
         return err.message;
     }
@@ -181,14 +185,31 @@
 
   // ---- views ----------------------------------------------------------
 
+  // One card shows at a time: sign-in, the forgotten password, the reset
+  // and verify pages that links lead to, or the account.
+  const views = ['signin-view', 'forgot-view', 'reset-view', 'verify-view', 'tokens-view'];
+
+  function showOnly(id) {
+    for (const v of views) {
+      $(v).hidden = v !== id;
+    }
+    $('account').hidden = id !== 'tokens-view';
+  }
+
+  // leaveLinkPage puts the address back to the page itself once a link's
+  // page is done with.
+  function leaveLinkPage() {
+    if (location.pathname !== '/') {
+      history.replaceState(null, '', '/');
+    }
+  }
+
   // showSignIn shows the sign-in form. After a sign-out the focus goes to
   // the heading, so a screen reader reads the notice that follows it; on
   // arrival it goes straight to the username.
   function showSignIn(notice) {
-    $('tokens-view').hidden = true;
-    $('account').hidden = true;
+    showOnly('signin-view');
     hideRegister();
-    $('signin-view').hidden = false;
     const n = $('signin-notice');
     n.textContent = notice || '';
     n.hidden = !notice;
@@ -203,6 +224,7 @@
   function signedOut(notice) {
     setSession(null);
     $('list-ok').textContent = '';
+    $('email-pending').hidden = true;
     hideSecret();
     $('token-rows').replaceChildren();
     for (const form of document.querySelectorAll('form')) {
@@ -230,14 +252,13 @@
   }
 
   async function showTokens() {
-    $('signin-view').hidden = true;
+    showOnly('tokens-view');
     hideRegister();
     $('whoami').textContent = session.username;
     $('password-username').value = session.username;
-    $('account').hidden = false;
-    $('tokens-view').hidden = false;
     $('tokens-title').focus();
     await loadTokens();
+    await loadProfile();
   }
 
   // ---- sign in and out ------------------------------------------------
@@ -587,6 +608,189 @@
     }
   }
 
+  // ---- a forgotten password -------------------------------------------
+
+  function showForgot() {
+    showOnly('forgot-view');
+    const form = $('forgot-form');
+    form.reset();
+    clearErrors(form);
+    $('forgot-who').value = $('signin-username').value;
+    $('forgot-who').focus();
+  }
+
+  // requestReset asks for a reset link. The answer is the same whether an
+  // account matches or not, and so is what the page says.
+  async function requestReset(event) {
+    event.preventDefault();
+    const form = $('forgot-form');
+    clearErrors(form);
+    const who = $('forgot-who');
+    const value = who.value.trim();
+    if (value === '') {
+      fieldError(who, $('forgot-who-error'), 'Give your email address or your username.');
+      who.focus();
+      return;
+    }
+    const body = value.includes('@') ? { email: value } : { username: value };
+    const submit = $('forgot-submit');
+    submit.disabled = true;
+    try {
+      await api('POST', '/api/password-reset/', body);
+      done($('forgot-ok'), 'If an account matches, a link is on its way to its address. Check your mail; the link works once.');
+    } catch (err) {
+      const target = [who, $('forgot-who-error'), value.includes('@') ? 'Email address' : 'Username'];
+      showErrors(err, { email: target, username: target }, $('forgot-error'));
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
+  // The token of a link is in the address's fragment, which the browser
+  // never sends to a server; the page takes it and drops it from the
+  // address bar and the history at once.
+  let resetToken = '';
+
+  function showReset(token) {
+    resetToken = token;
+    showOnly('reset-view');
+    const form = $('reset-form');
+    form.reset();
+    clearErrors(form);
+    if (!token) {
+      $('reset-error').textContent = 'This link has no token: open the whole link from the mail, or ask for a new one.';
+    }
+    $('reset-new').focus();
+  }
+
+  async function resetPassword(event) {
+    event.preventDefault();
+    const form = $('reset-form');
+    clearErrors(form);
+    const next = $('reset-new');
+    const confirm = $('reset-confirm');
+    if (next.value !== confirm.value) {
+      fieldError(confirm, $('reset-confirm-error'), 'The two new passwords differ.');
+      confirm.focus();
+      return;
+    }
+    const submit = $('reset-submit');
+    submit.disabled = true;
+    try {
+      await api('POST', '/api/password-reset/confirm/', { token: resetToken, new_password: next.value });
+      resetToken = '';
+      form.reset();
+      leaveLinkPage();
+      setSession(null);
+      showSignIn('Your password is changed, and every session and token of your account is signed out. Sign in with your new password.');
+    } catch (err) {
+      showErrors(err, { new_password: [next, $('reset-new-error'), 'New password'] }, $('reset-error'));
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
+  // ---- the email address ----------------------------------------------
+
+  async function verifyEmail(token) {
+    showOnly('verify-view');
+    $('verify-ok').textContent = '';
+    $('verify-error').textContent = '';
+    $('verify-title').focus();
+    if (!token) {
+      $('verify-error').textContent = 'This link has no token: open the whole link from the mail.';
+      return;
+    }
+    try {
+      await api('POST', '/api/email/verify/confirm/', { token });
+      done($('verify-ok'), 'Your email address is verified.');
+    } catch (err) {
+      $('verify-error').textContent = messageFor(err);
+    }
+  }
+
+  function continueFromVerify() {
+    leaveLinkPage();
+    if (session) {
+      showTokens();
+    } else {
+      showSignIn();
+    }
+  }
+
+  function showEmail(profile) {
+    $('email-address').textContent = profile.email || 'no address';
+    const state = $('email-state');
+    state.textContent = profile.email_verified ? 'verified' : 'not verified';
+    state.classList.toggle('warn', !profile.email_verified);
+    $('email-verify-row').hidden = profile.email_verified || !profile.email;
+  }
+
+  async function loadProfile() {
+    try {
+      showEmail(await authed('GET', '/api/profile/'));
+    } catch (err) {
+      if (!(err instanceof SessionEnded)) {
+        $('email-error').textContent = messageFor(err);
+      }
+    }
+  }
+
+  async function sendVerification() {
+    $('email-ok').textContent = '';
+    $('email-error').textContent = '';
+    const button = $('email-verify');
+    button.disabled = true;
+    try {
+      await authed('POST', '/api/email/verify/');
+      done($('email-ok'), 'A new link is on its way to ' + $('email-address').textContent + '. It works for a day.');
+    } catch (err) {
+      if (!(err instanceof SessionEnded)) {
+        $('email-error').textContent = messageFor(err);
+      }
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function changeEmail(event) {
+    event.preventDefault();
+    const form = $('email-form');
+    clearErrors(form);
+    $('email-ok').textContent = '';
+    $('email-error').textContent = '';
+    const input = $('email-new');
+    const email = input.value.trim();
+    if (email === '') {
+      fieldError(input, $('email-new-error'), 'Give the new address.');
+      input.focus();
+      return;
+    }
+    const submit = $('email-submit');
+    submit.disabled = true;
+    try {
+      const data = await authed('PATCH', '/api/profile/', { email });
+      form.reset();
+      if (data.pending_email) {
+        const pending = $('email-pending');
+        pending.textContent = 'Follow the link we mailed to ' + data.pending_email + ' to make it your address. ' +
+          'Until then your address stays ' + data.user.email + '.';
+        pending.hidden = false;
+        announce(pending.textContent);
+        showEmail(data.user);
+      } else {
+        done($('email-ok'), 'That is your address already.');
+        showEmail(data);
+      }
+    } catch (err) {
+      if (!(err instanceof SessionEnded)) {
+        showErrors(err, { email: [input, $('email-new-error'), 'New email address'] }, $('email-error'));
+      }
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
   // ---- confirmation ---------------------------------------------------
 
   // confirmAction asks in a modal dialog, which keeps the focus inside it
@@ -650,8 +854,31 @@
   $('confirm-ok').addEventListener('click', () => $('confirm').close('ok'));
   $('confirm-cancel').addEventListener('click', () => $('confirm').close('cancel'));
 
+  $('forgot-open').addEventListener('click', showForgot);
+  $('forgot-back').addEventListener('click', () => showSignIn());
+  $('forgot-form').addEventListener('submit', requestReset);
+  $('reset-form').addEventListener('submit', resetPassword);
+  $('reset-again').addEventListener('click', () => {
+    leaveLinkPage();
+    showForgot();
+  });
+  $('verify-continue').addEventListener('click', continueFromVerify);
+  $('email-verify').addEventListener('click', sendVerification);
+  $('email-form').addEventListener('submit', changeEmail);
+
   syncScopes();
-  if (session) {
+  // A link from a mail opens /reset or /verify with its token in the
+  // fragment.
+  const page = location.pathname.replace(/\/+$/, '');
+  const linkToken = new URLSearchParams(location.hash.slice(1)).get('token') || '';
+  if (page === '/reset' || page === '/verify') {
+    history.replaceState(null, '', page);
+  }
+  if (page === '/reset') {
+    showReset(linkToken);
+  } else if (page === '/verify') {
+    verifyEmail(linkToken);
+  } else if (session) {
     showTokens();
   } else {
     showSignIn();
