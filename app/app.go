@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime"
 	"sync"
 	"time"
@@ -117,6 +118,13 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 	if o.flushEvery <= 0 {
 		return nil, errors.New("the usage flush interval must be positive")
 	}
+	if least := auth.MinIdleTimeout(o.flushEvery); cfg.TokenIdleTimeout > 0 && cfg.TokenIdleTimeout < least {
+		return nil, fmt.Errorf("TOKEN_IDLE_TIMEOUT: %s is too short to honour: last uses reach the database up to "+
+			"a tenth of the timeout plus one usage flush interval (%s) after they happen, and other instances, "+
+			"the token list and prune judge idleness by the database, so a token in use could look idle; "+
+			"use at least %s (twice the flush interval), a shorter --usage-flush-interval, or 0 for no idle timeout",
+			cfg.TokenIdleTimeout, o.flushEvery, least)
+	}
 	if o.passwords == nil {
 		o.passwords = password.NewHasher(password.DefaultParams, runtime.GOMAXPROCS(0))
 	}
@@ -133,7 +141,12 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 	if err := models.ListenForChanges(a.DB, a.Resolver.Apply); err != nil {
 		return nil, fmt.Errorf("following the database's changes: %w", err)
 	}
-	a.Feed = auth.NewChangeFeed(a.Resolver, a.DB, cfg.DatabaseURL, log)
+	walIndex, err := db.WALIndex()
+	if err != nil {
+		log.Warn("every request the token cache could answer asks the database whether another process wrote it",
+			"error", err.Error())
+	}
+	a.Feed = auth.NewChangeFeed(a.Resolver, a.DB, cfg.DatabaseURL, walIndex, log)
 	a.Metrics.WatchPasswordHashes(a.Passwords.Computed)
 	a.Metrics.WatchTokenCache(func() metrics.TokenCache {
 		s := a.Resolver.Stats()
@@ -167,6 +180,16 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 	}
 	a.Router = router
 	return a, nil
+}
+
+// MetricsHandler serves the application's Prometheus metrics at GET
+// /metrics, and nothing else. It is for a listener of its own
+// (METRICS_ADDR), which serve runs: the public router does not serve the
+// metrics, so the public port never exposes them.
+func (a *App) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", a.Metrics.Handler())
+	return mux
 }
 
 // Start runs the background work until Shutdown: writing last-used times

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,8 +24,8 @@ import (
 // listenPingTimeout. A ping that comes back proves that every announcement
 // committed before it was sent has arrived: PostgreSQL delivers pending
 // notifications before it answers. On SQLite, other processes (the operator
-// subcommands) write the same file, and the feed polls the file's
-// data_version.
+// subcommands) write the same file, and the feed watches it (sqliteWatch):
+// before every request that the cache may answer, and every sqlitePoll.
 const (
 	listenHeartbeat   = 2 * time.Second
 	listenPingTimeout = 2 * time.Second
@@ -41,9 +42,9 @@ const listenerName = "tokenauth listener"
 // processes commit, and keeps the cache off whenever it cannot.
 type ChangeFeed struct {
 	resolver *Resolver
-	db       *gorm.DB
 	log      *slog.Logger
 	postgres bool
+	sqlite   *sqliteWatch // nil on PostgreSQL
 	// Connect opens the connection that listens (PostgreSQL only). It is
 	// set from the database URL; a test may wrap it to hold a reconnection
 	// back.
@@ -51,9 +52,12 @@ type ChangeFeed struct {
 }
 
 // NewChangeFeed returns the feed for the database at databaseURL, which db
-// is open on.
-func NewChangeFeed(r *Resolver, db *gorm.DB, databaseURL string, log *slog.Logger) *ChangeFeed {
-	f := &ChangeFeed{resolver: r, db: db, log: log, postgres: config.IsPostgres(databaseURL)}
+// is open on. On SQLite, walIndex is the file's WAL index
+// (config.Database.WALIndex), or nil when it has none: every request the
+// cache may answer then asks the database whether another connection
+// committed. The feed has r check for changes before it trusts its cache.
+func NewChangeFeed(r *Resolver, db *gorm.DB, databaseURL string, walIndex *os.File, log *slog.Logger) *ChangeFeed {
+	f := &ChangeFeed{resolver: r, log: log, postgres: config.IsPostgres(databaseURL)}
 	if f.postgres {
 		f.Connect = func(ctx context.Context) (*pgx.Conn, error) {
 			cfg, err := pgx.ParseConfig(databaseURL)
@@ -66,19 +70,24 @@ func NewChangeFeed(r *Resolver, db *gorm.DB, databaseURL string, log *slog.Logge
 			cfg.RuntimeParams["application_name"] = listenerName
 			return pgx.ConnectConfig(ctx, cfg)
 		}
+	} else {
+		f.sqlite = &sqliteWatch{resolver: r, db: db, log: log, walIndex: walIndex}
+		r.catchUp = f.sqlite.catchUp
 	}
 	return f
 }
 
 // StalenessBound is the longest a change committed by another process can
 // go unseen by this process's cache: after it, the change has been applied
-// or the cache is off. In practice an announcement arrives within
-// milliseconds; the bound is for a connection that died without a word.
+// or the cache is off. On PostgreSQL an announcement arrives within
+// milliseconds in practice; the bound is for a connection that died
+// without a word. On SQLite it is zero: a request that began after the
+// change committed sees it.
 func (f *ChangeFeed) StalenessBound() time.Duration {
 	if f.postgres {
 		return listenHeartbeat + listenPingTimeout
 	}
-	return sqlitePoll
+	return 0
 }
 
 // Run follows changes until ctx ends. The cache is on only while they are
@@ -174,33 +183,16 @@ func (f *ChangeFeed) apply(payload string) {
 	f.resolver.Apply(ch)
 }
 
-// poll watches a SQLite file for commits by other processes. PRAGMA
-// data_version changes when another connection commits; the service has
-// one connection, so its own writes do not count. What changed is not
-// known, so any change drops the whole cache.
+// poll checks the SQLite file every sqlitePoll whatever its WAL index
+// says: that switches the cache on, and back on after the file could not
+// be read.
 func (f *ChangeFeed) poll(ctx context.Context) {
+	defer f.sqlite.stop()
 	ticker := time.NewTicker(sqlitePoll)
 	defer ticker.Stop()
-	var last int64
-	known := false
 	for {
-		var version int64
-		err := f.db.WithContext(ctx).Raw("PRAGMA data_version").Scan(&version).Error
-		switch {
-		case ctx.Err() != nil:
+		if f.sqlite.check(ctx, true) != nil {
 			return
-		case err != nil:
-			if known {
-				f.log.Warn("token cache off: cannot watch the database for changes", "error", err.Error())
-			}
-			f.resolver.setCaching(false)
-			known = false
-		case !known:
-			last, known = version, true
-			f.resolver.setCaching(true)
-		case version != last:
-			last = version
-			f.resolver.Apply(models.Change{All: true})
 		}
 		select {
 		case <-ctx.Done():

@@ -48,8 +48,29 @@ const cacheSize = 10000
 // maxUsageGranularity is the longest a token's last use may go unrecorded.
 // Writing it at most once a minute per token loses nothing that people
 // read ("last used" is read in minutes); a shorter idle timeout records
-// more often (see Options.IdleTimeout).
+// more often (see usageGranularity).
 const maxUsageGranularity = time.Minute
+
+// usageGranularity is how stale the recorded last use of a token in use
+// may be under the idle timeout idle: a tenth of it, at most a minute. A
+// token used more often than its idle timeout is then always seen in use,
+// however short the timeout.
+func usageGranularity(idle time.Duration) time.Duration {
+	if idle <= 0 {
+		return maxUsageGranularity
+	}
+	return min(idle/10, maxUsageGranularity)
+}
+
+// MinIdleTimeout is the shortest idle timeout that can be honoured when
+// pending uses are written every flushEvery. A use reaches the database at
+// most a granularity (a tenth of the timeout) plus one flush interval after
+// it happens, and what the database holds is what other instances, the
+// token list and the operator's prune judge idleness by. At twice the
+// flush interval, that delay is at most 0.6 of the timeout, which leaves
+// the write itself time to finish before a token in use could look idle
+// anywhere.
+func MinIdleTimeout(flushEvery time.Duration) time.Duration { return 2 * flushEvery }
 
 // Options are the settings that govern tokens at request time.
 type Options struct {
@@ -111,6 +132,9 @@ type Resolver struct {
 	opts  Options
 	// granularity is how stale a recorded last use may be.
 	granularity time.Duration
+	// catchUp, when set, applies what other processes committed since the
+	// last request, before the cache answers one (see sqliteWatch).
+	catchUp func(context.Context) error
 
 	hits, misses, invalidations, outages atomic.Uint64
 }
@@ -121,7 +145,7 @@ type Resolver struct {
 // processes are followed, so the cache comes on when a ChangeFeed follows
 // them.
 func NewResolver(db *gorm.DB, pool *pgxpool.Pool, opts Options) *Resolver {
-	r := &Resolver{db: db, pool: pool, usage: newUsageRecorder(db), opts: opts, granularity: maxUsageGranularity}
+	r := &Resolver{db: db, pool: pool, usage: newUsageRecorder(db), opts: opts, granularity: usageGranularity(opts.IdleTimeout)}
 	if opts.CacheTTL > 0 {
 		r.cache = newTokenCache(cacheSize, opts.CacheTTL)
 		r.cache.setEnabled(false)
@@ -142,16 +166,27 @@ func (r *Resolver) Resolve(ctx context.Context, req Request) (*Identity, error) 
 		}
 	}
 	f, err := r.lookup(ctx, req.Secret, req.Now)
-	if errors.Is(err, models.ErrNotFound) {
-		return nil, ErrInvalidToken
-	}
 	if err != nil {
-		return nil, err
+		return nil, refusal(err)
 	}
 	e := f.entry
 	noted := e.noted.Load()
 	activity := e.token.Activity(noted)
-	if !r.live(e.token, legacy, activity, req.Now) {
+	ok := r.live(e.token, legacy, activity, req.Now)
+	if !ok && !f.fresh {
+		// A cached entry knows the uses and slid expiries of this process
+		// only; other instances write theirs without announcing them.
+		// Before a token is refused as idle or expired, the database has
+		// its say.
+		if f, err = r.load(ctx, f.key); err != nil {
+			return nil, refusal(err)
+		}
+		e = f.entry
+		noted = e.noted.Load()
+		activity = e.token.Activity(noted)
+		ok = r.live(e.token, legacy, activity, req.Now)
+	}
+	if !ok {
 		return nil, ErrInvalidToken
 	}
 	if f.fresh && r.cache != nil {
@@ -222,16 +257,29 @@ func (r *Resolver) lookup(ctx context.Context, secret string, now time.Time) (fo
 	if len(secret) > len(buf) {
 		return found{}, models.ErrNotFound
 	}
-	f := found{key: sha256.Sum256(buf[:copy(buf[:], secret)])}
+	key := sha256.Sum256(buf[:copy(buf[:], secret)])
 	if r.cache != nil {
-		if e, ok := r.cache.get(f.key, now); ok {
-			r.hits.Add(1)
-			return found{entry: e}, nil
+		if r.catchUp != nil {
+			if err := r.catchUp(ctx); err != nil {
+				return found{}, err
+			}
 		}
+		if e, ok := r.cache.get(key, now); ok {
+			r.hits.Add(1)
+			return found{entry: e, key: key}, nil
+		}
+	}
+	return r.load(ctx, key)
+}
+
+// load finds the token whose secret hashes to key in the database.
+func (r *Resolver) load(ctx context.Context, key cacheKey) (found, error) {
+	f := found{key: key, fresh: true}
+	if r.cache != nil {
 		f.gen = r.cache.begin()
 	}
 	r.misses.Add(1)
-	t, err := models.FindTokenByHash(ctx, r.db, r.pool, hex.EncodeToString(f.key[:]))
+	t, err := models.FindTokenByHash(ctx, r.db, r.pool, hex.EncodeToString(key[:]))
 	if err != nil {
 		return found{}, err
 	}
@@ -244,8 +292,17 @@ func (r *Resolver) lookup(ctx context.Context, secret string, now time.Time) (fo
 	} else if t.LastUsedAt != nil {
 		e.noted.Store(&models.Usage{LastUsedAt: *t.LastUsedAt})
 	}
-	f.entry, f.fresh = e, true
+	f.entry = e
 	return f, nil
+}
+
+// refusal is err as Resolve returns it: a token the database does not
+// know authenticates nobody.
+func refusal(err error) error {
+	if errors.Is(err, models.ErrNotFound) {
+		return ErrInvalidToken
+	}
+	return err
 }
 
 // Apply drops what a committed change may have made wrong: the one way in

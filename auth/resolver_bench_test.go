@@ -1,8 +1,12 @@
 package auth
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -48,7 +52,24 @@ func benchAuth(b *testing.B, cacheTTL time.Duration) (http.Handler, string, *Res
 	}
 	r := NewResolver(db, database.Pool, Options{IdleTimeout: cfg.TokenIdleTimeout, TTL: cfg.TokenTTL,
 		MaxTTL: cfg.TokenMaxTTL, CacheTTL: cacheTTL})
-	r.setCaching(true) // as a ChangeFeed does once it follows changes
+	// The feed follows changes as the service's does: on SQLite each
+	// request the cache may answer first checks the file.
+	walIndex, err := database.WALIndex()
+	if err != nil {
+		b.Fatal(err)
+	}
+	feed := NewChangeFeed(r, db, cfg.DatabaseURL, walIndex, slog.New(slog.DiscardHandler))
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { feed.Run(ctx); close(done) }()
+	b.Cleanup(func() { stop(); <-done })
+	if cacheTTL > 0 {
+		for deadline := time.Now().Add(10 * time.Second); !r.Stats().CacheEnabled; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatal("the token cache did not come on")
+			}
+		}
+	}
 	router := gin.New()
 	router.GET("/", func(c *gin.Context) {
 		secret, err := ParseBearer(c.Request.Header.Values("Authorization"))
@@ -106,4 +127,62 @@ func BenchmarkNoAuth(b *testing.B) {
 	r := gin.New()
 	r.GET("/", func(c *gin.Context) { c.Status(http.StatusNoContent) })
 	benchServe(b, r, "")
+}
+
+// BenchmarkSQLiteChangeCheck measures the ways a request could learn that
+// another process committed to a SQLite file (see sqliteWatch), on a file
+// with a committed write: reading the WAL index header (what the service
+// does), asking PRAGMA data_version on the service's connection (what it
+// does only when the header moved; through GORM for comparison), and the
+// size and time of the WAL file (os.Stat), which a commit within the same
+// clock tick that overwrites the WAL in place leaves unchanged.
+func BenchmarkSQLiteChangeCheck(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "watch.db")
+	database, err := config.OpenDatabase(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { database.Close() })
+	if err := config.Migrate(database.ORM); err != nil {
+		b.Fatal(err)
+	}
+	walIndex, err := database.WALIndex()
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := &sqliteWatch{db: database.ORM, walIndex: walIndex}
+	b.Run("wal index header", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var h walIndexHeader
+			if !w.readHeader(&h) {
+				b.Fatal("unreadable WAL index header")
+			}
+		}
+	})
+	b.Run("data_version", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := w.dataVersion(b.Context()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("data_version through GORM", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var version int64
+			if err := database.ORM.Raw("PRAGMA data_version").Scan(&version).Error; err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("stat of the WAL", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := os.Stat(path + "-wal"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

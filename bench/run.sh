@@ -82,7 +82,8 @@ start() {
   local name=$1 port=$2 db=$3; shift 3
   local bin="$WORK/tokenauth" args=(serve)
   if [ "$name" = onequery ]; then bin="$WORK/onequery"; args=(); fi
-  env DATABASE_URL="$(db_url "tokenauth_bench_$db")" ADDR="127.0.0.1:$port" LOG_LEVEL=warn \
+  # METRICS_ADDR empty: two instances run at once, and the default is one port for both.
+  env DATABASE_URL="$(db_url "tokenauth_bench_$db")" ADDR="127.0.0.1:$port" METRICS_ADDR= LOG_LEVEL=warn \
     LOGIN_IP_PER_MINUTE=1000000 "$@" "$bin" "${args[@]}" >"$WORK/$name.log" 2>&1 &
   PIDS+=($!)
   eval "PID_${name//-/_}=$!"

@@ -23,9 +23,10 @@ import (
 
 // Main runs the subcommand that args name (serve when none does) and
 // returns the process's exit code: 0 (also for help), 1 for a failure, 2
-// for a mistake in the command line. Errors are printed to stderr.
-func Main(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
-	err := run(ctx, args, getenv, stdin, stdout, stderr)
+// for a mistake in the command line. Settings are read through lookupEnv
+// (os.LookupEnv). Errors are printed to stderr.
+func Main(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) int {
+	err := run(ctx, args, lookupEnv, stdin, stdout, stderr)
 	if err == nil {
 		return 0
 	}
@@ -53,18 +54,19 @@ type env struct {
 	database  *config.Database
 	db        *gorm.DB
 	passwords *password.Hasher
-	// listener is where serve accepts connections, bound before the
-	// database is opened; nil for the other commands.
-	listener net.Listener
-	stdin    io.Reader
-	stdout   io.Writer
-	stderr   io.Writer
+	// listener is where serve accepts connections, and metricsListener
+	// where it serves its metrics (nil when METRICS_ADDR is empty): both
+	// bound before the database is opened; nil for the other commands.
+	listener, metricsListener net.Listener
+	stdin                     io.Reader
+	stdout                    io.Writer
+	stderr                    io.Writer
 }
 
 // run loads the configuration once, opens the database once and hands
 // both to the subcommand. Help, asked for with help, -h or --help, goes to
 // stdout and needs neither.
-func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) error {
 	name := "serve"
 	if len(args) > 0 {
 		switch args[0] {
@@ -99,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fs.Usage()
 		return usageError{fmt.Errorf("%s takes %d argument(s)", name, cmd.nargs)}
 	}
-	cfg, unknown, err := config.Load(getenv, ".env")
+	cfg, unknown, err := config.Load(lookupEnv, ".env")
 	if err != nil {
 		return err
 	}
@@ -114,18 +116,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	e := &env{cfg: cfg, log: log,
 		passwords: password.NewHasher(password.DefaultParams, runtime.GOMAXPROCS(0)),
 		stdin:     stdin, stdout: stdout, stderr: stderr}
-	// The port is taken before the database is opened: a port in use
+	// The ports are taken before the database is opened: a port in use
 	// stops start-up before a SQLite file or a schema is created.
 	if cmd.listens {
-		e.listener, err = net.Listen("tcp", cfg.Addr)
-		if err != nil {
-			var opErr *net.OpError
-			if errors.As(err, &opErr) {
-				err = opErr.Err
-			}
-			return fmt.Errorf("ADDR: cannot listen on %s: %w", cfg.Addr, err)
+		if e.listener, err = listenOn("ADDR", cfg.Addr, ""); err != nil {
+			return err
 		}
 		defer e.listener.Close() // serve closes it first, unless start-up fails
+		if cfg.MetricsAddr != "" {
+			e.metricsListener, err = listenOn("METRICS_ADDR", cfg.MetricsAddr,
+				"each instance on a machine needs a port of its own; empty serves no metrics")
+			if err != nil {
+				return err
+			}
+			defer e.metricsListener.Close()
+		}
 	}
 	database, err := config.OpenDatabase(cfg.DatabaseURL)
 	if err != nil {
@@ -137,6 +142,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	e.database, e.db = database, database.ORM
 	return runCmd(ctx, e, fs.Args())
+}
+
+// listenOn binds addr, the value of setting; an error names the setting,
+// with advice when there is some.
+func listenOn(setting, addr, advice string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		var opErr *net.OpError
+		if errors.As(err, &opErr) {
+			err = opErr.Err
+		}
+		if advice != "" {
+			return nil, fmt.Errorf("%s: cannot listen on %s (%s): %w", setting, addr, advice, err)
+		}
+		return nil, fmt.Errorf("%s: cannot listen on %s: %w", setting, addr, err)
+	}
+	return ln, nil
 }
 
 // flagSet declares a command's flags and returns them with the function

@@ -35,23 +35,28 @@ func openDB(t *testing.T, url string) *config.Database {
 	return db
 }
 
+// lookupIn is an environment that holds exactly env, as os.LookupEnv
+// would see it.
+func lookupIn(env map[string]string) func(string) (string, bool) {
+	return func(key string) (string, bool) {
+		v, ok := env[key]
+		return v, ok
+	}
+}
+
 func newCLI(t *testing.T) *cli {
 	return &cli{t: t, url: testdb.URL(t)}
 }
 
 func (c *cli) run(stdin string, args ...string) (stdout, stderr string, err error) {
 	c.t.Helper()
-	getenv := func(key string) string {
-		switch key {
-		case "DATABASE_URL":
-			return c.url
-		case "PASSWORD_MIN_LENGTH":
-			return "10"
-		}
-		return c.env[key]
+	settings := map[string]string{"DATABASE_URL": c.url, "PASSWORD_MIN_LENGTH": "10"}
+	for k, v := range c.env {
+		settings[k] = v
 	}
+	env := lookupIn(settings)
 	var out, errOut bytes.Buffer
-	err = run(context.Background(), args, getenv, strings.NewReader(stdin), &out, &errOut)
+	err = run(context.Background(), args, env, strings.NewReader(stdin), &out, &errOut)
 	return out.String(), errOut.String(), err
 }
 
@@ -118,12 +123,7 @@ func TestCommandErrors(t *testing.T) {
 // stdout, exits 0, and opens no database.
 func TestHelp(t *testing.T) {
 	dbPath := filepath.Join(t.TempDir(), "help.db")
-	getenv := func(key string) string {
-		if key == "DATABASE_URL" {
-			return dbPath
-		}
-		return ""
-	}
+	getenv := lookupIn(map[string]string{"DATABASE_URL": dbPath})
 	main := func(args ...string) (code int, stdout, stderr string) {
 		var out, errOut bytes.Buffer
 		code = Main(t.Context(), args, getenv, strings.NewReader(""), &out, &errOut)

@@ -48,7 +48,7 @@ func TestCreateUserValidatesEmailsAsTheAPIDoes(t *testing.T) {
 			t.Fatalf("PATCH /api/profile/ %q: status %d", tc.email, resp.StatusCode)
 		}
 
-		getenv := func(key string) string { return s.env[key] }
+		getenv := lookupIn(s.env)
 		var out, errOut strings.Builder
 		err = run(t.Context(), []string{"createuser", "--username", fmt.Sprintf("user%d", i), "--email", tc.email},
 			getenv, strings.NewReader(testPassword+"\n"), &out, &errOut)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"runtime/debug"
@@ -22,7 +23,8 @@ import (
 
 func serveCommand(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	flushEvery := fs.Duration("usage-flush-interval", 5*time.Second,
-		"how often pending last-used times of tokens are written (they are also written on shutdown)")
+		"how often pending last-used times of tokens are written (they are also written on shutdown); "+
+			"TOKEN_IDLE_TIMEOUT must be at least twice this")
 	return func(ctx context.Context, e *env, _ []string) error {
 		if *flushEvery <= 0 {
 			return usageError{errors.New("--usage-flush-interval must be positive")}
@@ -71,7 +73,9 @@ const memoryBase = 32 << 20
 
 // serve runs the API until ctx ends (SIGINT or SIGTERM), then stops
 // accepting, lets in-flight requests finish within SHUTDOWN_GRACE, writes
-// pending token usage, and returns (run closes the database).
+// pending token usage, and returns (run closes the database). The metrics
+// are served on a listener of their own (METRICS_ADDR), started and
+// stopped with the API's.
 func serve(ctx context.Context, e *env, flushEvery time.Duration) error {
 	limitMemory(e.passwords)
 	gin.SetMode(gin.ReleaseMode)
@@ -80,29 +84,66 @@ func serve(ctx context.Context, e *env, flushEvery time.Duration) error {
 	if err != nil {
 		return err
 	}
-	srv := routes.NewHTTPServer(e.cfg, a.Router, slog.NewLogLogger(e.log.Handler(), slog.LevelWarn))
+	errorLog := slog.NewLogLogger(e.log.Handler(), slog.LevelWarn)
+	servers := []*server{{srv: routes.NewHTTPServer(e.cfg, a.Router, errorLog), ln: e.listener, setting: "ADDR"}}
+	if e.metricsListener != nil {
+		msrv := routes.NewHTTPServer(e.cfg, a.MetricsHandler(), errorLog)
+		msrv.Addr = e.cfg.MetricsAddr
+		servers = append(servers, &server{srv: msrv, ln: e.metricsListener, setting: "METRICS_ADDR"})
+	}
 	a.Start(ctx)
-	// Runs after the server has drained: the last requests' uses are
+	// Runs after the servers have drained: the last requests' uses are
 	// pending by then, and the app's final flush writes them.
 	defer a.Shutdown()
+	if e.metricsListener != nil {
+		e.log.Info("serving metrics", "addr", e.metricsListener.Addr().String())
+	} else {
+		e.log.Info("metrics not served: METRICS_ADDR is empty")
+	}
+	served := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() { served <- s.serve() }()
+	}
 	e.log.Info("listening", "addr", e.listener.Addr().String(), "database", config.DescribeDatabase(e.cfg.DatabaseURL))
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(e.listener) }()
 
+	var failed error
 	select {
-	case err := <-served:
-		return err
+	case failed = <-served:
 	case <-ctx.Done():
 	}
 	e.log.Info("shutting down", "grace", e.cfg.ShutdownGrace.String())
 	graceCtx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(graceCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		// The grace is over: cut what is left rather than let handlers run
-		// on against a database that is about to close.
-		_ = srv.Close()
-		return fmt.Errorf("requests still running after SHUTDOWN_GRACE (%s) were cut off: %w", e.cfg.ShutdownGrace, err)
+	// The API first: the metrics stay scrapable while its requests drain.
+	for _, s := range servers {
+		if err := s.srv.Shutdown(graceCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			// The grace is over: cut what is left rather than let handlers
+			// run on against a database that is about to close.
+			for _, s := range servers {
+				_ = s.srv.Close()
+			}
+			return fmt.Errorf("requests still running after SHUTDOWN_GRACE (%s) were cut off: %w", e.cfg.ShutdownGrace, err)
+		}
+	}
+	if failed != nil {
+		return failed
 	}
 	e.log.Info("stopped")
+	return nil
+}
+
+// server is one of serve's listeners and what it serves.
+type server struct {
+	srv *http.Server
+	ln  net.Listener
+	// setting names the listener's address in an error.
+	setting string
+}
+
+// serve serves until the server is shut down, and returns any other end.
+func (s *server) serve() error {
+	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s: serving on %s: %w", s.setting, s.ln.Addr(), err)
+	}
 	return nil
 }

@@ -33,11 +33,13 @@ type service struct {
 func startService(t *testing.T, settings map[string]string) *service {
 	t.Helper()
 	s := &service{addr: freeAddr(t), logs: &lockedBuffer{}, done: make(chan error, 1)}
-	s.env = map[string]string{"DATABASE_URL": testdb.URL(t), "ADDR": s.addr, "LOG_LEVEL": "debug"}
+	// No metrics listener unless a test asks for one: tests run in
+	// parallel, and METRICS_ADDR's default is one port for all.
+	s.env = map[string]string{"DATABASE_URL": testdb.URL(t), "ADDR": s.addr, "LOG_LEVEL": "debug", "METRICS_ADDR": ""}
 	for k, v := range settings {
 		s.env[k] = v
 	}
-	getenv := func(key string) string { return s.env[key] }
+	getenv := lookupIn(s.env)
 	var out bytes.Buffer
 	if err := run(t.Context(), []string{"createuser", "--username", "alice"}, getenv,
 		strings.NewReader(testPassword+"\n"), &out, &out); err != nil {
@@ -196,4 +198,129 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// serveOutcome runs serve with the settings until it either stops or
+// says it is listening, and returns the error it stopped with (nil when
+// it listened; it is then stopped) and what it logged until then.
+func serveOutcome(t *testing.T, settings map[string]string, args ...string) (string, error) {
+	t.Helper()
+	env := map[string]string{"DATABASE_URL": testdb.URL(t), "ADDR": "127.0.0.1:0", "LOG_FORMAT": "json", "METRICS_ADDR": ""}
+	for k, v := range settings {
+		env[k] = v
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	logs, logWriter := io.Pipe()
+	served := make(chan error, 1)
+	go func() {
+		served <- run(ctx, append([]string{"serve"}, args...), lookupIn(env), strings.NewReader(""), io.Discard, logWriter)
+		logWriter.Close()
+	}()
+	var seen lockedBuffer
+	listening := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(logs)
+		for sc.Scan() {
+			seen.Write(append(sc.Bytes(), '\n'))
+			var line struct{ Msg string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+				close(listening)
+				break
+			}
+		}
+		io.Copy(io.Discard, logs)
+	}()
+	select {
+	case err := <-served:
+		return seen.String(), err
+	case <-listening:
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("serve, stopped: %v", err)
+		}
+		return seen.String(), nil
+	}
+}
+
+// An idle timeout too short for the writes behind the requests to keep
+// stops serve before it listens, with a message naming the setting.
+func TestServeRefusesAnIdleTimeoutTooShortToHonour(t *testing.T) {
+	t.Parallel()
+	_, err := serveOutcome(t, map[string]string{"TOKEN_IDLE_TIMEOUT": "3s"})
+	if err == nil || !strings.Contains(err.Error(), "TOKEN_IDLE_TIMEOUT: 3s is too short") ||
+		!strings.Contains(err.Error(), "at least 10s") {
+		t.Fatalf("serve with TOKEN_IDLE_TIMEOUT=3s: got %v, want a refusal naming TOKEN_IDLE_TIMEOUT and 10s", err)
+	}
+	// A flush every second keeps a 3 s timeout.
+	if _, err := serveOutcome(t, map[string]string{"TOKEN_IDLE_TIMEOUT": "3s"}, "--usage-flush-interval", "1s"); err != nil {
+		t.Fatalf("serve with TOKEN_IDLE_TIMEOUT=3s and a flush every second: %v", err)
+	}
+}
+
+// The metrics are served on METRICS_ADDR, never on ADDR, and their
+// listener stops with the API's.
+func TestServeServesMetricsOnTheirOwnListener(t *testing.T) {
+	t.Parallel()
+	metricsAddr := freeAddr(t)
+	s := startService(t, map[string]string{"METRICS_ADDR": metricsAddr})
+	token := s.login(t)
+	get := func(url string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	status, body := get("http://" + metricsAddr + "/metrics")
+	if status != http.StatusOK || !strings.Contains(body, `tokenauth_logins_total{outcome="succeeded"} 1`) {
+		t.Fatalf("GET /metrics on METRICS_ADDR: %d\n%.300s", status, body)
+	}
+	if status, body := get("http://" + s.addr + "/metrics"); status != http.StatusNotFound {
+		t.Errorf("GET /metrics on ADDR: %d, want 404\n%.300s", status, body)
+	}
+	if !strings.Contains(s.logs.String(), `"msg":"serving metrics","addr":"`+metricsAddr+`"`) {
+		t.Errorf("no start-up line names the metrics address:\n%s", s.logs.String())
+	}
+	s.cancel()
+	if err := <-s.done; err != nil {
+		t.Fatalf("serve returned %v\n%s", err, s.logs.String())
+	}
+	if conn, err := net.Dial("tcp", metricsAddr); err == nil {
+		conn.Close()
+		t.Error("the metrics listener is still open after serve returned")
+	}
+}
+
+// A METRICS_ADDR that cannot be bound stops start-up with a message naming
+// it, and leaves no listener behind; empty serves no metrics at all.
+func TestServeMetricsAddr(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := freeAddr(t)
+	_, err = serveOutcome(t, map[string]string{"ADDR": addr, "METRICS_ADDR": taken.Addr().String()})
+	if err == nil || !strings.HasPrefix(err.Error(), "METRICS_ADDR: cannot listen on "+taken.Addr().String()) {
+		t.Fatalf("serve with METRICS_ADDR on a port in use: got %v, want an error naming METRICS_ADDR", err)
+	}
+	if conn, err := net.Dial("tcp", addr); err == nil {
+		conn.Close()
+		t.Error("ADDR is still bound after start-up failed")
+	}
+
+	logs, err := serveOutcome(t, map[string]string{"METRICS_ADDR": ""})
+	if err != nil {
+		t.Fatalf("serve with METRICS_ADDR empty: %v", err)
+	}
+	if !strings.Contains(logs, "metrics not served: METRICS_ADDR is empty") || strings.Contains(logs, "serving metrics") {
+		t.Errorf("start-up with METRICS_ADDR empty logged:\n%s", logs)
+	}
 }

@@ -19,8 +19,8 @@ import (
 // runs as in production (the serve command), is used, and is stopped well
 // before its first periodic flush.
 func TestServeWritesLastUsedOnShutdown(t *testing.T) {
-	env := map[string]string{"DATABASE_URL": testdb.URL(t), "ADDR": "127.0.0.1:0", "LOG_FORMAT": "json"}
-	getenv := func(k string) string { return env[k] }
+	env := map[string]string{"DATABASE_URL": testdb.URL(t), "ADDR": "127.0.0.1:0", "LOG_FORMAT": "json", "METRICS_ADDR": ""}
+	getenv := lookupIn(env)
 	const password = "a sturdy passphrase 42"
 	if err := run(t.Context(), []string{"createuser", "--username", "alice"}, getenv,
 		strings.NewReader(password+"\n"), io.Discard, io.Discard); err != nil {

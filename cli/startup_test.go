@@ -64,7 +64,7 @@ func TestStartupErrorsNameTheSettingAndCreateNothing(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			cancel()
 			var out, errOut strings.Builder
-			err := run(ctx, []string{"serve"}, func(k string) string { return env[k] }, strings.NewReader(""), &out, &errOut)
+			err := run(ctx, []string{"serve"}, lookupIn(env), strings.NewReader(""), &out, &errOut)
 			if err == nil {
 				t.Fatal("serve started")
 			}

@@ -22,6 +22,9 @@ import (
 type Config struct {
 	DatabaseURL string
 	Addr        string
+	// MetricsAddr is where the Prometheus metrics are served, on a
+	// listener of their own; empty serves none.
+	MetricsAddr string
 
 	TokenTTL         time.Duration
 	TokenMaxTTL      time.Duration
@@ -70,6 +73,7 @@ func Default() Config {
 	return Config{
 		DatabaseURL:            "tokenauth.db",
 		Addr:                   ":8080",
+		MetricsAddr:            "127.0.0.1:9464",
 		TokenTTL:               720 * time.Hour,
 		TokenMaxTTL:            8760 * time.Hour,
 		TokenIdleTimeout:       2160 * time.Hour,
@@ -105,26 +109,23 @@ type UnknownSetting struct {
 	Like string
 }
 
-// Load reads the configuration from the environment. Values from a .env file
-// at envFile (if it exists) fill in what the environment does not set. A bad
-// value is an error that names the setting; nothing is created or opened
-// to find it. The keys of the .env file that are no setting come back
-// apart, to be warned about.
-func Load(getenv func(string) string, envFile string) (Config, []UnknownSetting, error) {
+// Load reads the configuration from the environment, through lookupEnv
+// (os.LookupEnv). Values from a .env file at envFile (if it exists) fill in
+// what the environment does not set; a setting set to empty counts as not
+// set, except METRICS_ADDR, which empty turns off. A bad value is an error
+// that names the setting; nothing is created or opened to find it. The
+// keys of the .env file that are no setting come back apart, to be warned
+// about.
+func Load(lookupEnv func(string) (string, bool), envFile string) (Config, []UnknownSetting, error) {
 	file, err := readDotEnv(envFile)
 	if err != nil {
 		return Config{}, nil, err
 	}
-	lookup := func(key string) string {
-		if v := getenv(key); v != "" {
-			return v
-		}
-		return file[key]
-	}
-	p := parser{lookup: lookup, known: map[string]bool{}}
+	p := parser{env: lookupEnv, file: file, known: map[string]bool{}}
 	c := Default()
 	p.str("DATABASE_URL", &c.DatabaseURL)
 	p.str("ADDR", &c.Addr)
+	p.strOrEmpty("METRICS_ADDR", &c.MetricsAddr)
 	p.duration("TOKEN_TTL", &c.TokenTTL, false)
 	p.duration("TOKEN_MAX_TTL", &c.TokenMaxTTL, false)
 	p.duration("TOKEN_IDLE_TIMEOUT", &c.TokenIdleTimeout, true)
@@ -194,6 +195,11 @@ func (c Config) validate() error {
 	}
 	if err := c.checkMail(); err != nil {
 		return err
+	}
+	if c.MetricsAddr != "" {
+		if err := checkListenAddress(c.MetricsAddr); err != nil {
+			return fmt.Errorf("METRICS_ADDR: %w; empty serves no metrics", err)
+		}
 	}
 	for _, origin := range c.CORSAllowedOrigins {
 		if origin == "*" || !strings.HasPrefix(origin, "http://") && !strings.HasPrefix(origin, "https://") {
@@ -265,21 +271,40 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// parser reads typed settings, notes which keys are settings, and keeps
-// the first error.
+// parser reads typed settings, from the environment and then the .env
+// file, notes which keys are settings, and keeps the first error.
 type parser struct {
-	lookup func(string) string
-	known  map[string]bool
-	err    error
+	env   func(string) (string, bool)
+	file  map[string]string
+	known map[string]bool
+	err   error
 }
 
+// get returns the setting, unless it is empty.
 func (p *parser) get(key string) (string, bool) {
 	p.known[key] = true
 	if p.err != nil {
 		return "", false
 	}
-	v := strings.TrimSpace(p.lookup(key))
+	v, _ := p.env(key)
+	if v = strings.TrimSpace(v); v == "" {
+		v = strings.TrimSpace(p.file[key])
+	}
 	return v, v != ""
+}
+
+// strOrEmpty reads a setting that empty turns off: set in the
+// environment, even to empty, it wins over the file.
+func (p *parser) strOrEmpty(key string, dst *string) {
+	p.known[key] = true
+	if p.err != nil {
+		return
+	}
+	if v, ok := p.env(key); ok {
+		*dst = strings.TrimSpace(v)
+	} else if v, ok := p.file[key]; ok {
+		*dst = strings.TrimSpace(v)
+	}
 }
 
 func (p *parser) fail(key, value, want string) {

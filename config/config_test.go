@@ -11,8 +11,8 @@ import (
 
 func TestLoadHardeningSettings(t *testing.T) {
 	t.Parallel()
-	env := func(values map[string]string) func(string) string {
-		return func(key string) string { return values[key] }
+	env := func(values map[string]string) func(string) (string, bool) {
+		return func(key string) (string, bool) { v, ok := values[key]; return v, ok }
 	}
 	cfg, _, err := Load(env(map[string]string{"REQUEST_TIMEOUT": "2s", "REDIS_URL": "redis://127.0.0.1:6379/1",
 		"TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.1"}), "")
@@ -49,6 +49,7 @@ func TestLoadHardeningSettings(t *testing.T) {
 		{"DATABASE_URL", "postgres://app:hunter2@db.internal:notaport/app"},
 		{"DATABASE_URL", "/nonexistent-folder/tokenauth.db"},
 		{"DATABASE_URL", t.TempDir()},
+		{"METRICS_ADDR", "9464"},
 	}
 	for _, tc := range bad {
 		_, _, err := Load(env(map[string]string{tc.key: tc.value}), "")
@@ -76,11 +77,11 @@ func TestLoadAcceptsListenAddressesAndDatabases(t *testing.T) {
 		{"DATABASE_URL", "postgresql://app@db.internal/app"},
 	}
 	for _, tc := range good {
-		if _, _, err := Load(func(key string) string {
+		if _, _, err := Load(func(key string) (string, bool) {
 			if key == tc.key {
-				return tc.value
+				return tc.value, true
 			}
-			return ""
+			return "", false
 		}, ""); err != nil {
 			t.Errorf("%s=%s: %v", tc.key, tc.value, err)
 		}
@@ -97,7 +98,7 @@ func TestLoadReportsDotEnvKeysThatAreNoSetting(t *testing.T) {
 	if err := os.WriteFile(envFile, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, unknown, err := Load(func(string) string { return "" }, envFile)
+	cfg, unknown, err := Load(func(string) (string, bool) { return "", false }, envFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,11 +137,51 @@ func must[T any](v T, err error) T {
 
 func TestEnvExampleHoldsOnlySettings(t *testing.T) {
 	t.Parallel()
-	_, unknown, err := Load(func(string) string { return "" }, "../.env.example")
+	_, unknown, err := Load(func(string) (string, bool) { return "", false }, "../.env.example")
 	if err != nil {
 		t.Fatalf(".env.example: %v", err)
 	}
 	for _, u := range unknown {
 		t.Errorf(".env.example has %s, which is no setting", u.Key)
+	}
+}
+
+// METRICS_ADDR has a default, and empty turns the metrics listener off,
+// whether the environment or the .env file says so; the environment wins.
+func TestLoadMetricsAddr(t *testing.T) {
+	t.Parallel()
+	writeEnv := func(content string) string {
+		path := filepath.Join(t.TempDir(), ".env")
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cases := []struct {
+		name string
+		env  map[string]string
+		file string
+		want string
+	}{
+		{"default", nil, "", "127.0.0.1:9464"},
+		{"set", map[string]string{"METRICS_ADDR": "0.0.0.0:9100"}, "", "0.0.0.0:9100"},
+		{"empty in the environment", map[string]string{"METRICS_ADDR": ""}, "", ""},
+		{"empty in the file", nil, "METRICS_ADDR=\n", ""},
+		{"set in the file", nil, "METRICS_ADDR=127.0.0.1:9100\n", "127.0.0.1:9100"},
+		{"empty in the environment over the file", map[string]string{"METRICS_ADDR": ""}, "METRICS_ADDR=127.0.0.1:9100\n", ""},
+	}
+	for _, tc := range cases {
+		envFile := ""
+		if tc.file != "" {
+			envFile = writeEnv(tc.file)
+		}
+		cfg, _, err := Load(func(key string) (string, bool) { v, ok := tc.env[key]; return v, ok }, envFile)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if cfg.MetricsAddr != tc.want {
+			t.Errorf("%s: METRICS_ADDR %q, want %q", tc.name, cfg.MetricsAddr, tc.want)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/glebarez/sqlite"
@@ -91,6 +92,12 @@ type Database struct {
 	ORM *gorm.DB
 	// Pool is nil on SQLite.
 	Pool *pgxpool.Pool
+
+	// sqlitePath is the SQLite file ("" on PostgreSQL); walIndex is its
+	// WAL index, once WALIndex has opened it.
+	sqlitePath string
+	walMu      sync.Mutex
+	walIndex   *os.File
 }
 
 // Close closes the database (on PostgreSQL, the pool with it).
@@ -99,7 +106,40 @@ func (d *Database) Close() error {
 	if err != nil {
 		return err
 	}
-	return sqlDB.Close()
+	err = sqlDB.Close()
+	// Only after the connection: closing any descriptor of a file drops
+	// every POSIX lock this process holds on it, and SQLite keeps the
+	// locks of its WAL on that file.
+	d.walMu.Lock()
+	defer d.walMu.Unlock()
+	if d.walIndex != nil {
+		_ = d.walIndex.Close() // opened read-only: nothing to lose
+		d.walIndex = nil
+	}
+	return err
+}
+
+// WALIndex returns the WAL index of a SQLite database (the file's "-shm"
+// companion), open for reading until Close; nil on PostgreSQL. The header
+// at its start changes with every commit of every connection
+// (https://www.sqlite.org/walformat.html), so reading it tells whether
+// anyone may have committed since it was last read, without a query.
+// There is none to open while the file is not in WAL mode, or before the
+// database has been used (Migrate uses it).
+func (d *Database) WALIndex() (*os.File, error) {
+	if d.sqlitePath == "" {
+		return nil, nil
+	}
+	d.walMu.Lock()
+	defer d.walMu.Unlock()
+	if d.walIndex == nil {
+		f, err := os.Open(d.sqlitePath + "-shm")
+		if err != nil {
+			return nil, fmt.Errorf("opening the WAL index of %s: %w", d.sqlitePath, err)
+		}
+		d.walIndex = f
+	}
+	return d.walIndex, nil
 }
 
 // OpenDatabase opens the database the URL names. Errors from both drivers
@@ -143,7 +183,7 @@ func OpenDatabase(databaseURL string) (*Database, error) {
 		return nil, err
 	}
 	sqlDB.SetMaxOpenConns(1)
-	return &Database{ORM: db}, nil
+	return &Database{ORM: db, sqlitePath: databaseURL}, nil
 }
 
 // sqliteCantOpen is SQLITE_CANTOPEN, the code SQLite answers when it

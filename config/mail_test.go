@@ -8,8 +8,8 @@ import (
 
 func TestLoadMailSettings(t *testing.T) {
 	t.Parallel()
-	env := func(values map[string]string) func(string) string {
-		return func(key string) string { return values[key] }
+	env := func(values map[string]string) func(string) (string, bool) {
+		return func(key string) (string, bool) { v, ok := values[key]; return v, ok }
 	}
 	d := Default()
 	if d.PublicURL != "http://localhost:8080" || d.SMTPURL != "" || d.MailFrom != "tokenauth <no-reply@localhost>" ||

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -56,10 +55,10 @@ func RequestLog(log *slog.Logger) gin.HandlerFunc {
 // request.
 const requestIDHeader = "X-Request-Id"
 
-// loggablePath is the path, unless a token was put in it (RejectTokenInURL
-// refuses such a request, which is still logged).
+// loggablePath is the path, unless a token or an imported key was put in
+// it (RejectTokenInURL refuses such a request, which is still logged).
 func loggablePath(path string) string {
-	if strings.Contains(path, models.TokenPrefix) {
+	if models.HoldsToken(path) {
 		return "[path withheld: it holds a token]"
 	}
 	return path
@@ -71,7 +70,7 @@ func RequestID(c *gin.Context) string {
 }
 
 func saneRequestID(id string) bool {
-	if id == "" || len(id) > 64 || strings.Contains(id, models.TokenPrefix) {
+	if id == "" || len(id) > 64 || models.HoldsToken(id) {
 		return false
 	}
 	for i := 0; i < len(id); i++ {

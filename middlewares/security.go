@@ -54,11 +54,12 @@ func LimitBody(limit int64) gin.HandlerFunc {
 }
 
 // RejectTokenInURL refuses a request that carries a token in its URL: in
-// the query string (RFC 6750 access_token, or anything shaped like one of
-// ours) or in the path. URLs end up in logs, histories and Referer headers.
+// the query string (RFC 6750 access_token, or anything that holds one of
+// ours or a key imported from Django, in a name or a value) or in the path.
+// URLs end up in logs, histories and Referer headers.
 func RejectTokenInURL() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if strings.Contains(c.Request.URL.Path, models.TokenPrefix) {
+		if models.HoldsToken(c.Request.URL.Path) {
 			apierror.Abort(c, apierror.ErrTokenInURL)
 			return
 		}
@@ -67,12 +68,12 @@ func RejectTokenInURL() gin.HandlerFunc {
 			return
 		}
 		for key, values := range c.Request.URL.Query() {
-			if strings.EqualFold(key, "access_token") {
+			if strings.EqualFold(key, "access_token") || models.HoldsToken(key) {
 				apierror.Abort(c, apierror.ErrTokenInURL)
 				return
 			}
 			for _, v := range values {
-				if strings.Contains(v, models.TokenPrefix) {
+				if models.HoldsToken(v) {
 					apierror.Abort(c, apierror.ErrTokenInURL)
 					return
 				}

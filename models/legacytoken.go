@@ -2,6 +2,7 @@ package models
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -29,16 +30,44 @@ func LegacyTokenShape(s string) bool {
 	return false
 }
 
+// HoldsToken tells whether s holds what may be a client's secret: a token
+// of ours (its prefix) or a key imported from Django, that is a run of hex
+// digits with LegacyTokenShape between non-hex characters or the ends of
+// s. Other runs of hex, such as a 32-character id or a 128-character
+// digest, are not keys. It allocates nothing.
+func HoldsToken(s string) bool {
+	if strings.Contains(s, TokenPrefix) {
+		return true
+	}
+	if len(s) < AuthTokenKeyLength {
+		return false
+	}
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && isHexDigit(s[i], true) {
+			continue
+		}
+		if LegacyTokenShape(s[start:i]) {
+			return true
+		}
+		start = i + 1
+	}
+	return false
+}
+
 // isHex tells whether s is all hex digits, in lower case unless upper is
 // allowed.
 func isHex(s string, upper bool) bool {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || upper && 'A' <= c && c <= 'F') {
+		if !isHexDigit(s[i], upper) {
 			return false
 		}
 	}
 	return true
+}
+
+func isHexDigit(c byte, upper bool) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || upper && 'A' <= c && c <= 'F'
 }
 
 // LegacyToken describes a token imported from Django, with the key its

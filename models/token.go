@@ -81,13 +81,17 @@ func (t *APIToken) LastActive() time.Time {
 }
 
 // Activity returns when the token was last active and when it expires,
-// with a use this process knows of but may not have written yet (noted,
-// when not nil) applied over what the database said.
+// from what the database said and a use this process knows of but may not
+// have written yet (noted, when not nil): the later of each, since another
+// instance may have written a later use, or slid the expiry further, than
+// this process noted.
 func (t *APIToken) Activity(noted *Usage) Usage {
 	a := Usage{LastUsedAt: t.LastActive(), ExpiresAt: t.ExpiresAt}
 	if noted != nil {
-		a.LastUsedAt = noted.LastUsedAt
-		if noted.ExpiresAt != nil {
+		if noted.LastUsedAt.After(a.LastUsedAt) {
+			a.LastUsedAt = noted.LastUsedAt
+		}
+		if noted.ExpiresAt != nil && a.ExpiresAt != nil && noted.ExpiresAt.After(*a.ExpiresAt) {
 			a.ExpiresAt = noted.ExpiresAt
 		}
 	}

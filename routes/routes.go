@@ -91,7 +91,6 @@ func New(d Deps) (*gin.Engine, error) {
 	health := controllers.NewHealthController(d.DB)
 	handleBoth(r, "GET", "/healthz", apierror.Handle(health.Healthz))
 	handleBoth(r, "GET", "/readyz", apierror.Handle(health.Readyz))
-	handleBoth(r, "GET", "/metrics", gin.WrapH(d.Metrics.Handler())) // bind or protect in production
 
 	authc := controllers.NewAuthController(d.DB, d.Config, d.Clock, d.Passwords, lockout, d.Mail)
 	// CountLogins goes first, so that the limit's refusals count as

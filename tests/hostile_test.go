@@ -367,7 +367,7 @@ func TestHostileInputIsRefusedOrStoredClean(t *testing.T) {
 	}
 
 	queryValues := []string{"%00", "1%00", "%FF", "%C0%80", "%01", strings.Repeat("%EF%B7%BA", 10),
-		strings.Repeat("9", 40), "-1", "", "1e3", strings.Repeat("x", 4000)}
+		strings.Repeat("9", 30), "-1", "", "1e3", strings.Repeat("x", 4000)}
 	for _, op := range ops {
 		params := op.parameters(openapi3.ParameterInQuery)
 		if len(params) == 0 {

@@ -205,6 +205,66 @@ func TestTokenInURLIsRefused(t *testing.T) {
 	}
 }
 
+// A key imported from Django is a secret like a tka_ token: in the path or
+// anywhere in the query string it is refused and withheld from the logs,
+// while other hex, such as a 32-character id, passes.
+func TestImportedKeyInURLIsRefused(t *testing.T) {
+	t.Parallel()
+	s, d := importedServer(t, djangoFixture)
+	apiKey := d.apiToken(t, "Phone").Key // 64 hex characters
+	authKey := d.AuthTokens[0].Key       // 40
+	s.Do(t, Request{Path: "/api/profile/", Token: apiKey}).Expect(t, http.StatusOK)
+	s.Do(t, Request{Path: "/api/profile/", Token: authKey}).Expect(t, http.StatusOK)
+	refused := []struct {
+		path    string
+		offSpec bool
+	}{
+		{"/api/profile/?key=" + apiKey, false},
+		{"/api/profile/?token=" + authKey, false},
+		{"/api/profile/?token=" + strings.ToUpper(authKey), false},
+		{"/api/profile/?" + apiKey, false},
+		{"/api/profile/?q=x&next=%2Fback%2F" + apiKey + "%2Fto", false},
+		{"/api/articles/?page=1&file=key-" + authKey + ".txt", false},
+		{"/healthz?t=" + apiKey, false},
+		{"/api/tokens/" + apiKey + "/", true},
+		{"/nowhere/" + authKey, true},
+		{"/nowhere/x" + apiKey + "y", true},
+	}
+	for _, tc := range refused {
+		resp := s.Do(t, Request{Path: tc.path, Token: apiKey, OffSpec: tc.offSpec})
+		resp.ExpectError(t, http.StatusBadRequest, "invalid_request")
+		if got := resp.Header.Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_request"`) {
+			t.Errorf("%s: WWW-Authenticate %q, want error=\"invalid_request\"", tc.path, got)
+		}
+	}
+	// Hex that no imported key looks like is fine: ids, hashes of other
+	// lengths, a key's length in upper case (keys are lower case).
+	for _, path := range []string{
+		"/healthz?id=" + randomKey(t, 16),
+		"/healthz?id=" + randomKey(t, 16) + "&sha512=" + randomKey(t, 64),
+		"/healthz?x=" + apiKey[:63],
+		"/healthz?x=" + apiKey + "0",
+		"/healthz?x=" + strings.ToUpper(apiKey),
+	} {
+		s.Do(t, Request{Path: path, Token: apiKey}).Expect(t, http.StatusOK)
+	}
+	s.Do(t, Request{Path: "/nowhere/" + randomKey(t, 16), OffSpec: true}).ExpectError(t, http.StatusNotFound, "not_found")
+	// A key sent as a request id is not echoed or logged either.
+	resp := s.Do(t, Request{Path: "/healthz", Header: map[string]string{"X-Request-ID": authKey}}).Expect(t, http.StatusOK)
+	if got := resp.Header.Get("X-Request-ID"); got == authKey || got == "" {
+		t.Errorf("X-Request-ID: got %q, want a fresh id in place of the key", got)
+	}
+	logs := s.Logs.String()
+	for _, key := range []string{apiKey, authKey} {
+		if strings.Contains(logs, key[:20]) || strings.Contains(strings.ToLower(logs), strings.ToLower(key[20:])) {
+			t.Errorf("the key %s... reached the logs:\n%s", key[:8], logs)
+		}
+	}
+	if !strings.Contains(logs, "[path withheld: it holds a token]") {
+		t.Errorf("no request line withheld its path:\n%s", logs)
+	}
+}
+
 func TestOversizedHeadersGet431(t *testing.T) {
 	t.Parallel()
 	s := NewServer(t)

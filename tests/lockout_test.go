@@ -299,11 +299,11 @@ func TestEventsCommandShowsRefusalsOfUnknownUsernames(t *testing.T) {
 	}
 	events := func(username string) (stdout, stderr string, code int) {
 		var out, errOut bytes.Buffer
-		getenv := func(key string) string {
+		getenv := func(key string) (string, bool) {
 			if key == "DATABASE_URL" {
-				return s.Config.DatabaseURL
+				return s.Config.DatabaseURL, true
 			}
-			return ""
+			return "", false
 		}
 		code = cli.Main(t.Context(), []string{"events", username}, getenv, strings.NewReader(""), &out, &errOut)
 		return out.String(), errOut.String(), code

@@ -3,6 +3,7 @@ package tests
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,16 +12,28 @@ import (
 	"tokenauth/config"
 )
 
-// scrape reads /metrics and returns every sample by its name and labels,
-// as written in the text format (`name{label="value",...}`).
+// scrape reads /metrics from the metrics listener and returns every sample
+// by its name and labels, as written in the text format
+// (`name{label="value",...}`).
 func (s *Server) scrape(t *testing.T) map[string]float64 {
 	t.Helper()
-	resp := s.Do(t, Request{Path: "/metrics"}).Expect(t, http.StatusOK)
+	resp, err := http.Get(s.MetricsURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics on the metrics listener: %d %s", resp.StatusCode, body)
+	}
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 		t.Fatalf("Content-Type: got %q, want the Prometheus text format", ct)
 	}
 	samples := map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(resp.Body))
+	sc := bufio.NewScanner(bytes.NewReader(body))
 	for sc.Scan() {
 		line := sc.Text()
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -131,5 +144,30 @@ func TestMetricsLabelInventedMethodsOther(t *testing.T) {
 				t.Errorf("a series for the invented method %s: %s", method, sample)
 			}
 		}
+	}
+}
+
+// The metrics have a listener of their own: the public router does not
+// serve them, and the metrics listener serves nothing else.
+func TestMetricsAreNotOnThePublicListener(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	_, tok := s.UserWithToken(t, "alice")
+	for _, path := range []string{"/metrics", "/metrics/"} {
+		s.Do(t, Request{Path: path, OffSpec: true}).ExpectError(t, http.StatusNotFound, "not_found")
+		s.Do(t, Request{Path: path, Token: tok, OffSpec: true}).ExpectError(t, http.StatusNotFound, "not_found")
+	}
+	for _, path := range []string{"/", "/healthz", "/api/profile/", "/metrics/x"} {
+		resp, err := http.Get(s.MetricsURL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s on the metrics listener: %d, want 404", path, resp.StatusCode)
+		}
+	}
+	if _, ok := s.scrape(t)[`tokenauth_token_cache_enabled`]; !ok {
+		t.Error("the metrics listener serves no tokenauth metrics")
 	}
 }

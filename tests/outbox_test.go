@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	osexec "os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -84,17 +85,15 @@ func waitForAttempts(t *testing.T, s *Server, mails, n int) {
 	})
 }
 
-// metric returns the value of a metric without labels, as /metrics says.
+// metric returns the value of one sample, named with its labels as the
+// text format writes them, as the metrics listener says.
 func metric(t *testing.T, s *Server, name string) string {
 	t.Helper()
-	body := string(s.Do(t, Request{Path: "/metrics"}).Expect(t, http.StatusOK).Body)
-	for line := range strings.Lines(body) {
-		if value, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
-			return value
-		}
+	v, ok := s.scrape(t)[name]
+	if !ok {
+		t.Fatalf("/metrics has no %s", name)
 	}
-	t.Fatalf("/metrics has no %s", name)
-	return ""
+	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
 // While the mail server refuses, mail waits and is tried again later;

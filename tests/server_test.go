@@ -53,6 +53,9 @@ var testPasswordParams = password.Params{Memory: 64, Time: 1, Threads: 1}
 type Server struct {
 	*app.App
 	URL string
+	// MetricsURL is the listener of the metrics (METRICS_ADDR in serve),
+	// on a loopback port of its own.
+	MetricsURL string
 	// Redis holds the login limits when the server was built WithRedis,
 	// under keys starting with RedisPrefix.
 	Redis       *redis.Client
@@ -235,7 +238,9 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	ts.Config = routes.NewHTTPServer(setup.cfg, a.Router, nil)
 	ts.Start()
 	t.Cleanup(ts.Close)
-	s := &Server{App: a, URL: ts.URL, Logs: logs, client: ts.Client(), dbSwitch: dbSwitch,
+	metrics := httptest.NewServer(a.MetricsHandler())
+	t.Cleanup(metrics.Close)
+	s := &Server{App: a, URL: ts.URL, MetricsURL: metrics.URL, Logs: logs, client: ts.Client(), dbSwitch: dbSwitch,
 		Redis: rdb, RedisPrefix: redisPrefix}
 	// The contract is the spec the service serves, with the paths of the
 	// resources a test added.
