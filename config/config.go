@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"tokenauth/models"
 	"tokenauth/password"
 )
 
@@ -59,10 +60,14 @@ type Config struct {
 	RequireVerifiedEmail bool
 
 	CORSAllowedOrigins []string
-	MaxBodyBytes       int64
-	ReadHeaderTimeout  time.Duration
-	RequestTimeout     time.Duration
-	ShutdownGrace      time.Duration
+	// ExtraScopes are scopes of services behind a proxy, added to the
+	// catalogue that tokens may be limited to; those services check them
+	// through GET /api/auth/check?scope=... (docs/GATEWAY.md).
+	ExtraScopes       []string
+	MaxBodyBytes      int64
+	ReadHeaderTimeout time.Duration
+	RequestTimeout    time.Duration
+	ShutdownGrace     time.Duration
 
 	LogLevel  string
 	LogFormat string
@@ -147,6 +152,7 @@ func Load(lookupEnv func(string) (string, bool), envFile string) (Config, []Unkn
 	p.duration("PASSWORD_RESET_TTL", &c.PasswordResetTTL, false)
 	p.boolean("REQUIRE_VERIFIED_EMAIL", &c.RequireVerifiedEmail)
 	p.list("CORS_ALLOWED_ORIGINS", &c.CORSAllowedOrigins)
+	p.list("EXTRA_SCOPES", &c.ExtraScopes)
 	var maxBody int
 	p.integer("MAX_BODY_BYTES", &maxBody, 1, 1<<30)
 	if maxBody > 0 {
@@ -199,6 +205,11 @@ func (c Config) validate() error {
 	if c.MetricsAddr != "" {
 		if err := checkListenAddress(c.MetricsAddr); err != nil {
 			return fmt.Errorf("METRICS_ADDR: %w; empty serves no metrics", err)
+		}
+	}
+	for _, scope := range c.ExtraScopes {
+		if !models.ValidScopeName(scope) {
+			return fmt.Errorf("EXTRA_SCOPES: %q is not a scope name: 1 to 64 letters, digits and . _ - : / (such as billing:read)", scope)
 		}
 	}
 	for _, origin := range c.CORSAllowedOrigins {

@@ -39,3 +39,21 @@ func loginLimits(cfg config.Config, client *redis.Client, prefix string, m *metr
 // holds its place in the shared lockout, should its instance die: a check
 // ends within its request's deadline and one more password hash.
 const lockoutHoldMargin = 5 * time.Second
+
+// oauthClientPerMinute is the budget of each resource-server client on
+// the OAuth routes: generous, for a service that introspects the tokens
+// of its own requests, yet bounded, so one misbehaving client cannot take
+// the database for itself.
+const oauthClientPerMinute = 60000
+
+// oauthLimit returns the per-client budget of the OAuth routes, shared
+// through Redis when there is a client.
+func oauthLimit(client *redis.Client, prefix string) middlewares.RateLimiter {
+	if client == nil {
+		return ratelimit.NewMemoryRate(oauthClientPerMinute)
+	}
+	if prefix == "" {
+		prefix = defaultRedisPrefix
+	}
+	return ratelimit.NewRedisRate(client, prefix+"oauth-client:", oauthClientPerMinute)
+}
