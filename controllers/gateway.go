@@ -39,8 +39,13 @@ func (gc *GatewayController) Check(c *gin.Context) error {
 	}
 	for _, value := range c.QueryArray("scope") {
 		// "?scope=a b" is as good as "?scope=a&scope=b": proxies differ in
-		// how easily they repeat a parameter.
-		for _, scope := range strings.Fields(value) {
+		// how easily they repeat a parameter. An empty one is a proxy
+		// variable left unset: refused, rather than read as "any token".
+		scopes := strings.Fields(value)
+		if len(scopes) == 0 {
+			return errInvalidScopeParam
+		}
+		for _, scope := range scopes {
 			if !models.ValidScopeName(scope) {
 				return errInvalidScopeParam
 			}
