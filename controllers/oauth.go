@@ -80,11 +80,15 @@ func writeOAuthError(c *gin.Context, e *oauthError) {
 }
 
 // client authenticates the request's HTTP Basic client, if it sends
-// credentials. It returns nil without error when there are none, and
-// errOAuthInvalidClient when they are wrong or not Basic.
+// credentials. It returns nil without error when there are none (or the
+// caller presents a bearer token, which authenticates no client), and
+// errOAuthInvalidClient when they are wrong or of another scheme.
 func (oc *OAuthController) client(c *gin.Context) (*models.ResourceServer, error) {
 	header := c.Request.Header.Values("Authorization")
 	if len(header) == 0 {
+		return nil, nil
+	}
+	if scheme, _, _ := strings.Cut(strings.TrimSpace(header[0]), " "); len(header) == 1 && strings.EqualFold(scheme, "Bearer") {
 		return nil, nil
 	}
 	id, secret, ok := c.Request.BasicAuth()
