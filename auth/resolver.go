@@ -105,7 +105,15 @@ type Identity struct {
 	// expiresHeader is ExpiresAt formatted, shared with the cache entry
 	// when the expiry did not slide (net/http only reads header values).
 	expiresHeader []string
+	memo          *atomic.Value
 }
+
+// Memo is a slot shared by every request whose token comes from the same
+// lookup (one cache entry), for a value derived once from the token as
+// stored, such as the headers the forward-auth check answers with. What
+// is kept there must not depend on the request, nor on ExpiresAt (which
+// slides); it goes when the entry does.
+func (id *Identity) Memo() *atomic.Value { return id.memo }
 
 // User returns the user the token belongs to.
 func (id *Identity) User() *models.User { return &id.Token.User }
@@ -196,7 +204,7 @@ func (r *Resolver) Resolve(ctx context.Context, req Request) (*Identity, error) 
 	if noted == nil || req.Now.Sub(noted.LastUsedAt) >= r.granularity {
 		expires = r.recordUse(e, noted, expires, req.Now)
 	}
-	id := &Identity{Token: *e.token, ExpiresAt: expires}
+	id := &Identity{Token: *e.token, ExpiresAt: expires, memo: &e.memo}
 	if expires == e.token.ExpiresAt {
 		id.expiresHeader = e.expiresHeader
 	}

@@ -26,12 +26,15 @@ type Metrics struct {
 	rateLimited *prometheus.CounterVec
 	loginWaits  prometheus.Counter
 	checks      *prometheus.CounterVec
-	introspects *prometheus.CounterVec
-	mailSent    prometheus.Counter
-	mailRetries prometheus.Counter
-	mailFailed  prometheus.Counter
-	mailPending prometheus.Gauge
-	mailGivenUp prometheus.Gauge
+	// checksAllowed is checks' allowed series, resolved once: it is
+	// counted on every check that passes.
+	checksAllowed prometheus.Counter
+	introspects   *prometheus.CounterVec
+	mailSent      prometheus.Counter
+	mailRetries   prometheus.Counter
+	mailFailed    prometheus.Counter
+	mailPending   prometheus.Gauge
+	mailGivenUp   prometheus.Gauge
 
 	// series holds the request counter and latency histogram of each
 	// seriesKey seen, so that a request finds its two series in one map
@@ -118,6 +121,7 @@ func New() *Metrics {
 			Help: "Mails in the outbox given up and not pruned yet, as last counted by the outbox worker.",
 		}),
 	}
+	m.checksAllowed = m.checks.WithLabelValues(CheckAllowed)
 	m.registry.MustRegister(m.requests, m.latency, m.logins, m.rateLimited, m.loginWaits, m.checks, m.introspects,
 		m.mailSent, m.mailRetries, m.mailFailed, m.mailPending, m.mailGivenUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -182,6 +186,10 @@ const CheckAllowed = "allowed"
 // GatewayCheck counts a forward-auth check with its outcome: CheckAllowed
 // or the code of the refusal (a stable code from a short list).
 func (m *Metrics) GatewayCheck(outcome string) {
+	if outcome == CheckAllowed {
+		m.checksAllowed.Inc()
+		return
+	}
 	m.checks.WithLabelValues(outcome).Inc()
 }
 
