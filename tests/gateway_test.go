@@ -2,9 +2,12 @@ package tests
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
 
 	"tokenauth/config"
 	"tokenauth/models"
@@ -175,9 +178,17 @@ func TestExtraScopesJoinTheCatalogue(t *testing.T) {
 	secret, _ := resp.JSON(t)["token"].(string)
 	s.Do(t, Request{Path: "/api/auth/check?scope=billing:read", Token: secret}).Expect(t, http.StatusOK)
 	s.Do(t, Request{Path: "/api/profile/", Token: secret}).ExpectError(t, http.StatusForbidden, "insufficient_scope")
-	spec := s.Do(t, Request{Path: "/api/openapi.yaml"}).Expect(t, http.StatusOK)
-	if !strings.Contains(string(spec.Body), `"billing:read"`) {
-		t.Error("the served document does not list billing:read")
+	served := s.Do(t, Request{Path: "/api/openapi.yaml"}).Expect(t, http.StatusOK).Body
+	doc, err := openapi3.NewLoader().LoadFromData(served)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if enum := doc.Components.Schemas["Scope"].Value.Enum; !slices.Contains(enum, any("billing:read")) {
+		t.Errorf("the served components.schemas.Scope lists %v, without billing:read", enum)
+	}
+	page := string(s.Do(t, Request{Path: "/"}).Expect(t, http.StatusOK).Body)
+	if !strings.Contains(page, `name="scopes" value="billing:read"`) {
+		t.Error("the page does not offer billing:read")
 	}
 
 	plain := NewServer(t)
