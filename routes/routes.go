@@ -47,6 +47,9 @@ type Deps struct {
 	// Mail writes the mails of links (resets, verification, changes of
 	// address) for the outbox.
 	Mail *mail.Composer
+	// OAuthClientPerMinute is each resource-server client's budget on the
+	// OAuth routes (DefaultOAuthClientPerMinute when 0).
+	OAuthClientPerMinute int
 	// Resources are served under /api beside accounts and tokens
 	// (Resources() for the service's own).
 	Resources []Resource
@@ -149,7 +152,7 @@ func New(d Deps) (*gin.Engine, error) {
 	// Resource servers: introspection, revocation and the metadata naming
 	// them, in their RFCs' formats, outside /api.
 	oauth := controllers.NewOAuthController(d.DB, d.Config, d.Resolver, d.Clock, d.Metrics, d.Logger,
-		oauthLimit(d.Redis, d.RedisPrefix), ipLimit)
+		oauthLimit(d.Redis, d.RedisPrefix, d.OAuthClientPerMinute), ipLimit)
 	handleBoth(r, http.MethodPost, "/oauth/introspect", apierror.Handle(oauth.Introspect))
 	handleBoth(r, http.MethodPost, "/oauth/revoke", apierror.Handle(oauth.Revoke))
 	handleBoth(r, http.MethodGet, "/.well-known/oauth-authorization-server", apierror.Handle(oauth.Metadata))

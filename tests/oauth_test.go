@@ -260,3 +260,26 @@ func TestOAuthMetadata(t *testing.T) {
 		}
 	}
 }
+
+// Each client has its own budget: over it, 429 with Retry-After, counted;
+// another client is not held back.
+func TestIntrospectionIsLimitedPerClient(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, WithApp(app.WithOAuthClientLimit(2)))
+	busyID, busySecret := s.resourceClient(t, "busy")
+	calmID, calmSecret := s.resourceClient(t, "calm")
+	_, token := s.UserWithToken(t, "alice")
+	form := url.Values{"token": {token}}
+	for range 2 {
+		introspectionOf(t, s.oauthPost(t, "/oauth/introspect", basic(busyID, busySecret), form))
+	}
+	resp := s.oauthPost(t, "/oauth/introspect", basic(busyID, busySecret), form)
+	resp.ExpectError(t, http.StatusTooManyRequests, "rate_limited")
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	introspectionOf(t, s.oauthPost(t, "/oauth/introspect", basic(calmID, calmSecret), form))
+	if got := metric(t, s, `tokenauth_introspections_total{outcome="rate_limited"}`); got != "1" {
+		t.Errorf("rate-limited introspections: got %s, want 1", got)
+	}
+}
