@@ -49,6 +49,10 @@ func ForwardAuthAnswer(path string, m *metrics.Metrics, log *slog.Logger) gin.Ha
 			refusal.Status = http.StatusUnauthorized
 		}
 		out := refusal.WithHeader("X-Auth-Error", e.Code)
+		if _, ok := out.Header["Retry-After"]; !ok && e.Status == http.StatusServiceUnavailable {
+			// An outage passes: the proxy's client may try again shortly.
+			out = out.WithHeader("Retry-After", "1")
+		}
 		if _, ok := out.Header["WWW-Authenticate"]; !ok && out.Status == http.StatusUnauthorized {
 			out = out.WithHeader("WWW-Authenticate", `Bearer realm="api"`)
 		}

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -211,4 +212,28 @@ func TestForwardAuthCheckTakesAnyPathBelow(t *testing.T) {
 		}
 		s.Do(t, Request{Method: "PATCH", Path: path, OffSpec: true}).Expect(t, http.StatusUnauthorized)
 	}
+}
+
+// A database that does not answer is a 401 for the proxy, never a 503
+// (which nginx would turn into a 500): unavailable in X-Auth-Error, with
+// Retry-After. Introspection answers 503 as the API does.
+func TestForwardAuthCheckDuringAnOutage(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, WithDatabaseSwitch())
+	clientID, secret := s.resourceClient(t, "orders-service")
+	_, token := s.UserWithToken(t, "alice")
+	s.StopDatabase(t)
+	waitFor(t, "the token cache to go off", func() bool { return !s.Resolver.Stats().CacheEnabled })
+	resp := s.Do(t, Request{Path: "/api/auth/check", Token: token}).Expect(t, http.StatusUnauthorized)
+	if got := resp.Header.Get("X-Auth-Error"); got != "unavailable" {
+		t.Errorf("X-Auth-Error: got %q, want unavailable", got)
+	}
+	if got := resp.Header.Get("Retry-After"); got != "1" {
+		t.Errorf("Retry-After: got %q, want 1", got)
+	}
+	if got := metric(t, s, `tokenauth_gateway_checks_total{outcome="unavailable"}`); got != "1" {
+		t.Errorf("unavailable checks: got %s, want 1", got)
+	}
+	s.oauthPost(t, "/oauth/introspect", basic(clientID, secret), url.Values{"token": {token}}).
+		ExpectError(t, http.StatusServiceUnavailable, "unavailable")
 }
