@@ -177,7 +177,7 @@ func (oc *OAuthController) introspect(c *gin.Context) (string, error) {
 	case errors.Is(err, errOAuthInvalidClient) || err == nil && rs == nil:
 		return metrics.IntrospectInvalidClient, errOAuthInvalidClient
 	case err != nil:
-		return "error", err
+		return metrics.IntrospectError, err
 	}
 	if err := oc.allow(c, oc.perClient, "oauth-client", "introspect:"+rs.ClientID); err != nil {
 		return metrics.IntrospectRateLimited, err
@@ -188,14 +188,16 @@ func (oc *OAuthController) introspect(c *gin.Context) (string, error) {
 	}
 	c.Header("Cache-Control", "no-store")
 	c.Header("Pragma", "no-cache")
-	id, err := oc.resolver.Resolve(c.Request.Context(), auth.Request{Secret: secret, IP: middlewares.ClientIP(c),
-		UserAgent: c.Request.UserAgent(), Now: oc.clock.Now()})
+	// The caller is the resource server, not the token's holder, whose
+	// address and user agent are not known here: none is given, and no
+	// restriction on them applies (docs/GATEWAY.md).
+	id, err := oc.resolver.Resolve(c.Request.Context(), auth.Request{Secret: secret, Now: oc.clock.Now()})
 	switch {
 	case auth.Refused(err):
 		c.JSON(http.StatusOK, inactive)
 		return metrics.IntrospectInactive, nil
 	case err != nil:
-		return "error", err
+		return metrics.IntrospectError, err
 	}
 	user := id.User()
 	answer := gin.H{

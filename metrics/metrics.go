@@ -97,7 +97,7 @@ func New() *Metrics {
 		}, []string{"outcome"}),
 		introspects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenauth_introspections_total",
-			Help: "Token introspections (POST /oauth/introspect), by outcome: active, inactive, invalid_client, invalid_request, rate_limited.",
+			Help: "Token introspections (POST /oauth/introspect), by outcome: active, inactive, invalid_client, invalid_request, rate_limited, error.",
 		}, []string{"outcome"}),
 
 		mailSent: prometheus.NewCounter(prometheus.CounterOpts{
@@ -201,6 +201,8 @@ const (
 	IntrospectInvalidClient = "invalid_client"
 	IntrospectBadRequest    = "invalid_request"
 	IntrospectRateLimited   = "rate_limited"
+	// IntrospectError: the answer could not be found (a database outage).
+	IntrospectError = "error"
 )
 
 // Introspection counts an introspection request with its outcome (one of
