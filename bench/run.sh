@@ -221,7 +221,7 @@ header
 start gateway 18086 small
 for c in 32 64; do
   pair "cached check vs healthz, $c conns" 0.85 "$c" \
-    http://127.0.0.1:18086/api/auth/check "$WORK/tokens-small.txt" http://127.0.0.1:18086/healthz ""
+    "http://127.0.0.1:18086/api/auth/check?scope=profile:read" "$WORK/tokens-small.txt" http://127.0.0.1:18086/healthz ""
 done
 GATEWAY_PEAK=$(peak_mib "$(pid_of gateway)")
 
@@ -247,7 +247,7 @@ http {
         listen 127.0.0.1:18090;
         location = /_tokenauth {
             internal;
-            proxy_pass http://tokenauth/api/auth/check;
+            proxy_pass http://tokenauth/api/auth/check?scope=profile:read;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_pass_request_body off;
