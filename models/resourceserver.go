@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -72,6 +73,21 @@ func randomBase62(entropyBytes, chars int) (string, error) {
 	return base62(new(big.Int).SetBytes(entropy), chars), nil
 }
 
+// clientIDShape tells whether id could be a client id: the prefix, then 1
+// to clientIDChars base62 characters.
+func clientIDShape(id string) bool {
+	body, ok := strings.CutPrefix(id, ClientIDPrefix)
+	if !ok || body == "" || len(body) > clientIDChars {
+		return false
+	}
+	for i := 0; i < len(body); i++ {
+		if !isBase62(body[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 func hashClientSecret(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
@@ -110,7 +126,14 @@ var unknownClientHash = hashClientSecret("")
 // AuthenticateClient returns the live client with that id and secret, or
 // ErrInvalidCredentials. The secret is hashed and compared in constant
 // time whether or not the id exists.
+//
+// An id that does not have the shape of a client id (which is no secret)
+// is refused without a query: nothing a database would refuse to compare,
+// such as bytes that are not UTF-8, ever reaches it.
 func AuthenticateClient(ctx context.Context, db *gorm.DB, clientID, secret string) (*ResourceServer, error) {
+	if !clientIDShape(clientID) {
+		return nil, ErrInvalidCredentials
+	}
 	var c ResourceServer
 	err := db.WithContext(ctx).Where("client_id = ? AND revoked_at IS NULL", clientID).Take(&c).Error
 	if err = translate(err); err != nil && !errors.Is(err, ErrNotFound) {

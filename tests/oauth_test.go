@@ -139,6 +139,7 @@ func TestIntrospectionNeedsAClient(t *testing.T) {
 		"a revoked client": basic(revokedID, revokedSecret),
 		"a bearer token":   "Bearer " + token,
 		"not base64":       "Basic !!!",
+		"an id not UTF-8":  "Basic " + base64.StdEncoding.EncodeToString([]byte("tkc_\xff\x00:x")),
 	} {
 		resp := s.oauthPost(t, "/oauth/introspect", auth, form).Expect(t, http.StatusUnauthorized)
 		if string(resp.Body) != `{"error":"invalid_client"}` {
@@ -148,8 +149,8 @@ func TestIntrospectionNeedsAClient(t *testing.T) {
 			t.Errorf("%s: WWW-Authenticate: got %q, want Basic", name, got)
 		}
 	}
-	if got := metric(t, s, `tokenauth_introspections_total{outcome="invalid_client"}`); got != "6" {
-		t.Errorf("invalid_client introspections: got %s, want 6", got)
+	if got := metric(t, s, `tokenauth_introspections_total{outcome="invalid_client"}`); got != "7" {
+		t.Errorf("invalid_client introspections: got %s, want 7", got)
 	}
 
 	auth := basic(clientID, secret)
