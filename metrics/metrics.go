@@ -58,6 +58,11 @@ const (
 	LoginRateLimited = "rate_limited"
 	LoginBadRequest  = "invalid_request"
 	LoginError       = "error"
+	// LoginMFARequired: the password was right, and the account's second
+	// factor is asked for next (POST /api/login/mfa/).
+	LoginMFARequired = "mfa_required"
+	LoginBadMFACode  = "invalid_mfa_code"
+	LoginBadMFAToken = "invalid_mfa_token"
 )
 
 // New returns the metrics of an app, with the Go runtime and process
