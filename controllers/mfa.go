@@ -7,6 +7,7 @@ import (
 	"gorm.io/gorm"
 
 	"tokenauth/mail"
+	"tokenauth/metrics"
 	"tokenauth/middlewares"
 	"tokenauth/models"
 	"tokenauth/secondfactor"
@@ -19,15 +20,17 @@ type MFAController struct {
 	db     *gorm.DB
 	sealer models.Sealer
 	mail   *mail.Composer
+	// metrics counts the changes.
+	metrics *metrics.Metrics
 	// issuer names the service in authenticator apps.
 	issuer string
 }
 
 // NewMFAController returns an MFAController that seals TOTP secrets and
-// hashes recovery codes with sealer (the keyring), and writes notices with
-// composer.
-func NewMFAController(db *gorm.DB, sealer models.Sealer, composer *mail.Composer) *MFAController {
-	return &MFAController{db: db, sealer: sealer, mail: composer, issuer: mail.Product}
+// hashes recovery codes with sealer (the keyring), writes notices with
+// composer, and counts the changes in m.
+func NewMFAController(db *gorm.DB, sealer models.Sealer, composer *mail.Composer, m *metrics.Metrics) *MFAController {
+	return &MFAController{db: db, sealer: sealer, mail: composer, metrics: m, issuer: mail.Product}
 }
 
 type totpEnrolmentResponse struct {
@@ -87,6 +90,7 @@ func (mc *MFAController) ConfirmTOTP(c *gin.Context) error {
 	if err := models.ConfirmTOTP(requestContext(c), mc.db, mc.sealer, tok.UserID, tok.ID, req.Code, codes); err != nil {
 		return err
 	}
+	mc.metrics.MFAChange(metrics.MFAEnrolled)
 	middlewares.NoStore(c)
 	c.JSON(http.StatusOK, recoveryCodesResponse{RecoveryCodes: codes})
 	return nil
@@ -105,6 +109,7 @@ func (mc *MFAController) DisableTOTP(c *gin.Context) error {
 	if err := models.DisableMFA(requestContext(c), mc.db, user.ID, models.RevokedByUser, false, notice); err != nil {
 		return err
 	}
+	mc.metrics.MFAChange(metrics.MFADisabled)
 	c.Status(http.StatusNoContent)
 	return nil
 }
@@ -123,6 +128,7 @@ func (mc *MFAController) RegenerateRecoveryCodes(c *gin.Context) error {
 	if err := models.RegenerateRecoveryCodes(requestContext(c), mc.db, mc.sealer, user.ID, codes); err != nil {
 		return err
 	}
+	mc.metrics.MFAChange(metrics.MFACodesRegenerated)
 	middlewares.NoStore(c)
 	c.JSON(http.StatusOK, recoveryCodesResponse{RecoveryCodes: codes})
 	return nil

@@ -60,3 +60,34 @@ func loginOutcome(c *gin.Context) string {
 	}
 	return metrics.LoginError
 }
+
+// CountReauths records the outcome of each re-authentication (POST
+// /api/reauth/) in m, read from the answer. Like CountLogins, it goes
+// before the rate limiter.
+func CountReauths(m *metrics.Metrics) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Next()
+		m.Reauth(reauthOutcome(c))
+	}
+}
+
+func reauthOutcome(c *gin.Context) string {
+	if len(c.Errors) == 0 {
+		if c.Writer.Status() >= http.StatusBadRequest {
+			return metrics.ReauthError
+		}
+		return metrics.ReauthSucceeded
+	}
+	resp, _ := apierror.From(c.Errors.Last().Err)
+	switch {
+	case resp.Code == "validation_failed" && resp.Fields["password"] != "":
+		return metrics.ReauthBadPassword
+	case resp.Code == "validation_failed" && (resp.Fields["code"] != "" || resp.Fields["recovery_code"] != ""):
+		return metrics.ReauthBadCode
+	case resp.Status == http.StatusTooManyRequests:
+		return metrics.ReauthRateLimited
+	case resp.Status < http.StatusInternalServerError:
+		return metrics.ReauthBadRequest
+	}
+	return metrics.ReauthError
+}

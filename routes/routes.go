@@ -115,7 +115,7 @@ func New(d Deps) (*gin.Engine, error) {
 	// Re-authentication is a password check: the client IP's budget and
 	// the username's lockout are the login's.
 	reauth := controllers.NewReauthController(d.DB, d.Passwords, lockout, d.Keyring, d.Mail)
-	api.With(limitIP("login")).POST("/reauth", FullScope, reauth.Reauth)
+	api.With(middlewares.CountReauths(d.Metrics), limitIP("login")).POST("/reauth", FullScope, reauth.Reauth)
 
 	// A reset request has the budget of a login per client IP: both let
 	// anyone probe for accounts or cause work.
@@ -126,7 +126,7 @@ func New(d Deps) (*gin.Engine, error) {
 	api.With(limitIP("email-confirm")).POST("/email/verify/confirm", Public, email.ConfirmEmail)
 
 	// Every change of the second factor needs a fresh proof.
-	mfa := controllers.NewMFAController(d.DB, d.Keyring, d.Mail)
+	mfa := controllers.NewMFAController(d.DB, d.Keyring, d.Mail, d.Metrics)
 	api.POST("/mfa/totp", FullScope.Fresh(), mfa.StartTOTP)
 	api.POST("/mfa/totp/confirm", FullScope.Fresh(), mfa.ConfirmTOTP)
 	api.DELETE("/mfa/totp", FullScope.Fresh(), mfa.DisableTOTP)

@@ -1,6 +1,7 @@
 package secondfactor
 
 import (
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +79,25 @@ func TestRecoveryCodes(t *testing.T) {
 	for _, bad := range []string{"", "abcde-fghi", "abcde-fghi1", "abcde-fghij-k", "abcdé-fghij"} {
 		if NormalizeRecoveryCode(bad) != "" {
 			t.Errorf("%q normalized", bad)
+		}
+	}
+}
+
+// The codes of Debian's oathtool, which the README shows for making codes
+// by hand, are the codes Match accepts, from the secret of an enrolment.
+func TestOathtoolCodesMatch(t *testing.T) {
+	e, err := NewEnrolment("tokenauth", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []time.Time{time.Date(2030, 1, 1, 12, 0, 10, 0, time.UTC), time.Now().UTC().Truncate(time.Second)} {
+		out, err := exec.Command("oathtool", "--totp", "-b", e.Secret, "-N", at.Format("2006-01-02 15:04:05 UTC")).Output()
+		if err != nil {
+			t.Fatalf("oathtool (Debian's oathtool package): %v", err)
+		}
+		code := strings.TrimSpace(string(out))
+		if step, ok := Match(e.Secret, code, at, 0); !ok || step != Step(at) {
+			t.Errorf("oathtool's code %s at %s: matched %v (step %d)", code, at, ok, step)
 		}
 	}
 }

@@ -385,3 +385,36 @@ func TestMFANoticesAreMailed(t *testing.T) {
 		}
 	}
 }
+
+// The second step of a login counts with the logins; re-authentications
+// and changes of the second factor have counters of their own.
+func TestMFAMetrics(t *testing.T) {
+	t.Parallel()
+	f := newStepUpFixture(t)
+	secret, _ := f.enrol(t)
+	f.secondStep(t, f.passwordStep(t), map[string]string{"code": "000000"})
+	f.secondStep(t, f.passwordStep(t), map[string]string{"code": f.code(t, secret)}).Expect(t, http.StatusOK)
+	f.secondStep(t, "tkm_unknown", map[string]string{"code": "123456"})
+	f.clock.Advance(30 * time.Second)
+	f.Do(t, Request{Method: "POST", Path: "/api/reauth/", Token: f.token,
+		Body: map[string]string{"password": "wrong", "code": f.code(t, secret)}}).Expect(t, http.StatusBadRequest)
+	f.Do(t, Request{Method: "POST", Path: "/api/reauth/", Token: f.token,
+		Body: map[string]string{"password": testPassword, "code": "000000"}}).Expect(t, http.StatusBadRequest)
+	f.Do(t, Request{Method: "POST", Path: "/api/reauth/", Token: f.token,
+		Body: map[string]string{"password": testPassword, "code": f.code(t, secret)}}).Expect(t, http.StatusNoContent)
+	f.Do(t, Request{Method: "POST", Path: "/api/mfa/recovery-codes/", Token: f.token}).Expect(t, http.StatusOK)
+	f.Do(t, Request{Method: "DELETE", Path: "/api/mfa/totp/", Token: f.token}).Expect(t, http.StatusNoContent)
+
+	m := f.scrape(t)
+	expectSample(t, m, `tokenauth_logins_total{outcome="mfa_required"}`, 2)
+	expectSample(t, m, `tokenauth_logins_total{outcome="invalid_mfa_code"}`, 1)
+	expectSample(t, m, `tokenauth_logins_total{outcome="invalid_mfa_token"}`, 1)
+	// The fixture's login, and the second step.
+	expectSample(t, m, `tokenauth_logins_total{outcome="succeeded"}`, 2)
+	expectSample(t, m, `tokenauth_reauthentications_total{outcome="invalid_password"}`, 1)
+	expectSample(t, m, `tokenauth_reauthentications_total{outcome="invalid_code"}`, 1)
+	expectSample(t, m, `tokenauth_reauthentications_total{outcome="succeeded"}`, 1)
+	expectSample(t, m, `tokenauth_mfa_changes_total{change="enrolled"}`, 1)
+	expectSample(t, m, `tokenauth_mfa_changes_total{change="recovery_codes_regenerated"}`, 1)
+	expectSample(t, m, `tokenauth_mfa_changes_total{change="disabled"}`, 1)
+}
