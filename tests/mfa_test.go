@@ -418,3 +418,17 @@ func TestMFAMetrics(t *testing.T) {
 	expectSample(t, m, `tokenauth_mfa_changes_total{change="recovery_codes_regenerated"}`, 1)
 	expectSample(t, m, `tokenauth_mfa_changes_total{change="disabled"}`, 1)
 }
+
+// With a second factor, a password change does not make the token fresh:
+// the current password it carries proves only half of what a
+// re-authentication asks.
+func TestPasswordChangeIsNoProofWithASecondFactor(t *testing.T) {
+	t.Parallel()
+	f := newStepUpFixture(t)
+	f.enrol(t)
+	f.clock.Advance(f.Config.ReauthMaxAge)
+	f.Do(t, Request{Method: "POST", Path: "/api/password/", Token: f.token,
+		Body: map[string]string{"current_password": testPassword, "new_password": "another sturdy passphrase"}}).
+		Expect(t, http.StatusNoContent)
+	expectReauthRequired(t, f.Do(t, Request{Method: "DELETE", Path: "/api/mfa/totp/", Token: f.token}), f.Config.ReauthMaxAge)
+}
