@@ -12,7 +12,8 @@ package models
 func All() []any {
 	return []any{
 		&User{}, &APIToken{}, &SecurityEvent{}, &ImportedUser{}, &ImportedToken{}, &ServerSecret{},
-		&LinkToken{}, &Mail{}, &PasswordResetRequest{}, &ResourceServer{},
+		&LinkToken{}, &Mail{}, &PasswordResetRequest{},
+		&TOTPCredential{}, &RecoveryCode{}, &MFAChallenge{}, &ResourceServer{},
 		&Article{},
 	}
 }
