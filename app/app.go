@@ -137,7 +137,8 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 	}
 	a.Keyring = kr
 	a.Resolver = auth.NewResolver(a.DB, db.Pool, auth.Options{IdleTimeout: cfg.TokenIdleTimeout,
-		Sliding: cfg.TokenSliding, TTL: cfg.TokenTTL, MaxTTL: cfg.TokenMaxTTL, CacheTTL: cfg.TokenCacheTTL})
+		Sliding: cfg.TokenSliding, TTL: cfg.TokenTTL, MaxTTL: cfg.TokenMaxTTL, CacheTTL: cfg.TokenCacheTTL,
+		UserLimit: cfg.UserRateLimit})
 	if err := models.ListenForChanges(a.DB, a.Resolver.Apply); err != nil {
 		return nil, fmt.Errorf("following the database's changes: %w", err)
 	}
@@ -160,6 +161,7 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 		}
 		a.redis, a.ownsRedis = client, true
 	}
+	a.Resolver.UseLimiter(routes.QuotaLimiter(a.redis, o.redisPrefix))
 	sender, err := mail.NewSender(cfg.SMTPURL, cfg.MailFrom, o.mailTLS, log)
 	if err != nil {
 		a.closeRedis()

@@ -1,6 +1,8 @@
 package middlewares
 
 import (
+	"errors"
+
 	"github.com/gin-gonic/gin"
 
 	"tokenauth/apierror"
@@ -20,15 +22,31 @@ func Identify(r *auth.Resolver, clk clock.Clock) gin.HandlerFunc {
 			id, err = r.Resolve(c.Request.Context(), auth.Request{Secret: secret, IP: ClientIP(c),
 				UserAgent: c.Request.UserAgent(), Now: clk.Now()})
 		}
+		var limited *auth.RateLimitedError
 		switch {
 		case err == nil:
+			setRateLimitHeaders(c, id.Limits)
 			setIdentity(c, id)
+		case errors.As(err, &limited):
+			setRateLimitHeaders(c, limited.Limits)
+			c.Set(authErrorKey, err)
 		case auth.Refused(err):
 			c.Set(authErrorKey, err)
 		default:
 			apierror.Abort(c, err)
 		}
 	}
+}
+
+// setRateLimitHeaders tells the client the rate limits its request
+// counted against, if any (draft-ietf-httpapi-ratelimit-headers).
+func setRateLimitHeaders(c *gin.Context, limits auth.Limits) {
+	if len(limits) == 0 {
+		return
+	}
+	h := c.Writer.Header()
+	h.Set("RateLimit-Policy", limits.PolicyHeader())
+	h.Set("RateLimit", limits.StateHeader())
 }
 
 // RequireAuth stops a request that Identify could not authenticate, with
