@@ -103,6 +103,18 @@ func InsufficientScope(scope string) *Error {
 		WithHeader("WWW-Authenticate", `Bearer realm="api", error="insufficient_scope", scope="`+scope+`"`)
 }
 
+// ReauthenticationRequired is the 401 of a sensitive action asked by a
+// token whose holder proved the password longer than maxAge ago, in the
+// form of RFC 9470 (step-up authentication): the token stays valid, and
+// POST /api/reauth/ with the password makes it fresh again.
+func ReauthenticationRequired(maxAge time.Duration) *Error {
+	seconds := strconv.FormatInt(int64(maxAge/time.Second), 10)
+	return New(http.StatusUnauthorized, "reauthentication_required",
+		"This action needs a recent proof of your password: send it to POST /api/reauth/, then try again. Your token still works.").
+		WithHeader("WWW-Authenticate", `Bearer realm="api", error="insufficient_user_authentication", `+
+			`error_description="A more recent authentication is required", max_age=`+seconds)
+}
+
 // RateLimited is the 429 for a client over a limit, with Retry-After in
 // whole seconds (rounded up, so a client that waits that long gets through).
 func RateLimited(wait time.Duration) *Error {
@@ -136,6 +148,7 @@ func Handle(h HandlerFunc) gin.HandlerFunc {
 func From(err error) (*Error, bool) {
 	var (
 		apiErr  *Error
+		stale   *auth.ReauthRequired
 		invalid *models.ValidationError
 		tooBig  *http.MaxBytesError
 		tooMany *models.TooManyLinksError
@@ -146,6 +159,8 @@ func From(err error) (*Error, bool) {
 		return apiErr, true
 	case errors.As(err, &invalid):
 		return Validation(invalid.Fields), true
+	case errors.As(err, &stale):
+		return ReauthenticationRequired(stale.MaxAge), true
 	case errors.As(err, &tooBig):
 		return ErrBodyTooLarge, true
 	case errors.Is(err, auth.ErrNoToken):

@@ -93,6 +93,9 @@ type Options struct {
 	// UserLimit caps each user's requests across all their tokens (zero:
 	// none).
 	UserLimit models.RateLimit
+	// ReauthMaxAge is how recent a token's proof of the password must be
+	// for sensitive actions (0 = any; see Identity.RequireFreshAuth).
+	ReauthMaxAge time.Duration
 }
 
 // Request is what Resolve needs to know of a request.
@@ -119,6 +122,10 @@ type Identity struct {
 	// Limits are the rate limits the request counted against (nil for a
 	// token without any).
 	Limits Limits
+	// stale says that the token's proof of the password is older than
+	// reauthMaxAge at the time of the request.
+	stale        bool
+	reauthMaxAge time.Duration
 }
 
 // User returns the user the token belongs to.
@@ -234,6 +241,7 @@ func (r *Resolver) Resolve(ctx context.Context, req Request) (*Identity, error) 
 		expires = r.recordUse(e, noted, expires, req)
 	}
 	id := &Identity{Token: *e.token, ExpiresAt: expires, Limits: limits}
+	id.judgeFreshness(e.token, req.Now, r.opts.ReauthMaxAge)
 	if expires == e.token.ExpiresAt {
 		id.expiresHeader = e.expiresHeader
 	}

@@ -85,7 +85,8 @@ type tokenCreateRequest struct {
 }
 
 // Create issues a named token, limited to the scopes asked for, and returns
-// its secret this once.
+// its secret this once. The new token inherits its creator's
+// authentication time: it proves no more than the token that made it.
 func (tc *TokenController) Create(c *gin.Context) error {
 	var req tokenCreateRequest
 	if err := bindJSON(c, &req); err != nil {
@@ -125,7 +126,7 @@ func (tc *TokenController) Create(c *gin.Context) error {
 	expires := tc.clock.Now().Add(ttl)
 	tok, err := models.IssueToken(requestContext(c), tc.db, cur.UserID,
 		models.TokenSpec{Name: req.Name, Kind: models.KindPersonal, Scopes: scopes, ExpiresAt: &expires,
-			AllowedIPs: nets, Metadata: metadata, RateLimit: limit},
+			AuthenticatedAt: cur.AuthenticatedAt, AllowedIPs: nets, Metadata: metadata, RateLimit: limit},
 		tokenPolicy(tc.cfg), false)
 	if err != nil {
 		return err
@@ -194,6 +195,13 @@ func (tc *TokenController) Update(c *gin.Context) error {
 			return err
 		}
 		patch.RateLimit = &limit
+	}
+	if patch.Loosens(tok) {
+		// Letting a token do more is sensitive: a stolen token must not
+		// lift the limits put on the tokens it can reach.
+		if err := middlewares.RequireFreshAuth(c); err != nil {
+			return err
+		}
 	}
 	if err := models.UpdateToken(requestContext(c), tc.db, tok, patch); err != nil {
 		return err

@@ -40,6 +40,10 @@ const (
 	// expired; Reason "rotation" when it was the previous secret of a
 	// rotated token and its grace had ended.
 	EventTokenExpired = "token_expired"
+	// EventReauthenticated: a token's holder proved the password again
+	// (POST /api/reauth/), for the sensitive actions that need a recent
+	// proof.
+	EventReauthenticated = "reauthenticated"
 )
 
 // SecurityEvent records one thing that happened to a user's account. It is

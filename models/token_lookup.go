@@ -39,7 +39,7 @@ func FindTokenByHash(ctx context.Context, db *gorm.DB, pool *pgxpool.Pool, keyHa
 	} else {
 		u := &t.User
 		err = db.WithContext(ctx).Raw(tokenByHashSQL+"?", keyHash).Row().Scan(&t.ID, &t.UserID, &t.Name, &t.Kind,
-			&t.Prefix, &t.Scopes, &t.CreatedAt, &t.LastUsedAt, &t.ExpiresAt, &t.RevokedAt,
+			&t.Prefix, &t.Scopes, &t.CreatedAt, &t.LastUsedAt, &t.ExpiresAt, &t.RevokedAt, &t.AuthenticatedAt,
 			&t.Networks, &t.PausedAt, &t.AllowedIPs, &t.RateLimitRequests, &t.RateLimitSeconds, &t.RotatedToID,
 			&u.Username, &u.Email, &u.IsActive, &u.CreatedAt, &u.LastLoginAt, &u.EmailVerifiedAt)
 	}
@@ -62,6 +62,7 @@ func (t *APIToken) scanPgx(row pgx.Row) error {
 		id, userID                          int64
 		scopes, networks, allowedIPs        string
 		created, lastUsed, expires, revoked pgtype.Timestamptz
+		authenticated                       pgtype.Timestamptz
 		paused                              pgtype.Timestamptz
 		rateRequests, rateSeconds           int64
 		rotatedTo                           pgtype.Int8
@@ -69,7 +70,7 @@ func (t *APIToken) scanPgx(row pgx.Row) error {
 	}
 	u := &t.User
 	if err := row.Scan(&r.id, &r.userID, &t.Name, &t.Kind, &t.Prefix, &r.scopes, &r.created, &r.lastUsed, &r.expires,
-		&r.revoked, &r.networks, &r.paused, &r.allowedIPs, &r.rateRequests, &r.rateSeconds, &r.rotatedTo,
+		&r.revoked, &r.authenticated, &r.networks, &r.paused, &r.allowedIPs, &r.rateRequests, &r.rateSeconds, &r.rotatedTo,
 		&u.Username, &u.Email, &u.IsActive, &r.userCreated, &r.lastLogin, &r.verified); err != nil {
 		return err
 	}
@@ -91,6 +92,7 @@ func (t *APIToken) scanPgx(row pgx.Row) error {
 	t.PausedAt = timeOrNil(&r.paused)
 	t.CreatedAt, u.CreatedAt = r.created.Time, r.userCreated.Time
 	t.LastUsedAt, t.ExpiresAt, t.RevokedAt = timeOrNil(&r.lastUsed), timeOrNil(&r.expires), timeOrNil(&r.revoked)
+	t.AuthenticatedAt = timeOrNil(&r.authenticated)
 	u.LastLoginAt, u.EmailVerifiedAt = timeOrNil(&r.lastLogin), timeOrNil(&r.verified)
 	return nil
 }
@@ -107,7 +109,7 @@ func timeOrNil(ts *pgtype.Timestamptz) *time.Time {
 // columns of a token and of its user that a request needs; the
 // placeholder of the key hash follows.
 const tokenByHashSQL = `SELECT t.id, t.user_id, t.name, t.kind, t.prefix, t.scopes, t.created_at,
-	t.last_used_at, t.expires_at, t.revoked_at,
+	t.last_used_at, t.expires_at, t.revoked_at, t.authenticated_at,
 	t.networks, t.paused_at, t.allowed_ips, t.rate_limit_requests, t.rate_limit_seconds, t.rotated_to_id,
 	u.username, u.email, u.is_active, u.created_at, u.last_login_at, u.email_verified_at
 FROM api_tokens t JOIN users u ON u.id = t.user_id

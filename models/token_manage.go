@@ -127,13 +127,13 @@ func UpdateToken(ctx context.Context, db *gorm.DB, t *APIToken, p TokenPatch) er
 }
 
 // RotateToken replaces t with a new token of the same name, kind, scopes,
-// expiry and policy (a legacy token becomes a personal one). With no grace,
-// t is revoked in the same transaction: exactly one of the two secrets
-// works at any moment. With a grace, t's secret keeps working until now +
-// grace or its own expiry, whichever comes first, but t is no longer
-// listed or counted; a grace t itself still had from an earlier rotation
-// ends now. Of two rotations of one token at once, one wins and the other
-// is ErrConflict.
+// expiry, authentication time and policy (a legacy token becomes a
+// personal one). With no grace, t is revoked in the same transaction:
+// exactly one of the two secrets works at any moment. With a grace, t's
+// secret keeps working until now + grace or its own expiry, whichever
+// comes first, but t is no longer listed or counted; a grace t itself
+// still had from an earlier rotation ends now. Of two rotations of one
+// token at once, one wins and the other is ErrConflict.
 func RotateToken(ctx context.Context, db *gorm.DB, t *APIToken, grace time.Duration) (*APIToken, error) {
 	secret, err := NewTokenSecret()
 	if err != nil {
@@ -145,8 +145,8 @@ func RotateToken(ctx context.Context, db *gorm.DB, t *APIToken, grace time.Durat
 		kind = KindPersonal
 	}
 	next := &APIToken{UserID: t.UserID, Name: t.Name, Kind: kind, Scopes: t.Scopes,
-		ExpiresAt: t.ExpiresAt, Secret: secret, Networks: t.Networks, PausedAt: t.PausedAt,
-		AllowedIPs: t.AllowedIPs, Metadata: t.Metadata,
+		ExpiresAt: t.ExpiresAt, AuthenticatedAt: t.AuthenticatedAt, Secret: secret, Networks: t.Networks,
+		PausedAt: t.PausedAt, AllowedIPs: t.AllowedIPs, Metadata: t.Metadata,
 		RateLimitRequests: t.RateLimitRequests, RateLimitSeconds: t.RateLimitSeconds}
 	err = commit(ctx, db, func(tx *gorm.DB) (Change, error) {
 		now := nowOf(tx)

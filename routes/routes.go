@@ -98,13 +98,21 @@ func New(d Deps) (*gin.Engine, error) {
 	api.With(middlewares.CountLogins(d.Metrics), limitIP("login")).POST("/login", Public, authc.Login)
 	api.With(limitIP("register")).POST("/register", Public, authc.Register)
 	api.POST("/logout", AnyToken, authc.Logout)
-	api.POST("/logout-all", FullScope, authc.LogoutAll)
+	api.POST("/logout-all", FullScope.Fresh(), authc.LogoutAll)
 	api.POST("/logout-others", FullScope, authc.LogoutOthers)
 
 	profile := controllers.NewProfileController(d.DB, d.Config, d.Passwords, lockout, d.Mail)
 	api.GET("/profile", Scope("profile:read"), profile.Show)
+	// Changing the address needs a fresh proof; the handler asks for it
+	// only when the address changes (middlewares.RequireFreshAuth).
 	api.PATCH("/profile", Scope("profile:write"), profile.Update)
+	// The current password a change carries is itself the proof: no
+	// fresh one is needed, and the change makes the token fresh.
 	api.POST("/password", FullScope, profile.ChangePassword)
+	// Re-authentication is a password check: the client IP's budget and
+	// the username's lockout are the login's.
+	reauth := controllers.NewReauthController(d.DB, d.Passwords, lockout)
+	api.With(limitIP("login")).POST("/reauth", FullScope, reauth.Reauth)
 
 	// A reset request has the budget of a login per client IP: both let
 	// anyone probe for accounts or cause work.
@@ -116,11 +124,11 @@ func New(d Deps) (*gin.Engine, error) {
 
 	tokens := controllers.NewTokenController(d.DB, d.Config, d.Clock, d.Resolver, scopes)
 	api.GET("/tokens", FullScope, tokens.List)
-	api.POST("/tokens", FullScope, tokens.Create)
+	api.POST("/tokens", FullScope.Fresh(), tokens.Create)
 	api.GET("/tokens/current", AnyToken, tokens.Current)
 	api.POST("/tokens/current/rotate", AnyToken, tokens.RotateCurrent)
 	api.PATCH("/tokens/:id", FullScope, tokens.Update)
-	api.POST("/tokens/:id/rotate", FullScope, tokens.Rotate)
+	api.POST("/tokens/:id/rotate", FullScope.Fresh(), tokens.Rotate)
 	api.DELETE("/tokens/:id", FullScope, tokens.Revoke)
 	leaks := controllers.NewLeakController(d.DB)
 	api.With(limitIP("revoke-leaked")).POST("/tokens/revoke-leaked", Public, leaks.Revoke)

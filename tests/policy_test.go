@@ -258,6 +258,7 @@ func TestRotationGraceEndsAtTheTokensExpiry(t *testing.T) {
 	s.Do(t, Request{Method: "POST", Path: "/api/tokens/", Token: admin,
 		Body: map[string]any{"name": "short", "expires_in_days": 1}}).Expect(t, http.StatusCreated).Decode(t, &short)
 	clk.Advance(23 * time.Hour)
+	s.reauth(t, admin)
 	var next tokenView
 	s.Do(t, Request{Method: "POST", Path: "/api/tokens/" + itoa(short.ID) + "/rotate/", Token: admin,
 		Body: map[string]int{"grace_seconds": 86400}}).Expect(t, http.StatusCreated).Decode(t, &next)
@@ -655,4 +656,68 @@ func TestTokenRateLimitAcrossInstances(t *testing.T) {
 			}
 		})
 	}
+}
+
+func (s *Server) reauth(t *testing.T, token string) {
+	t.Helper()
+	s.Do(t, Request{Method: "POST", Path: "/api/reauth/", Token: token,
+		Body: map[string]string{"password": testPassword}}).Expect(t, http.StatusNoContent)
+}
+
+// Tightening a token needs no fresh proof of the password; loosening it,
+// and rotating another token, do. A token rolls its own key without one.
+func TestLooseningNeedsFreshAuth(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(time.Now().Truncate(time.Second))
+	s := NewServer(t, withFakeClock(clk), WithConfig(func(c *config.Config) { c.ReauthMaxAge = 15 * time.Minute }))
+	_, admin := s.UserWithToken(t, "alice")
+	var tok tokenView
+	s.Do(t, Request{Method: "POST", Path: "/api/tokens/", Token: admin,
+		Body: map[string]any{"name": "ci", "allowed_ips": []string{"10.0.0.0/8"}, "rate_limit": map[string]any{"requests": 10, "per": "1m"}}}).
+		Expect(t, http.StatusCreated).Decode(t, &tok)
+	path := "/api/tokens/" + itoa(tok.ID) + "/"
+	clk.Advance(16 * time.Minute)
+
+	tighten := []string{
+		`{"enabled": false}`,
+		`{"allowed_ips": ["10.1.0.0/16"]}`,
+		`{"rate_limit": {"requests": 5, "per": "1m"}}`,
+		`{"name": "renamed", "metadata": {"a": 1}}`,
+	}
+	for _, body := range tighten {
+		s.Do(t, Request{Method: "PATCH", Path: path, Token: admin, Body: body}).Expect(t, http.StatusOK)
+	}
+	loosen := []string{
+		`{"enabled": true}`,
+		`{"allowed_ips": ["10.0.0.0/8"]}`,
+		`{"allowed_ips": null}`,
+		`{"rate_limit": {"requests": 50, "per": "1m"}}`,
+		`{"rate_limit": {"requests": 5, "per": "1s"}}`,
+		`{"rate_limit": null}`,
+	}
+	for _, body := range loosen {
+		resp := s.Do(t, Request{Method: "PATCH", Path: path, Token: admin, Body: body})
+		resp.ExpectError(t, http.StatusUnauthorized, "reauthentication_required")
+	}
+	if v := s.view(t, admin, tok.ID); v.Enabled || len(v.AllowedIPs) != 1 || v.RateLimit == nil || v.RateLimit.Requests != 5 {
+		t.Fatalf("a refused loosening changed the token: %+v", v)
+	}
+	s.Do(t, Request{Method: "POST", Path: "/api/tokens/" + itoa(tok.ID) + "/rotate/", Token: admin}).
+		ExpectError(t, http.StatusUnauthorized, "reauthentication_required")
+	// Rolling its own key needs none.
+	s.Do(t, Request{Method: "POST", Path: "/api/tokens/current/rotate/", Token: admin}).Expect(t, http.StatusCreated)
+}
+
+func TestLooseningAfterReauth(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(time.Now().Truncate(time.Second))
+	s := NewServer(t, withFakeClock(clk), WithConfig(func(c *config.Config) { c.ReauthMaxAge = 15 * time.Minute }))
+	_, admin := s.UserWithToken(t, "alice")
+	var tok tokenView
+	s.Do(t, Request{Method: "POST", Path: "/api/tokens/", Token: admin,
+		Body: map[string]any{"name": "ci", "allowed_ips": []string{"10.0.0.0/8"}}}).Expect(t, http.StatusCreated).Decode(t, &tok)
+	clk.Advance(16 * time.Minute)
+	s.reauth(t, admin)
+	s.Do(t, Request{Method: "PATCH", Path: "/api/tokens/" + itoa(tok.ID) + "/", Token: admin,
+		Body: `{"allowed_ips": null}`}).Expect(t, http.StatusOK)
 }
