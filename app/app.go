@@ -152,7 +152,8 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 	a.Metrics.WatchTokenCache(func() metrics.TokenCache {
 		s := a.Resolver.Stats()
 		return metrics.TokenCache{Hits: s.CacheHits, Misses: s.CacheMisses, Entries: s.CacheEntries,
-			Enabled: s.CacheEnabled, Invalidations: s.Invalidations, Outages: s.CacheOutages, PendingUses: s.PendingUses}
+			Enabled: s.CacheEnabled, Invalidations: s.Invalidations, Outages: s.CacheOutages, PendingUses: s.PendingUses,
+			IPRefused: s.IPRefused, RateLimited: s.RateLimited, GraceEnded: s.GraceEnded}
 	})
 	if a.redis == nil && cfg.RedisURL != "" {
 		client, err := openRedis(ctx, cfg.RedisURL)

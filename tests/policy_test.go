@@ -721,3 +721,24 @@ func TestLooseningAfterReauth(t *testing.T) {
 	s.Do(t, Request{Method: "PATCH", Path: "/api/tokens/" + itoa(tok.ID) + "/", Token: admin,
 		Body: `{"allowed_ips": null}`}).Expect(t, http.StatusOK)
 }
+
+func TestPolicyRefusalsAreCounted(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	_, admin := s.UserWithToken(t, "alice")
+	var fenced, limited tokenView
+	s.Do(t, Request{Method: "POST", Path: "/api/tokens/", Token: admin,
+		Body: map[string]any{"name": "fenced", "allowed_ips": []string{"192.0.2.0/24"}}}).Expect(t, http.StatusCreated).Decode(t, &fenced)
+	s.Do(t, Request{Method: "POST", Path: "/api/tokens/", Token: admin,
+		Body: map[string]any{"name": "limited", "rate_limit": map[string]any{"requests": 1, "per": "1h"}}}).
+		Expect(t, http.StatusCreated).Decode(t, &limited)
+	s.Do(t, Request{Path: "/api/tokens/current/", Token: fenced.Token}).ExpectError(t, http.StatusForbidden, "ip_not_allowed")
+	s.Do(t, Request{Path: "/api/tokens/current/", Token: limited.Token}).Expect(t, http.StatusOK)
+	for range 2 {
+		s.Do(t, Request{Path: "/api/tokens/current/", Token: limited.Token}).ExpectError(t, http.StatusTooManyRequests, "rate_limited")
+	}
+	m := s.scrape(t)
+	expectSample(t, m, `tokenauth_token_policy_refusals_total{reason="ip_not_allowed"}`, 1)
+	expectSample(t, m, `tokenauth_token_policy_refusals_total{reason="rate_limited"}`, 2)
+	expectSample(t, m, `tokenauth_token_policy_refusals_total{reason="grace_ended"}`, 0)
+}
