@@ -742,3 +742,32 @@ func TestPolicyRefusalsAreCounted(t *testing.T) {
 	expectSample(t, m, `tokenauth_token_policy_refusals_total{reason="rate_limited"}`, 2)
 	expectSample(t, m, `tokenauth_token_policy_refusals_total{reason="grace_ended"}`, 0)
 }
+
+func TestRevokingTheNewTokenEndsTheGrace(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	_, admin := s.UserWithToken(t, "alice")
+	old := s.Login(t, "alice", testPassword)
+	var next tokenView
+	s.Do(t, Request{Method: "POST", Path: "/api/tokens/" + itoa(s.tokenID(t, old)) + "/rotate/", Token: admin,
+		Body: map[string]int{"grace_seconds": 3600}}).Expect(t, http.StatusCreated).Decode(t, &next)
+	s.Do(t, Request{Method: "DELETE", Path: "/api/tokens/" + itoa(next.ID) + "/", Token: admin}).Expect(t, http.StatusNoContent)
+	s.Do(t, Request{Path: "/api/profile/", Token: next.Token}).ExpectError(t, http.StatusUnauthorized, "invalid_token")
+	s.Do(t, Request{Path: "/api/profile/", Token: old}).ExpectError(t, http.StatusUnauthorized, "invalid_token")
+}
+
+// A limited token's budget that cannot be read is an outage, never "no
+// limit"; a token without a limit does not need Redis at all.
+func TestRateLimitWithoutRedis(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, WithUnreachableRedis())
+	u := s.CreateUser(t, "alice", testPassword)
+	admin := s.IssueToken(t, u)
+	limited := s.IssueToken(t, u)
+	if err := s.DB.Model(&models.APIToken{}).Where("key_hash = ?", models.HashToken(limited)).
+		UpdateColumns(map[string]any{"rate_limit_requests": 5, "rate_limit_seconds": 60}).Error; err != nil {
+		t.Fatal(err)
+	}
+	s.Do(t, Request{Path: "/api/tokens/current/", Token: admin}).Expect(t, http.StatusOK)
+	s.Do(t, Request{Path: "/api/tokens/current/", Token: limited}).ExpectError(t, http.StatusServiceUnavailable, "unavailable")
+}
