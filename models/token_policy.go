@@ -43,10 +43,13 @@ func ParseIPNets(list []string) (IPNets, error) {
 		} else {
 			var a netip.Addr
 			if a, err = netip.ParseAddr(s); err == nil {
+				if a.Zone() != "" {
+					err = errors.New("an address with a zone")
+				}
 				p = netip.PrefixFrom(a, a.BitLen())
 			}
 		}
-		if err != nil || p.Addr().Zone() != "" {
+		if err != nil {
 			return nil, fmt.Errorf("%q is not an IPv4 or IPv6 address or CIDR", truncate(s, 60))
 		}
 		if p.Addr().Is4In6() {
