@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -72,6 +73,16 @@ type RateLimitedError struct {
 
 func (e *RateLimitedError) Error() string {
 	return "rate limited for " + e.RetryAfter.String()
+}
+
+// LimitsOf returns the limits of a refusal over a rate limit (nil for any
+// other error), for the headers of the 429.
+func LimitsOf(err error) Limits {
+	var limited *RateLimitedError
+	if errors.As(err, &limited) {
+		return limited.Limits
+	}
+	return nil
 }
 
 // UseLimiter keeps the budgets of rate-limited tokens and users in l (in

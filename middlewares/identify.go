@@ -1,8 +1,6 @@
 package middlewares
 
 import (
-	"errors"
-
 	"github.com/gin-gonic/gin"
 
 	"tokenauth/apierror"
@@ -22,15 +20,12 @@ func Identify(r *auth.Resolver, clk clock.Clock) gin.HandlerFunc {
 			id, err = r.Resolve(c.Request.Context(), auth.Request{Secret: secret, IP: ClientIP(c),
 				UserAgent: c.Request.UserAgent(), Now: clk.Now()})
 		}
-		var limited *auth.RateLimitedError
 		switch {
 		case err == nil:
 			setRateLimitHeaders(c, id.Limits)
 			setIdentity(c, id)
-		case errors.As(err, &limited):
-			setRateLimitHeaders(c, limited.Limits)
-			c.Set(authErrorKey, err)
 		case auth.Refused(err):
+			setRateLimitHeaders(c, auth.LimitsOf(err))
 			c.Set(authErrorKey, err)
 		default:
 			apierror.Abort(c, err)
