@@ -97,6 +97,18 @@ var (
 	ErrEmailTaken = New(http.StatusConflict, "conflict", "Another account has verified this email address.")
 )
 
+// Errors of the second factor.
+var (
+	ErrMFAEnabled = New(http.StatusConflict, "mfa_already_enabled",
+		"Two-factor authentication is on already: turn it off first to enrol another device.")
+	ErrMFANotEnabled = New(http.StatusConflict, "mfa_not_enabled",
+		"Two-factor authentication is not on (or no enrolment is under way): start one with POST /api/mfa/totp/.")
+	ErrInvalidMFACode = New(http.StatusUnauthorized, "invalid_mfa_code",
+		"The code is wrong or used already; try the next code your app shows, or a recovery code.")
+	ErrInvalidMFAToken = New(http.StatusUnauthorized, "invalid_mfa_token",
+		"This sign-in has expired, was used, or had too many wrong codes: sign in with your password again.")
+)
+
 // InsufficientScope is the 403 for a token that lacks scope.
 func InsufficientScope(scope string) *Error {
 	return New(http.StatusForbidden, "insufficient_scope", "This token lacks the scope "+scope+".").
@@ -185,6 +197,14 @@ func From(err error) (*Error, bool) {
 		return ErrInvalidCreds, true
 	case errors.Is(err, models.ErrAccountDisabled):
 		return ErrAccountOff, true
+	case errors.Is(err, models.ErrMFAEnabled):
+		return ErrMFAEnabled, true
+	case errors.Is(err, models.ErrMFANotEnabled):
+		return ErrMFANotEnabled, true
+	case errors.Is(err, models.ErrInvalidMFACode):
+		return ErrInvalidMFACode, true
+	case errors.Is(err, models.ErrInvalidMFAToken):
+		return ErrInvalidMFAToken, true
 	case errors.Is(err, models.ErrInvalidData):
 		// The client's fault, but a check at the edges missed it: worth a
 		// log line (which carries the SQLSTATE, not the value).

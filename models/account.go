@@ -50,9 +50,14 @@ func ChangePassword(ctx context.Context, db *gorm.DB, hasher *password.Hasher, p
 		if err := recordEvent(tx, SecurityEvent{UserID: idRef(u.ID), Type: EventPasswordChanged}); err != nil {
 			return change, err
 		}
-		// The current password was the proof a re-authentication asks for.
-		if err := tx.Model(&APIToken{}).Where("id = ?", keepTokenID).UpdateColumn("authenticated_at", nowOf(tx)).Error; err != nil {
-			return change, err
+		// The current password was the proof a re-authentication asks
+		// for, unless the account has a second factor: then a
+		// re-authentication asks for a code too, which a password change
+		// does not carry.
+		if !u.MFAEnabled() {
+			if err := tx.Model(&APIToken{}).Where("id = ?", keepTokenID).UpdateColumn("authenticated_at", nowOf(tx)).Error; err != nil {
+				return change, err
+			}
 		}
 		_, err = revokeWhere(tx, RevokeQuery{UserID: u.ID, ExceptID: keepTokenID, Reason: RevokedByPasswordChange})
 		return change, err

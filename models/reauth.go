@@ -14,9 +14,12 @@ import (
 // now, which sensitive actions require to be recent (step-up
 // authentication, RFC 9470). A wrong password is a ValidationError on
 // "password" (not a 401, which a client would read as a dead token) and a
-// login_failed event, as a failed login is. It returns the new
-// authentication time.
-func Reauthenticate(ctx context.Context, db *gorm.DB, hasher *password.Hasher, tok *APIToken, plain string) (time.Time, error) {
+// login_failed event, as a failed login is. secondFactor, when not nil,
+// runs once the password is right and before anything is recorded: the
+// check of the second factor of an account that has one, whose error is
+// Reauthenticate's. It returns the new authentication time.
+func Reauthenticate(ctx context.Context, db *gorm.DB, hasher *password.Hasher, tok *APIToken, plain string,
+	secondFactor func() error) (time.Time, error) {
 	var stored string
 	if err := db.WithContext(ctx).Model(&User{}).Where("id = ?", tok.UserID).Select("password_hash").
 		Take(&stored).Error; err != nil {
@@ -32,6 +35,11 @@ func Reauthenticate(ctx context.Context, db *gorm.DB, hasher *password.Hasher, t
 			return time.Time{}, translate(err)
 		}
 		return time.Time{}, errNotYourPassword()
+	}
+	if secondFactor != nil {
+		if err := secondFactor(); err != nil {
+			return time.Time{}, err
+		}
 	}
 	return ProveAuthenticated(ctx, db, tok, stored)
 }

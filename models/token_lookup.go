@@ -41,7 +41,7 @@ func FindTokenByHash(ctx context.Context, db *gorm.DB, pool *pgxpool.Pool, keyHa
 		err = db.WithContext(ctx).Raw(tokenByHashSQL+"?", keyHash).Row().Scan(&t.ID, &t.UserID, &t.Name, &t.Kind,
 			&t.Prefix, &t.Scopes, &t.CreatedAt, &t.LastUsedAt, &t.ExpiresAt, &t.RevokedAt, &t.AuthenticatedAt,
 			&t.Networks, &t.PausedAt, &t.AllowedIPs, &t.RateLimitRequests, &t.RateLimitSeconds, &t.RotatedToID,
-			&u.Username, &u.Email, &u.IsActive, &u.CreatedAt, &u.LastLoginAt, &u.EmailVerifiedAt)
+			&u.Username, &u.Email, &u.IsActive, &u.CreatedAt, &u.LastLoginAt, &u.EmailVerifiedAt, &u.MFAEnabledAt)
 	}
 	if errors.Is(err, sql.ErrNoRows) { // pgx.ErrNoRows is one too
 		return nil, ErrNotFound
@@ -67,11 +67,12 @@ func (t *APIToken) scanPgx(row pgx.Row) error {
 		rateRequests, rateSeconds           int64
 		rotatedTo                           pgtype.Int8
 		userCreated, lastLogin, verified    pgtype.Timestamptz
+		mfaEnabled                          pgtype.Timestamptz
 	}
 	u := &t.User
 	if err := row.Scan(&r.id, &r.userID, &t.Name, &t.Kind, &t.Prefix, &r.scopes, &r.created, &r.lastUsed, &r.expires,
 		&r.revoked, &r.authenticated, &r.networks, &r.paused, &r.allowedIPs, &r.rateRequests, &r.rateSeconds, &r.rotatedTo,
-		&u.Username, &u.Email, &u.IsActive, &r.userCreated, &r.lastLogin, &r.verified); err != nil {
+		&u.Username, &u.Email, &u.IsActive, &r.userCreated, &r.lastLogin, &r.verified, &r.mfaEnabled); err != nil {
 		return err
 	}
 	t.ID, t.UserID = uint(r.id), uint(r.userID)
@@ -94,6 +95,7 @@ func (t *APIToken) scanPgx(row pgx.Row) error {
 	t.LastUsedAt, t.ExpiresAt, t.RevokedAt = timeOrNil(&r.lastUsed), timeOrNil(&r.expires), timeOrNil(&r.revoked)
 	t.AuthenticatedAt = timeOrNil(&r.authenticated)
 	u.LastLoginAt, u.EmailVerifiedAt = timeOrNil(&r.lastLogin), timeOrNil(&r.verified)
+	u.MFAEnabledAt = timeOrNil(&r.mfaEnabled)
 	return nil
 }
 
@@ -111,7 +113,7 @@ func timeOrNil(ts *pgtype.Timestamptz) *time.Time {
 const tokenByHashSQL = `SELECT t.id, t.user_id, t.name, t.kind, t.prefix, t.scopes, t.created_at,
 	t.last_used_at, t.expires_at, t.revoked_at, t.authenticated_at,
 	t.networks, t.paused_at, t.allowed_ips, t.rate_limit_requests, t.rate_limit_seconds, t.rotated_to_id,
-	u.username, u.email, u.is_active, u.created_at, u.last_login_at, u.email_verified_at
+	u.username, u.email, u.is_active, u.created_at, u.last_login_at, u.email_verified_at, u.mfa_enabled_at
 FROM api_tokens t JOIN users u ON u.id = t.user_id
 WHERE t.key_hash = `
 

@@ -61,7 +61,7 @@ func TestWebPageManagesTokenPolicy(t *testing.T) {
 	b.Click(row + ` button[aria-label="Resume token deploy"]`)
 	b.WaitVisible("#reauth[open]")
 	b.Type("reauth-password", "not the password\n")
-	b.WaitText("#reauth-error", "Wrong password.")
+	b.WaitText("#reauth-password-error", "Password")
 	b.Type("reauth-password", testPassword+"\n")
 	b.WaitGone("#reauth[open]")
 	b.WaitText("#list-ok", "resumed")
