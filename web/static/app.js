@@ -585,8 +585,16 @@
     if (tok.last_used_at && tok.last_ip) {
       const where = document.createElement('p');
       where.className = 'muted';
-      where.textContent = 'from ' + tok.last_ip + (tok.last_user_agent ? ' · ' + tok.last_user_agent : '');
+      where.textContent = 'from ' + tok.last_ip;
       td.append(where);
+      if (tok.last_user_agent) {
+        // The whole User-Agent is in the tooltip; the cell shows its start.
+        const agent = document.createElement('p');
+        agent.className = 'muted';
+        agent.title = tok.last_user_agent;
+        agent.textContent = tok.last_user_agent.length > 32 ? tok.last_user_agent.slice(0, 31) + '…' : tok.last_user_agent;
+        td.append(agent);
+      }
     }
     if (tok.networks && tok.networks.length > 1) {
       const nets = document.createElement('p');
