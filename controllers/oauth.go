@@ -189,9 +189,9 @@ func (oc *OAuthController) introspect(c *gin.Context) (string, error) {
 	c.Header("Cache-Control", "no-store")
 	c.Header("Pragma", "no-cache")
 	// The caller is the resource server, not the token's holder, whose
-	// address and user agent are not known here: none is given, and no
-	// restriction on them applies (docs/GATEWAY.md).
-	id, err := oc.resolver.Resolve(c.Request.Context(), auth.Request{Secret: secret, Now: oc.clock.Now()})
+	// address and user agent are not known here: none is given, and the
+	// token's allowed networks are not applied (docs/GATEWAY.md).
+	id, err := oc.resolver.Resolve(c.Request.Context(), auth.Request{Secret: secret, Now: oc.clock.Now(), HolderUnknown: true})
 	switch {
 	case auth.Refused(err):
 		c.JSON(http.StatusOK, inactive)

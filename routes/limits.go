@@ -61,3 +61,16 @@ func oauthLimit(client *redis.Client, prefix string, perMinute int) middlewares.
 	}
 	return ratelimit.NewRedisRate(client, prefix+"oauth-client:", perMinute)
 }
+
+// QuotaLimiter returns where the budgets of rate-limited tokens and users
+// are kept: in Redis when there is a client, so that every instance
+// counts together, else in this process's memory.
+func QuotaLimiter(client *redis.Client, prefix string) ratelimit.QuotaLimiter {
+	if client == nil {
+		return ratelimit.NewMemoryQuota()
+	}
+	if prefix == "" {
+		prefix = defaultRedisPrefix
+	}
+	return ratelimit.NewRedisQuota(client, prefix+"quota:")
+}

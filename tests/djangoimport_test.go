@@ -530,8 +530,8 @@ func TestDjangoImportTwiceChangesNothing(t *testing.T) {
 		t.Fatalf("prune: %d, %v", n, err)
 	}
 
-	// The uses of the requests above are written behind them: written
-	// now, they cannot land between the two snapshots.
+	// The uses noted so far are written first: a background flush between
+	// the two snapshots would be a change no import made.
 	if err := s.Resolver.FlushUsage(t.Context()); err != nil {
 		t.Fatal(err)
 	}

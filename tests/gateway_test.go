@@ -237,3 +237,39 @@ func TestForwardAuthCheckDuringAnOutage(t *testing.T) {
 	s.oauthPost(t, "/oauth/introspect", basic(clientID, secret), url.Values{"token": {token}}).
 		ExpectError(t, http.StatusServiceUnavailable, "unavailable")
 }
+
+// A token limited to some networks: the check judges the client's address
+// that the trusted proxy names in X-Forwarded-For; introspection, which
+// cannot know the holder's address, does not apply the limit.
+func TestAllowedNetworksAtTheCheckNotInIntrospection(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, behindProxy())
+	clientID, secret := s.resourceClient(t, "orders-service")
+	_, admin := s.UserWithToken(t, "alice")
+	var tok tokenView
+	s.Do(t, Request{Method: "POST", Path: "/api/tokens/", Token: admin,
+		Body: map[string]any{"name": "office", "allowed_ips": []string{"203.0.113.0/24"}}}).Expect(t, http.StatusCreated).Decode(t, &tok)
+
+	s.Do(t, from("/api/auth/check", tok.Token, "203.0.113.9")).Expect(t, http.StatusOK)
+	resp := s.Do(t, from("/api/auth/check", tok.Token, "198.51.100.1")).Expect(t, http.StatusForbidden)
+	if got := resp.Header.Get("X-Auth-Error"); got != "ip_not_allowed" {
+		t.Errorf("X-Auth-Error: got %q, want ip_not_allowed", got)
+	}
+	body := introspectionOf(t, s.oauthPost(t, "/oauth/introspect", basic(clientID, secret), url.Values{"token": {tok.Token}}))
+	if body["active"] != true {
+		t.Errorf("introspection of a token limited to other networks: got %v, want active", body)
+	}
+
+	// A paused token is refused at the check and inactive to introspection.
+	s.Do(t, Request{Method: "PATCH", Path: "/api/tokens/" + itoa(s.tokenID(t, tok.Token)) + "/", Token: admin,
+		Body: map[string]bool{"enabled": false}}).Expect(t, http.StatusOK)
+	resp = s.Do(t, from("/api/auth/check", tok.Token, "203.0.113.9"))
+	if resp.Status != http.StatusUnauthorized && resp.Status != http.StatusForbidden || resp.Header.Get("X-Auth-Error") == "" {
+		t.Errorf("a paused token at the check: got %d, X-Auth-Error %q; want 401 or 403 naming why",
+			resp.Status, resp.Header.Get("X-Auth-Error"))
+	}
+	body = introspectionOf(t, s.oauthPost(t, "/oauth/introspect", basic(clientID, secret), url.Values{"token": {tok.Token}}))
+	if len(body) != 1 || body["active"] != false {
+		t.Errorf("introspection of a paused token: got %v, want exactly {\"active\": false}", body)
+	}
+}
