@@ -80,6 +80,7 @@ type options struct {
 	resources   []routes.Resource
 	flushEvery  time.Duration
 	mailTLS     *tls.Config
+	oauthLimit  int
 }
 
 // WithClock runs the application on clk instead of the system clock, so
@@ -108,6 +109,11 @@ func WithUsageFlushInterval(d time.Duration) Option { return func(o *options) { 
 // trusts a test server's own certificate. Without it the system's roots
 // decide; no setting can loosen that.
 func WithMailTLS(cfg *tls.Config) Option { return func(o *options) { o.mailTLS = cfg } }
+
+// WithOAuthClientLimit gives each resource-server client perMinute
+// requests a minute on the OAuth routes instead of
+// routes.DefaultOAuthClientPerMinute.
+func WithOAuthClientLimit(perMinute int) Option { return func(o *options) { o.oauthLimit = perMinute } }
 
 // New builds the application on db, which it does not close.
 func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.Logger, opts ...Option) (*App, error) {
@@ -176,7 +182,7 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 	}
 	router, err := routes.New(routes.Deps{DB: a.DB, Config: cfg, Clock: a.Clock, Logger: log, Passwords: a.Passwords,
 		Keyring: a.Keyring, Resolver: a.Resolver, Redis: a.redis, RedisPrefix: o.redisPrefix, Metrics: a.Metrics, Mail: composer,
-		Resources: append(routes.Resources(), o.resources...)})
+		OAuthClientPerMinute: o.oauthLimit, Resources: append(routes.Resources(), o.resources...)})
 	if err != nil {
 		a.closeRedis()
 		return nil, err

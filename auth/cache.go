@@ -53,6 +53,9 @@ type cacheEntry struct {
 	// requests that hit the entry so that deciding whether to record a use
 	// takes no lock (see Resolver.recordUse). Nil until the first use.
 	noted atomic.Pointer[models.Usage]
+	// memo holds what a caller derived from the token once, for every
+	// request that hits the entry (see Identity.Memo).
+	memo atomic.Value
 }
 
 func newTokenCache(size int, ttl time.Duration) *tokenCache {

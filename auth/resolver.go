@@ -106,6 +106,11 @@ type Request struct {
 	IP        string
 	UserAgent string
 	Now       time.Time
+	// HolderUnknown says that the token's holder is not the caller, as in
+	// token introspection, where a resource server asks about a token it
+	// was sent: IP and UserAgent are empty, and the token's allowed
+	// networks are not applied (they cannot be judged).
+	HolderUnknown bool
 }
 
 // Identity is who made a request: the token and its user.
@@ -119,6 +124,7 @@ type Identity struct {
 	// expiresHeader is ExpiresAt formatted, shared with the cache entry
 	// when the expiry did not slide (net/http only reads header values).
 	expiresHeader []string
+	memo          *atomic.Value
 	// Limits are the rate limits the request counted against (nil for a
 	// token without any).
 	Limits Limits
@@ -127,6 +133,13 @@ type Identity struct {
 	stale        bool
 	reauthMaxAge time.Duration
 }
+
+// Memo is a slot shared by every request whose token comes from the same
+// lookup (one cache entry), for a value derived once from the token as
+// stored, such as the headers the forward-auth check answers with. What
+// is kept there must not depend on the request, nor on ExpiresAt (which
+// slides); it goes when the entry does.
+func (id *Identity) Memo() *atomic.Value { return id.memo }
 
 // User returns the user the token belongs to.
 func (id *Identity) User() *models.User { return &id.Token.User }
@@ -226,7 +239,7 @@ func (r *Resolver) Resolve(ctx context.Context, req Request) (*Identity, error) 
 	if f.fresh && r.cache != nil {
 		r.cache.add(f.gen, f.key, e, req.Now)
 	}
-	if len(e.token.AllowedIPs) > 0 && !e.token.AllowedIPs.Contains(req.IP) {
+	if len(e.token.AllowedIPs) > 0 && !req.HolderUnknown && !e.token.AllowedIPs.Contains(req.IP) {
 		return nil, r.refuseIP(ctx, e.token, req)
 	}
 	var limits Limits
@@ -240,7 +253,7 @@ func (r *Resolver) Resolve(ctx context.Context, req Request) (*Identity, error) 
 	if noted == nil || req.Now.Sub(noted.LastUsedAt) >= r.granularity || !knownNetwork(e.token, noted, req.IP) {
 		expires = r.recordUse(e, noted, expires, req)
 	}
-	id := &Identity{Token: *e.token, ExpiresAt: expires, Limits: limits}
+	id := &Identity{Token: *e.token, ExpiresAt: expires, Limits: limits, memo: &e.memo}
 	id.judgeFreshness(e.token, req.Now, r.opts.ReauthMaxAge)
 	if expires == e.token.ExpiresAt {
 		id.expiresHeader = e.expiresHeader

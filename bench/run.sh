@@ -4,6 +4,7 @@
 #
 #   bench/run.sh                  full run: 1,000 and 1,000,000 tokens, 30s per side
 #   SCALE=small bench/run.sh      smoke run: 1,000 and 10,000 tokens, 4s per side
+#   ONLY=gateway bench/run.sh     the forward-auth targets alone (1,000 tokens)
 #
 # Settings (environment): BENCH_PG, an admin URL of the PostgreSQL server
 # (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable);
@@ -29,6 +30,9 @@ else
   BIG=1000000; DURATION=${DURATION:-30s}; WARMUP=${WARMUP:-2s}
 fi
 SLICE=${SLICE:-400ms}
+ONLY=${ONLY:-all}
+case "$ONLY" in all|gateway) ;; *) echo "ONLY must be all or gateway" >&2; exit 2;; esac
+NGINX=${NGINX:-/usr/sbin/nginx}
 SMALL=1000
 LOGIN_DURATION=30s; LOGIN_SLICE=2s
 [ "$SCALE" = small ] && LOGIN_DURATION=3s
@@ -70,7 +74,8 @@ go build -o "$WORK/" . ./bench/loadgen ./bench/onequery ./bench/seed
 
 
 step "seed"
-for db in small big; do
+DBS=(small big); [ "$ONLY" = gateway ] && DBS=(small)
+for db in "${DBS[@]}"; do
   name=tokenauth_bench_$db
   total=$SMALL; [ "$db" = big ] && total=$BIG
   psql -q "$PG" -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name" >/dev/null
@@ -147,6 +152,7 @@ pair() {
 # with the service's parameters, alone and with one hash per core at once.
 hash_time() { "$WORK/loadgen" -hash-time | sed -E 's/[a-z_]+=//g'; }
 
+if [ "$ONLY" = all ]; then
 step "argon2id: time of one hash (nothing else loaded)"
 read -r HASH PARALLEL < <(hash_time)
 say "one hash alone: ${HASH}s; $(nproc) cores / ${HASH}s = $(awk -v c="$(nproc)" -v h="$HASH" 'BEGIN {printf "%.1f", c / h}') logins/s"
@@ -229,6 +235,83 @@ mem_row "64 concurrent logins" "$LOGIN_PEAK" 150
 printf '%-44s %12s %12s %s\n' "nocache (for reference)" "$NOCACHE_PEAK" - -
 printf '%-44s %12s %12s %s\n' "nocache-big (for reference)" "$NOCACHE_BIG_PEAK" - -
 printf '%-44s %12s %12s %s\n' "onequery baseline (for reference)" "$ONEQUERY_PEAK" - -
+
+fi
+
+step "forward-auth (requests per second; ratio = measured / baseline)"
+say "the same binary, cached (${SMALL} tokens, TOKEN_CACHE_TTL=30s) :18086; nginx in front of it :18090 (auth_request) and :18091 (none)"
+header
+start gateway 18086 small
+for c in 32 64; do
+  pair "cached check vs healthz, $c conns" 0.85 "$c" \
+    "http://127.0.0.1:18086/api/auth/check?scope=profile:read" "$WORK/tokens-small.txt" http://127.0.0.1:18086/healthz ""
+done
+GATEWAY_PEAK=$(peak_mib "$(pid_of gateway)")
+
+# nginx with auth_request (docs/GATEWAY.md) against the same nginx proxying
+# the same upstream (the service's /healthz) without it: what a check
+# adds to every proxied request. Reported, with no target: nginx, the
+# service and the load share the machine's cores.
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<NGINX
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+worker_processes 1;
+events {}
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    upstream tokenauth { server 127.0.0.1:18086; keepalive 64; }
+    server {
+        listen 127.0.0.1:18090;
+        location = /_tokenauth {
+            internal;
+            proxy_pass http://tokenauth/api/auth/check?scope=profile:read;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+        }
+        location / {
+            auth_request /_tokenauth;
+            auth_request_set \$auth_user_id \$upstream_http_x_auth_user_id;
+            proxy_set_header X-Auth-User-Id \$auth_user_id;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://tokenauth/healthz;
+        }
+    }
+    server {
+        listen 127.0.0.1:18091;
+        location / {
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://tokenauth/healthz;
+        }
+    }
+}
+NGINX
+"$NGINX" -e "$WORK/nginx/error.log" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
+PIDS+=($!)
+PID_nginx=$!
+for _ in $(seq 1 100); do
+  if (exec 3<>/dev/tcp/127.0.0.1/18091) 2>/dev/null; then break; fi
+  sleep 0.1
+done
+out=$(timeout 900 "$WORK/loadgen" -url http://127.0.0.1:18090/ -tokens "$WORK/tokens-small.txt" \
+  -vs http://127.0.0.1:18091/ -vs-tokens "$WORK/tokens-small.txt" -c 64 -d "$DURATION" -warmup "$WARMUP" -slice "$SLICE")
+printf 'nginx\n%s\n' "$out" >>"$WORK/loadgen.log"
+printf 'nginx auth_request vs none, 64 conns: %s\n' "$(head -1 <<<"$out")" >>"$WORK/rounds.log"
+printf '%-44s %12.1f %12.1f %7.3f %7s  %s\n' "nginx auth_request vs none, 64 conns" \
+  "$(sed -n 2p <<<"$out" | field rps)" "$(sed -n 3p <<<"$out" | field rps)" "$(head -1 <<<"$out" | field ratio)" - \
+  "reported ($(($(field non2xx <<<"$out") + $(field errors <<<"$out"))) non-2xx or errors)"
+stop nginx
+stop gateway
+printf '%-44s %12s\n' "peak MiB of the service, checks" "$GATEWAY_PEAK"
 
 step "ratio of each round"
 cat "$WORK/rounds.log"

@@ -30,6 +30,9 @@ type command struct {
 	summary string
 	help    string
 	nargs   int
+	// subcommands says the command takes a subcommand and checks its
+	// arguments itself (nargs is not checked).
+	subcommands bool
 	// setup declares the flags and returns the function to run once they
 	// are parsed.
 	setup func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error
@@ -75,6 +78,11 @@ var commands = map[string]command{
 		summary: "Set a user's email address at once (unverified unless --verified).",
 		help:    "A pending change of address is dropped.",
 		setup:   setEmailCommand},
+	"client": {args: "create NAME | list | revoke CLIENT_ID", subcommands: true,
+		summary: "Manage the resource-server clients that may introspect and revoke tokens (OAuth).",
+		help: "create prints the new client's id and secret, once: only the secret's SHA-256 is kept.\n" +
+			"revoke stops a client from authenticating at once. See docs/GATEWAY.md.",
+		setup: noFlags(clientCommand)},
 	"import-django": {args: "--from DSN [--token-kind apitoken|authtoken] [--token-table NAME] [--dry-run] [...]",
 		summary: "Import users and tokens from a Django database.",
 		help:    "One transaction; running it again changes nothing. See docs/DJANGO.md.",

@@ -70,10 +70,14 @@ type Config struct {
 	ReauthMaxAge time.Duration
 
 	CORSAllowedOrigins []string
-	MaxBodyBytes       int64
-	ReadHeaderTimeout  time.Duration
-	RequestTimeout     time.Duration
-	ShutdownGrace      time.Duration
+	// ExtraScopes are scopes of services behind a proxy, added to the
+	// catalogue that tokens may be limited to; those services check them
+	// through GET /api/auth/check?scope=... (docs/GATEWAY.md).
+	ExtraScopes       []string
+	MaxBodyBytes      int64
+	ReadHeaderTimeout time.Duration
+	RequestTimeout    time.Duration
+	ShutdownGrace     time.Duration
 
 	LogLevel  string
 	LogFormat string
@@ -163,6 +167,7 @@ func Load(lookupEnv func(string) (string, bool), envFile string) (Config, []Unkn
 	p.boolean("REQUIRE_VERIFIED_EMAIL", &c.RequireVerifiedEmail)
 	p.duration("REAUTH_MAX_AGE", &c.ReauthMaxAge, true)
 	p.list("CORS_ALLOWED_ORIGINS", &c.CORSAllowedOrigins)
+	p.list("EXTRA_SCOPES", &c.ExtraScopes)
 	var maxBody int
 	p.integer("MAX_BODY_BYTES", &maxBody, 1, 1<<30)
 	if maxBody > 0 {
@@ -219,6 +224,11 @@ func (c Config) validate() error {
 	if c.MetricsAddr != "" {
 		if err := checkListenAddress(c.MetricsAddr); err != nil {
 			return fmt.Errorf("METRICS_ADDR: %w; empty serves no metrics", err)
+		}
+	}
+	for _, scope := range c.ExtraScopes {
+		if !models.ValidScopeName(scope) {
+			return fmt.Errorf("EXTRA_SCOPES: %q is not a scope name: 1 to 64 letters, digits and . _ - : / (such as billing:read)", scope)
 		}
 	}
 	for _, origin := range c.CORSAllowedOrigins {

@@ -15,9 +15,12 @@ func TestLoadHardeningSettings(t *testing.T) {
 		return func(key string) (string, bool) { v, ok := values[key]; return v, ok }
 	}
 	cfg, _, err := Load(env(map[string]string{"REQUEST_TIMEOUT": "2s", "REDIS_URL": "redis://127.0.0.1:6379/1",
-		"TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.1"}), "")
+		"TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.1", "EXTRA_SCOPES": "orders:read, billing/v2.write"}), "")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(cfg.ExtraScopes) != 2 || cfg.ExtraScopes[0] != "orders:read" || cfg.ExtraScopes[1] != "billing/v2.write" {
+		t.Errorf("EXTRA_SCOPES: got %q", cfg.ExtraScopes)
 	}
 	if cfg.RequestTimeout != 2*time.Second || cfg.RedisURL != "redis://127.0.0.1:6379/1" || len(cfg.TrustedProxies) != 2 {
 		t.Errorf("got %+v", cfg)
@@ -50,6 +53,10 @@ func TestLoadHardeningSettings(t *testing.T) {
 		{"DATABASE_URL", "/nonexistent-folder/tokenauth.db"},
 		{"DATABASE_URL", t.TempDir()},
 		{"METRICS_ADDR", "9464"},
+		{"EXTRA_SCOPES", "orders:read,orders read"},
+		{"EXTRA_SCOPES", `billing:"x"`},
+		{"EXTRA_SCOPES", "*"},
+		{"EXTRA_SCOPES", strings.Repeat("a", 65)},
 	}
 	for _, tc := range bad {
 		_, _, err := Load(env(map[string]string{tc.key: tc.value}), "")

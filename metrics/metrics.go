@@ -27,11 +27,16 @@ type Metrics struct {
 	mfaChanges  *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
 	loginWaits  prometheus.Counter
-	mailSent    prometheus.Counter
-	mailRetries prometheus.Counter
-	mailFailed  prometheus.Counter
-	mailPending prometheus.Gauge
-	mailGivenUp prometheus.Gauge
+	checks      *prometheus.CounterVec
+	// checksAllowed is checks' allowed series, resolved once: it is
+	// counted on every check that passes.
+	checksAllowed prometheus.Counter
+	introspects   *prometheus.CounterVec
+	mailSent      prometheus.Counter
+	mailRetries   prometheus.Counter
+	mailFailed    prometheus.Counter
+	mailPending   prometheus.Gauge
+	mailGivenUp   prometheus.Gauge
 
 	// series holds the request counter and latency histogram of each
 	// seriesKey seen, so that a request finds its two series in one map
@@ -101,6 +106,14 @@ func New() *Metrics {
 			Name: "tokenauth_login_waits_total",
 			Help: "Password checks that waited for other checks of the same username in flight.",
 		}),
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenauth_gateway_checks_total",
+			Help: "Forward-auth checks (/api/auth/check) answered, by outcome: allowed, or the X-Auth-Error code.",
+		}, []string{"outcome"}),
+		introspects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenauth_introspections_total",
+			Help: "Token introspections (POST /oauth/introspect), by outcome: active, inactive, invalid_client, invalid_request, rate_limited, error.",
+		}, []string{"outcome"}),
 
 		mailSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tokenauth_mail_sent_total",
@@ -123,7 +136,9 @@ func New() *Metrics {
 			Help: "Mails in the outbox given up and not pruned yet, as last counted by the outbox worker.",
 		}),
 	}
+	m.checksAllowed = m.checks.WithLabelValues(CheckAllowed)
 	m.registry.MustRegister(m.requests, m.latency, m.logins, m.reauths, m.mfaChanges, m.rateLimited, m.loginWaits,
+		m.checks, m.introspects,
 		m.mailSent, m.mailRetries, m.mailFailed, m.mailPending, m.mailGivenUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -209,6 +224,38 @@ func (m *Metrics) MFAChange(change string) {
 // RateLimitHit counts a request refused by the limit named limit.
 func (m *Metrics) RateLimitHit(limit string) {
 	m.rateLimited.WithLabelValues(limit).Inc()
+}
+
+// CheckAllowed is the outcome of a forward-auth check that let the
+// request through; a refusal's outcome is its error code.
+const CheckAllowed = "allowed"
+
+// GatewayCheck counts a forward-auth check with its outcome: CheckAllowed
+// or the code of the refusal (a stable code from a short list).
+func (m *Metrics) GatewayCheck(outcome string) {
+	if outcome == CheckAllowed {
+		m.checksAllowed.Inc()
+		return
+	}
+	m.checks.WithLabelValues(outcome).Inc()
+}
+
+// Introspection outcomes, the values of the outcome label of
+// tokenauth_introspections_total.
+const (
+	IntrospectActive        = "active"
+	IntrospectInactive      = "inactive"
+	IntrospectInvalidClient = "invalid_client"
+	IntrospectBadRequest    = "invalid_request"
+	IntrospectRateLimited   = "rate_limited"
+	// IntrospectError: the answer could not be found (a database outage).
+	IntrospectError = "error"
+)
+
+// Introspection counts an introspection request with its outcome (one of
+// the Introspect... constants).
+func (m *Metrics) Introspection(outcome string) {
+	m.introspects.WithLabelValues(outcome).Inc()
 }
 
 // LoginWaited counts a password check that waited for the checks of the

@@ -86,3 +86,26 @@ func (c *ScopeCatalogue) Normalize(requested []string) (Scopes, error) {
 	}
 	return out, nil
 }
+
+// scopeNameMaxLength is the longest scope name: what a proxy's ?scope= or
+// EXTRA_SCOPES may name.
+const scopeNameMaxLength = 64
+
+// ValidScopeName tells whether s can name a scope: 1 to 64 letters,
+// digits and . _ - : /. Nothing else can reach a header (the scope of a
+// WWW-Authenticate challenge, X-Auth-Scopes) or the space-separated scopes
+// column.
+func ValidScopeName(s string) bool {
+	if s == "" || len(s) > scopeNameMaxLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; {
+		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9':
+		case b == '.' || b == '_' || b == '-' || b == ':' || b == '/':
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -26,6 +26,9 @@ const (
 	RevokedByRotation       = "rotation"
 	RevokedByIdle           = "idle"
 	RevokedByLeakReport     = "leak_report"
+	// RevokedByOAuth: POST /oauth/revoke (RFC 7009), by a resource server
+	// or by the token's own holder.
+	RevokedByOAuth = "oauth_revoke"
 )
 
 // TokenNameMaxLength is the longest token name, in characters.

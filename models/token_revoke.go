@@ -65,6 +65,14 @@ func revokeIDs(tx *gorm.DB, userID uint, ids []uint, reason string, now time.Tim
 // RevokeLeaked revokes the live tokens whose key hashes are given, whoever
 // owns them, recording a leak report for each. It returns the revoked ids.
 func RevokeLeaked(ctx context.Context, db *gorm.DB, keyHashes []string) ([]uint, error) {
+	return RevokeByHashes(ctx, db, keyHashes, RevokedByLeakReport)
+}
+
+// RevokeByHashes revokes the live tokens whose key hashes are given,
+// whoever owns them, recording reason for each: for those who hold a
+// token's secret but not its owner's account (a leak report, an OAuth
+// revocation). It returns the revoked ids.
+func RevokeByHashes(ctx context.Context, db *gorm.DB, keyHashes []string, reason string) ([]uint, error) {
 	if len(keyHashes) == 0 {
 		return nil, nil
 	}
@@ -76,7 +84,7 @@ func RevokeLeaked(ctx context.Context, db *gorm.DB, keyHashes []string) ([]uint,
 		}
 		now := nowOf(tx)
 		for userID, ids := range idsByUser(found) {
-			if err := revokeIDs(tx, userID, ids, RevokedByLeakReport, now); err != nil {
+			if err := revokeIDs(tx, userID, ids, reason, now); err != nil {
 				return Change{}, err
 			}
 			revoked = append(revoked, ids...)

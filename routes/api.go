@@ -103,11 +103,20 @@ func (a API) DELETE(path string, access Access, h apierror.HandlerFunc) {
 }
 
 func (a API) handle(method, path string, access Access, h apierror.HandlerFunc) {
+	if chain, ok := a.chain(method, path, access, h); ok {
+		handleBoth(a.engine, method, "/api"+path, chain...)
+	}
+}
+
+// chain returns the handlers of a route: authentication as access says,
+// the API's middleware, then h. A route without access is recorded as an
+// error.
+func (a API) chain(method, path string, access Access, h apierror.HandlerFunc) ([]gin.HandlerFunc, bool) {
 	var chain []gin.HandlerFunc
 	switch {
 	case access.public && access.fresh:
 		*a.errs = append(*a.errs, fmt.Errorf("%s /api%s: a public route identifies nobody, so it cannot need a fresh proof", method, path))
-		return
+		return nil, false
 	case access.public:
 	case access.anyToken:
 		chain = append(chain, a.identify, middlewares.RequireAuth())
@@ -117,13 +126,37 @@ func (a API) handle(method, path string, access Access, h apierror.HandlerFunc) 
 	default:
 		*a.errs = append(*a.errs, fmt.Errorf("%s /api%s: a route must declare who may call it: "+
 			"routes.Scope(...), routes.AnyToken, routes.FullScope, or routes.Public", method, path))
-		return
+		return nil, false
 	}
 	if access.fresh {
 		chain = append(chain, middlewares.RequireFresh())
 	}
-	chain = append(append(chain, a.before...), apierror.Handle(h))
-	handleBoth(a.engine, method, "/api"+path, chain...)
+	return append(append(chain, a.before...), apierror.Handle(h)), true
+}
+
+// forwardAuthMethods are the methods a forward-auth route answers: a proxy
+// asks with the method of the request it checks (Envoy, Traefik), or
+// always with one (nginx's auth_request subrequest). CONNECT names no path
+// to check.
+var forwardAuthMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodOptions, http.MethodTrace}
+
+// ForwardAuth registers a forward-auth route (docs/GATEWAY.md) on path and
+// on every path below it, as Envoy's ext_authz appends the path it checks,
+// for every method in forwardAuthMethods (HEAD beside GET). Its answers
+// are shaped for a proxy by middlewares.ForwardAuthAnswer, which the
+// router runs ahead of everything that may refuse a request.
+func (a API) ForwardAuth(path string, access Access, h apierror.HandlerFunc) {
+	for _, method := range forwardAuthMethods {
+		chain, ok := a.chain(method, path, access, h)
+		if !ok {
+			return
+		}
+		// "/api/auth/check/" is matched by the catch-all, so the path
+		// answers with and without its slash like every other.
+		handle(a.engine, method, "/api"+path, chain...)
+		handle(a.engine, method, "/api"+path+"/*path", chain...)
+	}
 }
 
 // handleBoth registers the path with and without its trailing slash.

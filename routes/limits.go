@@ -40,6 +40,28 @@ func loginLimits(cfg config.Config, client *redis.Client, prefix string, m *metr
 // ends within its request's deadline and one more password hash.
 const lockoutHoldMargin = 5 * time.Second
 
+// DefaultOAuthClientPerMinute is the budget of each resource-server
+// client on the OAuth routes: generous, for a service that introspects
+// the tokens of its own requests, yet bounded, so one misbehaving client
+// cannot take the database for itself.
+const DefaultOAuthClientPerMinute = 60000
+
+// oauthLimit returns the per-client budget of the OAuth routes, perMinute
+// requests (DefaultOAuthClientPerMinute when 0), shared through Redis when
+// there is a client.
+func oauthLimit(client *redis.Client, prefix string, perMinute int) middlewares.RateLimiter {
+	if perMinute <= 0 {
+		perMinute = DefaultOAuthClientPerMinute
+	}
+	if client == nil {
+		return ratelimit.NewMemoryRate(perMinute)
+	}
+	if prefix == "" {
+		prefix = defaultRedisPrefix
+	}
+	return ratelimit.NewRedisRate(client, prefix+"oauth-client:", perMinute)
+}
+
 // QuotaLimiter returns where the budgets of rate-limited tokens and users
 // are kept: in Redis when there is a client, so that every instance
 // counts together, else in this process's memory.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
@@ -46,10 +47,16 @@ type Deps struct {
 	// Mail writes the mails of links (resets, verification, changes of
 	// address) for the outbox.
 	Mail *mail.Composer
+	// OAuthClientPerMinute is each resource-server client's budget on the
+	// OAuth routes (DefaultOAuthClientPerMinute when 0).
+	OAuthClientPerMinute int
 	// Resources are served under /api beside accounts and tokens
 	// (Resources() for the service's own).
 	Resources []Resource
 }
+
+// forwardAuthPath starts the paths of the forward-auth check.
+const forwardAuthPath = "/api/auth/check"
 
 // New returns the router with every route of the service. A route that
 // does not say who may call it is an error.
@@ -69,9 +76,12 @@ func New(d Deps) (*gin.Engine, error) {
 		middlewares.RequestLog(d.Logger),
 		middlewares.Recovery(d.Logger),
 		middlewares.Errors(d.Logger),
+		// Inside Errors, so that it reshapes a refusal before it is
+		// rendered, and ahead of every middleware that may refuse.
+		middlewares.ForwardAuthAnswer(forwardAuthPath, d.Metrics, d.Logger),
 		middlewares.Deadline(d.Config.RequestTimeout),
 		middlewares.SecurityHeaders(),
-		middlewares.CORS(d.Config.CORSAllowedOrigins),
+		middlewares.CORS(d.Config.CORSAllowedOrigins, forwardAuthPath),
 		middlewares.RejectTokenInURL(),
 		middlewares.LimitBody(d.Config.MaxBodyBytes),
 	)
@@ -149,6 +159,22 @@ func New(d Deps) (*gin.Engine, error) {
 	for _, resource := range d.Resources {
 		resource(api, d.DB)
 	}
+
+	// The services behind a proxy: the forward-auth check and the scopes
+	// they check with it (docs/GATEWAY.md).
+	for _, scope := range d.Config.ExtraScopes {
+		scopes.Add(scope)
+	}
+	gateway := controllers.NewGatewayController()
+	api.ForwardAuth(strings.TrimPrefix(forwardAuthPath, "/api"), AnyToken, gateway.Check)
+
+	// Resource servers: introspection, revocation and the metadata naming
+	// them, in their RFCs' formats, outside /api.
+	oauth := controllers.NewOAuthController(d.DB, d.Config, d.Resolver, d.Clock, d.Metrics, d.Logger,
+		oauthLimit(d.Redis, d.RedisPrefix, d.OAuthClientPerMinute), ipLimit)
+	handleBoth(r, http.MethodPost, "/oauth/introspect", apierror.Handle(oauth.Introspect))
+	handleBoth(r, http.MethodPost, "/oauth/revoke", apierror.Handle(oauth.Revoke))
+	handleBoth(r, http.MethodGet, "/.well-known/oauth-authorization-server", apierror.Handle(oauth.Metadata))
 
 	// The description of the API and the token management page come last:
 	// they list the scopes that the routes above declared.

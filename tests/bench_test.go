@@ -9,13 +9,15 @@ import (
 // BenchmarkRouter serves requests through the whole router, without the
 // network: the unauthenticated /healthz (the framework's floor) next to the
 // authenticated /api/profile/ with its token cached, so that the
-// difference is the cost of authentication. Run with -benchmem.
+// difference is the cost of authentication; and the forward-auth check,
+// with the same cached token. Run with -benchmem.
 func BenchmarkRouter(b *testing.B) {
 	s := NewServer(b, withoutLogs())
 	_, tok := s.UserWithToken(b, "alice")
 	for _, bc := range []struct{ name, path, token string }{
 		{"healthz", "/healthz", ""},
 		{"profile", "/api/profile/", tok},
+		{"check", "/api/auth/check?scope=profile:read", tok},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
