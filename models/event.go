@@ -131,7 +131,7 @@ func UsernameDigest(mac func(purpose string, msg []byte) []byte, username string
 // user's every event would cost as much as the history is long, on every
 // page. ListEvents and ListUsernameEvents count at most one more than
 // this, so that a count above it says "more than MaxCountedEvents".
-const MaxCountedEvents = 10000
+const MaxCountedEvents = 1000
 
 // ListEvents returns a page of the user's events, newest first, and how many
 // there are in all, counted up to MaxCountedEvents + 1.
