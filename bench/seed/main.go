@@ -125,17 +125,17 @@ func run() error {
 }
 
 // seedHistory makes history-big (events security events, tokens live
-// tokens and as many revoked) and history-small (10 events, one live
-// token), and writes a live token's secret of each to prefix-big.txt and
+// tokens and as many revoked) and history-small (10 events, 10 live
+// tokens and 10 revoked), and writes a live token's secret of each to prefix-big.txt and
 // prefix-small.txt.
 func seedHistory(ctx context.Context, conn *pgx.Conn, hash, prefix string, events, tokens int) error {
 	for _, u := range []struct {
 		name           string
 		events, tokens int
-	}{{"history-big", events, tokens}, {"history-small", 10, 1}} {
+	}{{"history-big", events, tokens}, {"history-small", 10, 10}} {
 		var id int64
 		if err := conn.QueryRow(ctx, `INSERT INTO users (username, username_key, email, password_hash, is_active, created_at, updated_at)
-			VALUES ($1, $1, $1 || '@example.com', $2, true, now(), now()) RETURNING id`, u.name, hash).Scan(&id); err != nil {
+			VALUES ($1::text, $1::text, $1::text || '@example.com', $2, true, now(), now()) RETURNING id`, u.name, hash).Scan(&id); err != nil {
 			return err
 		}
 		secret, err := models.NewTokenSecret()
@@ -150,7 +150,7 @@ func seedHistory(ctx context.Context, conn *pgx.Conn, hash, prefix string, event
 			return err
 		}
 		if _, err := conn.Exec(ctx, `INSERT INTO api_tokens (user_id, name, kind, key_hash, prefix, scopes, created_at, expires_at, revoked_at, revoked_reason)
-			SELECT $1, 'history ' || i, 'personal', encode(sha256(($2 || ' ' || i)::bytea), 'hex'), 'tka_history0', '*',
+			SELECT $1, 'history ' || i, 'personal', encode(sha256(($2::text || ' ' || i)::bytea), 'hex'), 'tka_history0', '*',
 				now() - i * interval '1 minute', now() + interval '30 days',
 				CASE WHEN i >= $3::int THEN now() END, CASE WHEN i >= $3::int THEN 'user' ELSE '' END
 			FROM generate_series(1, 2 * $3::int - 1) i`, id, u.name, u.tokens); err != nil {
