@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"time"
 
@@ -128,7 +129,9 @@ func NewWorker(path string, args, env []string) *Worker {
 }
 
 // SelfWorker returns a Worker that runs this process's own binary as the
-// worker (WorkerCommand), with env added to this process's environment.
+// worker (WorkerCommand), with env added to the Go runtime's settings of
+// this process's environment (GOGC, GOMEMLIMIT, GODEBUG, ...): the worker
+// reads no other setting, so it is given none of them, secrets included.
 // It runs the binary that is running, even if the file it came from has
 // since been replaced.
 func SelfWorker(env []string) (*Worker, error) {
@@ -138,7 +141,13 @@ func SelfWorker(env []string) (*Worker, error) {
 			return nil, fmt.Errorf("finding this program to run as the password-hash worker: %w", err)
 		}
 	}
-	w := NewWorker(path, []string{WorkerCommand}, append(os.Environ(), env...))
+	var runtimeEnv []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "GO") {
+			runtimeEnv = append(runtimeEnv, kv)
+		}
+	}
+	w := NewWorker(path, []string{WorkerCommand}, append(runtimeEnv, env...))
 	// Named as the service in ps and top, not as /proc/self/exe.
 	w.name = os.Args[0]
 	return w, nil
