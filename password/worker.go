@@ -29,6 +29,9 @@ var ErrWorker = errors.New("the password-hash worker process failed")
 // its own hash worker (ServeWorker on its stdin and stdout).
 const WorkerCommand = "password-hash-worker"
 
+// workerMark is set in the environment of every worker SelfWorker starts.
+const workerMark = "TOKENAUTH_PASSWORD_HASH_WORKER"
+
 // workerRequest is one computation asked of the worker: an argon2id key
 // (Encoded empty) or the check of an imported hash (Encoded set).
 type workerRequest struct {
@@ -135,6 +138,12 @@ func NewWorker(path string, args, env []string) *Worker {
 // It runs the binary that is running, even if the file it came from has
 // since been replaced.
 func SelfWorker(env []string) (*Worker, error) {
+	// A binary that does not know WorkerCommand (a test binary that runs
+	// serve, whose /proc/self/exe is itself) would run as something else,
+	// and start a worker of its own in turn: the mark stops the second.
+	if os.Getenv(workerMark) != "" {
+		return nil, fmt.Errorf("%w: this process is a password-hash worker; it starts none", ErrWorker)
+	}
 	path := "/proc/self/exe"
 	if _, err := os.Stat(path); err != nil {
 		if path, err = os.Executable(); err != nil {
@@ -147,7 +156,7 @@ func SelfWorker(env []string) (*Worker, error) {
 			runtimeEnv = append(runtimeEnv, kv)
 		}
 	}
-	w := NewWorker(path, []string{WorkerCommand}, append(runtimeEnv, env...))
+	w := NewWorker(path, []string{WorkerCommand}, append(append(runtimeEnv, workerMark+"=1"), env...))
 	// Named as the service in ps and top, not as /proc/self/exe.
 	w.name = os.Args[0]
 	return w, nil

@@ -141,3 +141,12 @@ func TestWorkerThatCannotStart(t *testing.T) {
 		t.Fatalf("start: %v, want ErrWorker naming the missing file", err)
 	}
 }
+
+// A worker starts no worker of its own: a binary that does not know
+// WorkerCommand would otherwise start itself again and again.
+func TestSelfWorkerRefusesInsideAWorker(t *testing.T) {
+	t.Setenv(workerMark, "1")
+	if _, err := SelfWorker(nil); !errors.Is(err, ErrWorker) {
+		t.Fatalf("SelfWorker inside a worker: %v, want ErrWorker", err)
+	}
+}
