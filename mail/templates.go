@@ -24,6 +24,8 @@ var subjects = map[string]string{
 	models.MailVerifyEmail:       "Verify your email address for " + Product,
 	models.MailEmailChange:       "Confirm your new email address for " + Product,
 	models.MailEmailChangeNotice: "Your " + Product + " email address is being changed",
+	models.MailMFADisabled:       "Two-factor authentication was turned off for your " + Product + " account",
+	models.MailRecoveryCodeUsed:  "A recovery code was used to sign in to your " + Product + " account",
 	kindTest:                     Product + " test mail",
 }
 

@@ -23,6 +23,10 @@ const (
 	EventPasswordChanged    = "password_changed"
 	EventAccountDeactivated = "account_deactivated"
 	EventAccountActivated   = "account_activated"
+	// EventReauthenticated: a token's holder proved the password again
+	// (POST /api/reauth/), for the sensitive actions that need a recent
+	// proof.
+	EventReauthenticated = "reauthenticated"
 )
 
 // SecurityEvent records one thing that happened to a user's account. It is
