@@ -3,13 +3,15 @@
 # one run (docs/BENCHMARKS.md explains the method and gives the figures).
 #
 #   bench/run.sh                  every target, full scale: 1,000 and 1,000,000 tokens, 30s per side
-#   bench/run.sh flood login      only the targets named (any of: profile onequery tokens login
-#                                 flood growth unknown middleware)
+#   bench/run.sh flood login      only the targets named (any of: profile limited onequery tokens
+#                                 login flood growth unknown middleware)
 #   SCALE=small bench/run.sh      smoke run: 1,000 and 10,000 tokens, 4s per side
 #   bench/run.sh list             prints the targets and exits
 #
 # Settings (environment): BENCH_PG, an admin URL of the PostgreSQL server
 # (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable);
+# BENCH_REDIS, the Redis of the per-token rate limit's cost (default
+# redis://127.0.0.1:6379/15; the run flushes nothing, its keys expire);
 # DURATION (measured time per side), WARMUP, SLICE (how long each side of
 # a pair is loaded in turn); HASH_SLOTS (PASSWORD_HASH_CONCURRENCY of the
 # instances, default the service's: the number of cores); BENCH_DB (the
@@ -18,7 +20,7 @@
 # a machine; KEEP=1 keeps the bench databases.
 # It builds the service from this repository, creates its databases
 # (BENCH_DB_small, and BENCH_DB_big for the tokens target), starts the
-# instances on 127.0.0.1 ports BENCH_PORT to BENCH_PORT+6, loads them from a
+# instances on 127.0.0.1 ports BENCH_PORT to BENCH_PORT+7, loads them from a
 # second process on loopback only, prints every target with its ratio and
 # PASS/FAIL and the latency of every load (p50, p99, p99.9), and exits 1 if
 # a target failed. Every load is bounded in time.
@@ -26,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 
-ALL_TARGETS="profile onequery tokens login flood growth unknown middleware"
+ALL_TARGETS="profile limited onequery tokens login flood growth unknown middleware"
 if [ "${1:-}" = list ]; then printf '%s\n' $ALL_TARGETS; exit 0; fi
 TARGETS=${*:-$ALL_TARGETS}
 for t in $TARGETS; do
@@ -35,6 +37,7 @@ done
 wants() { case " $TARGETS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
+REDIS=${BENCH_REDIS:-redis://127.0.0.1:6379/15}
 SCALE=${SCALE:-full}
 if [ "$SCALE" = small ]; then
   BIG=10000; DURATION=${DURATION:-4s}; WARMUP=${WARMUP:-1s}
@@ -54,7 +57,7 @@ HASH_SLOTS=${HASH_SLOTS:-$(nproc)}
 DB=${BENCH_DB:-tokenauth_bench}
 PORT=${BENCH_PORT:-$P_CACHED}
 P_CACHED=$PORT P_NOCACHE=$((PORT + 1)) P_ONEQUERY=$((PORT + 2)) P_BIG=$((PORT + 3)) P_LOGIN=$((PORT + 4))
-P_FLOOD=$((PORT + 5)) P_PROBE=$((PORT + 6))
+P_FLOOD=$((PORT + 5)) P_PROBE=$((PORT + 6)) P_LIMITED=$((PORT + 7))
 WORK=$(mktemp -d /tmp/tokenauth-bench.XXXXXX)
 PIDS=()
 FAILED=0
@@ -196,6 +199,7 @@ step "targets (requests per second; ratio = measured / baseline)"
 say "instances on 127.0.0.1: cached (${SMALL} tokens, TOKEN_CACHE_TTL=30s) :$P_CACHED; nocache (${SMALL}, TOKEN_CACHE_TTL=0) :$P_NOCACHE;"
 say "onequery baseline (${SMALL}) :$P_ONEQUERY; nocache-big ($BIG tokens, TOKEN_CACHE_TTL=0) :$P_BIG; login (${SMALL}) :$P_LOGIN;"
 say "flood (${SMALL}, TRUSTED_PROXIES=127.0.0.1) :$P_FLOOD; probe (${SMALL}, LOGIN_USER_FAILURES=1000000, TRUSTED_PROXIES=127.0.0.1) :$P_PROBE"
+say "limited (${SMALL}, half of them with a per-token rate limit, REDIS_URL=$REDIS) :$P_LIMITED"
 header
 AUTH_PEAK=-; LOGIN_PEAK=-; NOCACHE_PEAK=-; NOCACHE_BIG_PEAK=-; ONEQUERY_PEAK=-; FLOOD_PEAK=-
 
@@ -219,6 +223,27 @@ if wants profile || wants growth; then
   fi
   AUTH_PEAK=$(peak_mib "$(pid_of cached)")
   stop cached
+fi
+
+if wants limited; then
+  # The cost of a per-token rate limit kept in Redis: on one instance with
+  # REDIS_URL, half the known tokens get a budget they never spend (10^9 a
+  # second) and the other half none; the pair loads the same route with each
+  # half. Informational (want >= 0): the figure is the cost, stated in
+  # docs/BENCHMARKS.md. The tokens without a limit are the same as above.
+  head -n $((SMALL / 2)) "$WORK/tokens-small.txt" >"$WORK/tokens-limited.txt"
+  tail -n +$((SMALL / 2 + 1)) "$WORK/tokens-small.txt" >"$WORK/tokens-unlimited.txt"
+  limited_hashes=$(while read -r t; do printf "'%s'," "$(printf '%s' "$t" | sha256sum | cut -d' ' -f1)"; done <"$WORK/tokens-limited.txt")
+  psql -q "$(db_url "${DB}_small")" -c \
+    "UPDATE api_tokens SET rate_limit_requests = 1000000000, rate_limit_seconds = 1 WHERE key_hash IN (${limited_hashes%,})" >/dev/null
+  start limited $P_LIMITED small REDIS_URL="$REDIS"
+  pair "limited tokens (Redis) vs unlimited, 64 conns" 0 64 \
+    http://127.0.0.1:$P_LIMITED/api/profile/ "$WORK/tokens-limited.txt" \
+    http://127.0.0.1:$P_LIMITED/api/profile/ "$WORK/tokens-unlimited.txt"
+  pair "unlimited tokens, Redis set, vs healthz, 64 conns" 0.85 64 \
+    http://127.0.0.1:$P_LIMITED/api/profile/ "$WORK/tokens-unlimited.txt" http://127.0.0.1:$P_LIMITED/healthz ""
+  stop limited
+  psql -q "$(db_url "${DB}_small")" -c "UPDATE api_tokens SET rate_limit_requests = 0, rate_limit_seconds = 0" >/dev/null
 fi
 
 if wants onequery || wants tokens; then

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"tokenauth/models"
 	"tokenauth/password"
 )
 
@@ -33,6 +34,11 @@ type Config struct {
 	TokenSliding     bool
 	MaxTokensPerUser int
 	TokenCacheTTL    time.Duration
+	// TokenRotationMaxGrace caps the grace_seconds of a rotation.
+	TokenRotationMaxGrace time.Duration
+	// UserRateLimit caps each user's requests across all their tokens
+	// (zero: no cap).
+	UserRateLimit models.RateLimit
 
 	AllowRegistration bool
 	PasswordMinLength int
@@ -83,34 +89,35 @@ type Config struct {
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
-		DatabaseURL:       "tokenauth.db",
-		Addr:              ":8080",
-		MetricsAddr:       "127.0.0.1:9464",
-		TokenTTL:          720 * time.Hour,
-		TokenMaxTTL:       8760 * time.Hour,
-		TokenIdleTimeout:  2160 * time.Hour,
-		MaxTokensPerUser:  50,
-		TokenCacheTTL:     30 * time.Second,
-		PasswordMinLength: 10,
+		DatabaseURL:            "tokenauth.db",
+		Addr:                   ":8080",
+		MetricsAddr:            "127.0.0.1:9464",
+		TokenTTL:               720 * time.Hour,
+		TokenMaxTTL:            8760 * time.Hour,
+		TokenIdleTimeout:       2160 * time.Hour,
+		MaxTokensPerUser:       50,
+		TokenCacheTTL:          30 * time.Second,
+		TokenRotationMaxGrace:  24 * time.Hour,
+		PasswordMinLength:      10,
 		// One hash per core: the hashes run at a low priority, so they use
 		// what the requests leave of every core, and more at once would
 		// add their memory but no throughput (docs/HASHING.md).
 		PasswordHashConcurrency: runtime.NumCPU(),
 		HashQueueTimeout:        2 * time.Second,
-		SecurityEventRetention:  2160 * time.Hour,
-		LoginUserFailures:       5,
-		LoginUserWindow:         15 * time.Minute,
-		LoginIPPerMinute:        20,
-		PublicURL:               "http://localhost:8080",
-		MailFrom:                "tokenauth <no-reply@localhost>",
-		PasswordResetTTL:        time.Hour,
-		ReauthMaxAge:            15 * time.Minute,
-		MaxBodyBytes:            1 << 20,
-		ReadHeaderTimeout:       5 * time.Second,
-		RequestTimeout:          15 * time.Second,
-		ShutdownGrace:           20 * time.Second,
-		LogLevel:                "info",
-		LogFormat:               "json",
+		SecurityEventRetention: 2160 * time.Hour,
+		LoginUserFailures:      5,
+		LoginUserWindow:        15 * time.Minute,
+		LoginIPPerMinute:       20,
+		PublicURL:              "http://localhost:8080",
+		MailFrom:               "tokenauth <no-reply@localhost>",
+		PasswordResetTTL:       time.Hour,
+		ReauthMaxAge:           15 * time.Minute,
+		MaxBodyBytes:           1 << 20,
+		ReadHeaderTimeout:      5 * time.Second,
+		RequestTimeout:         15 * time.Second,
+		ShutdownGrace:          20 * time.Second,
+		LogLevel:               "info",
+		LogFormat:              "json",
 	}
 }
 
@@ -150,6 +157,8 @@ func Load(lookupEnv func(string) (string, bool), envFile string) (Config, []Unkn
 	p.boolean("TOKEN_SLIDING", &c.TokenSliding)
 	p.integer("MAX_TOKENS_PER_USER", &c.MaxTokensPerUser, 1, 100000)
 	p.duration("TOKEN_CACHE_TTL", &c.TokenCacheTTL, true)
+	p.duration("TOKEN_ROTATION_MAX_GRACE", &c.TokenRotationMaxGrace, true)
+	p.rateLimit("USER_RATE_LIMIT", &c.UserRateLimit)
 	p.boolean("ALLOW_REGISTRATION", &c.AllowRegistration)
 	p.integer("PASSWORD_MIN_LENGTH", &c.PasswordMinLength, 1, password.MaxLength)
 	p.integer("PASSWORD_HASH_CONCURRENCY", &c.PasswordHashConcurrency, 1, 256)
@@ -356,6 +365,35 @@ func (p *parser) duration(key string, dst *time.Duration, zeroAllowed bool) {
 	default:
 		*dst = d
 	}
+}
+
+// rateLimit reads a budget such as "1000/1h" (requests/period, the period
+// from 1s to 24h, or second, minute, hour, day); empty is none.
+func (p *parser) rateLimit(key string, dst *models.RateLimit) {
+	v, ok := p.get(key)
+	if !ok {
+		return
+	}
+	r, err := ParseRateLimit(v)
+	if err != nil {
+		p.fail(key, v, err.Error())
+		return
+	}
+	*dst = r
+}
+
+// ParseRateLimit reads a budget spelt requests/period, such as "1000/1h".
+func ParseRateLimit(v string) (models.RateLimit, error) {
+	n, per, ok := strings.Cut(v, "/")
+	requests, err := strconv.Atoi(strings.TrimSpace(n))
+	if !ok || err != nil || requests < 1 || requests > 1000000000 {
+		return models.RateLimit{}, errors.New(`a number of requests from 1 and a period, such as "1000/1h"`)
+	}
+	period, err := models.ParsePeriod(strings.TrimSpace(per))
+	if err != nil {
+		return models.RateLimit{}, errors.New(`a number of requests and a period from 1s to 24h, such as "1000/1h"`)
+	}
+	return models.RateLimit{Requests: requests, Period: period}, nil
 }
 
 func (p *parser) boolean(key string, dst *bool) {

@@ -23,6 +23,23 @@ const (
 	EventPasswordChanged    = "password_changed"
 	EventAccountDeactivated = "account_deactivated"
 	EventAccountActivated   = "account_activated"
+	// EventTokenPaused and EventTokenResumed: the owner switched a token
+	// off or on again.
+	EventTokenPaused  = "token_paused"
+	EventTokenResumed = "token_resumed"
+	// EventTokenRestricted: a token's allowed networks or rate limit
+	// changed (either way).
+	EventTokenRestricted = "token_restrictions_changed"
+	// EventTokenNewNetwork: a token was used from a network it had not
+	// been used from before (not on its first use).
+	EventTokenNewNetwork = "token_used_from_new_network"
+	// EventTokenIPRefused: a token was refused outside its allowed
+	// networks.
+	EventTokenIPRefused = "token_ip_refused"
+	// EventTokenExpired: a token's secret was refused because it had
+	// expired; Reason "rotation" when it was the previous secret of a
+	// rotated token and its grace had ended.
+	EventTokenExpired = "token_expired"
 	// EventReauthenticated: a token's holder proved the password again
 	// (POST /api/reauth/), for the sensitive actions that need a recent
 	// proof.
