@@ -105,11 +105,13 @@ func serve(ctx context.Context, e *env, flushEvery time.Duration) error {
 	} else {
 		e.log.Info("metrics not served: METRICS_ADDR is empty")
 	}
+	// Said before serving: the listener is bound already, and a client that
+	// gets an answer can then count on the line being in the log.
+	e.log.Info("listening", "addr", e.listener.Addr().String(), "database", config.DescribeDatabase(e.cfg.DatabaseURL))
 	served := make(chan error, len(servers))
 	for _, s := range servers {
 		go func() { served <- s.serve() }()
 	}
-	e.log.Info("listening", "addr", e.listener.Addr().String(), "database", config.DescribeDatabase(e.cfg.DatabaseURL))
 
 	var failed error
 	select {
