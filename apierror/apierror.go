@@ -135,6 +135,15 @@ func RateLimited(wait time.Duration) *Error {
 		WithHeader("Retry-After", strconv.FormatInt(seconds, 10))
 }
 
+// Overloaded is the 503 for a request that waited the hash queue timeout
+// for a password-hash slot: the service is over its hashing capacity. No
+// password was compared. Retry-After is in whole seconds, rounded up.
+func Overloaded(wait time.Duration) *Error {
+	seconds := max(int64((wait+time.Second-1)/time.Second), 1)
+	return New(http.StatusServiceUnavailable, "overloaded", "Too many password checks are waiting; try again shortly.").
+		WithHeader("Retry-After", strconv.FormatInt(seconds, 10))
+}
+
 // Abort records err for the error middleware to render, and stops the
 // handler chain.
 func Abort(c *gin.Context, err error) {
@@ -164,6 +173,7 @@ func From(err error) (*Error, bool) {
 		invalid *models.ValidationError
 		tooBig  *http.MaxBytesError
 		tooMany *models.TooManyLinksError
+		busy    *password.OverloadedError
 		limited *auth.RateLimitedError
 	)
 	switch {
@@ -209,7 +219,11 @@ func From(err error) (*Error, bool) {
 		// The client's fault, but a check at the edges missed it: worth a
 		// log line (which carries the SQLSTATE, not the value).
 		return ErrInvalidData, false
-	case errors.Is(err, models.ErrUnavailable), errors.Is(err, password.ErrNoSlot):
+	case errors.As(err, &busy):
+		// Expected under a flood of logins, and counted in the metrics:
+		// no log line for each.
+		return Overloaded(busy.RetryAfter), true
+	case errors.Is(err, models.ErrUnavailable), errors.Is(err, password.ErrNoSlot), errors.Is(err, password.ErrWorker):
 		// Known, but the cause is worth a log line.
 		return ErrUnavailable, false
 	}

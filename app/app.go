@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"sync"
 	"time"
 
@@ -132,7 +131,8 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 			cfg.TokenIdleTimeout, o.flushEvery, least)
 	}
 	if o.passwords == nil {
-		o.passwords = password.NewHasher(password.DefaultParams, runtime.GOMAXPROCS(0))
+		o.passwords = password.NewHasher(password.DefaultParams, cfg.PasswordHashConcurrency,
+			password.WithQueueTimeout(cfg.HashQueueTimeout))
 	}
 	a := &App{Config: cfg, Clock: o.clock, Log: log, Passwords: o.passwords, Metrics: metrics.New(),
 		redis: o.redis, flushEvery: o.flushEvery}
@@ -155,6 +155,10 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 	}
 	a.Feed = auth.NewChangeFeed(a.Resolver, a.DB, cfg.DatabaseURL, walIndex, log)
 	a.Metrics.WatchPasswordHashes(a.Passwords.Computed)
+	a.Metrics.WatchPasswordHashSlots(func() metrics.HashSlots {
+		s := a.Passwords.Slots()
+		return metrics.HashSlots{Size: s.Size, InUse: s.InUse, Waiting: s.Waiting, Overloaded: s.Overloaded}
+	})
 	a.Metrics.WatchTokenCache(func() metrics.TokenCache {
 		s := a.Resolver.Stats()
 		return metrics.TokenCache{Hits: s.CacheHits, Misses: s.CacheMisses, Entries: s.CacheEntries,

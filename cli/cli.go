@@ -13,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime"
 
 	"gorm.io/gorm"
 
@@ -67,6 +66,11 @@ type env struct {
 // both to the subcommand. Help, asked for with help, -h or --help, goes to
 // stdout and needs neither.
 func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 1 && args[0] == password.WorkerCommand {
+		// serve's own password-hash worker (password.SelfWorker): it reads
+		// no settings and opens nothing.
+		return password.ServeWorker(stdin, stdout)
+	}
 	name := "serve"
 	if len(args) > 0 {
 		switch args[0] {
@@ -114,8 +118,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		log.Warn("not a setting, ignored", attrs...)
 	}
 	e := &env{cfg: cfg, log: log,
-		passwords: password.NewHasher(password.DefaultParams, runtime.GOMAXPROCS(0)),
-		stdin:     stdin, stdout: stdout, stderr: stderr}
+		passwords: password.NewHasher(password.DefaultParams, cfg.PasswordHashConcurrency,
+			password.WithQueueTimeout(cfg.HashQueueTimeout)),
+		stdin: stdin, stdout: stdout, stderr: stderr}
 	// The ports are taken before the database is opened: a port in use
 	// stops start-up before a SQLite file or a schema is created.
 	if cmd.listens {

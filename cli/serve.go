@@ -6,11 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"os"
-	"runtime/debug"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -33,43 +31,45 @@ func serveCommand(fs *flag.FlagSet) func(context.Context, *env, []string) error 
 	}
 }
 
-// limitMemory bounds the heap, unless GOMEMLIMIT or GOGC say otherwise.
-// Every login hashes with argon2id, which allocates its whole memory cost
-// (19 MiB) afresh. Left to the default GOGC of 100, the garbage of finished
-// hashes lets the heap grow to twice what is live before a collection: a
-// burst of logins costs more than twice the memory the hashes need, most
-// of it spent faulting in fresh pages. So:
-//   - a soft limit of twice the memory of the hashes that may run at once,
-//     plus a base for everything else, keeps the pages reused;
-//   - while hashes run or wait, GOGC is 50: a collection comes at one and
-//     a half times what is live, which keeps a burst's peak lower at the
-//     same throughput, where a lower limit would cost throughput.
+// startHashWorker starts the process that serve hashes passwords in (a
+// copy of this binary at a lower CPU priority, password.Worker) and
+// returns the hasher that uses it, with the settings' bounds.
 //
-// The blocks of a hash hold no pointers, so a collection costs little
-// then. Between logins GOGC goes back to 100: requests that hash nothing
-// allocate a little each, and collecting twice as often would cost them.
+// The worker's memory is bounded unless GOMEMLIMIT or GOGC say otherwise.
+// argon2id allocates its whole memory cost (19 MiB) afresh for every hash:
+// left to the default GOGC of 100, the garbage of finished hashes lets the
+// heap grow to twice what is live before a collection, and a burst of
+// logins costs more than twice the memory the hashes need, most of it
+// spent faulting in fresh pages. So the worker collects at GOGC 50, and
+// under a soft limit of twice the memory of the hashes that may run at
+// once plus a little for the rest: its pages are reused. The blocks of a
+// hash hold no pointers, so a collection costs little.
 // docs/BENCHMARKS.md has the measurements behind each choice.
-func limitMemory(passwords *password.Hasher) {
-	// The runtime reads GOGC from the process's environment, so that is
-	// where to look.
+func startHashWorker(cfg config.Config) (*password.Hasher, *password.Worker, error) {
+	bounds := password.NewHasher(password.DefaultParams, cfg.PasswordHashConcurrency)
+	var env []string
+	// The runtime reads GOGC and GOMEMLIMIT from the environment, which
+	// the worker inherits: an operator's choice stands.
 	if _, set := os.LookupEnv("GOGC"); !set {
-		passwords.OnBusy(func(busy bool) {
-			if busy {
-				debug.SetGCPercent(50)
-			} else {
-				debug.SetGCPercent(100)
-			}
-		})
+		env = append(env, "GOGC=50")
 	}
-	if debug.SetMemoryLimit(-1) != math.MaxInt64 {
-		return
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		env = append(env, fmt.Sprintf("GOMEMLIMIT=%d", workerMemoryBase+2*bounds.Memory()))
 	}
-	debug.SetMemoryLimit(memoryBase + 2*passwords.Memory())
+	worker, err := password.SelfWorker(env)
+	if err == nil {
+		err = worker.Start()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("starting the password-hash worker: %w", err)
+	}
+	return password.NewHasher(password.DefaultParams, cfg.PasswordHashConcurrency,
+		password.WithQueueTimeout(cfg.HashQueueTimeout), password.WithEngine(worker)), worker, nil
 }
 
-// memoryBase is the memory the service needs besides password hashes: the
-// token cache (10,000 entries of about 1 KiB), buffers, connections.
-const memoryBase = 32 << 20
+// workerMemoryBase is the memory the hash worker needs besides its hashes:
+// the runtime, buffers, a request or two.
+const workerMemoryBase = 8 << 20
 
 // serve runs the API until ctx ends (SIGINT or SIGTERM), then stops
 // accepting, lets in-flight requests finish within SHUTDOWN_GRACE, writes
@@ -77,10 +77,15 @@ const memoryBase = 32 << 20
 // are served on a listener of their own (METRICS_ADDR), started and
 // stopped with the API's.
 func serve(ctx context.Context, e *env, flushEvery time.Duration) error {
-	limitMemory(e.passwords)
+	passwords, worker, err := startHashWorker(e.cfg)
+	if err != nil {
+		return err
+	}
+	// Last: the requests that hash have drained by then.
+	defer worker.Close()
 	gin.SetMode(gin.ReleaseMode)
 	a, err := app.New(ctx, e.cfg, e.database, e.log,
-		app.WithPasswordHasher(e.passwords), app.WithUsageFlushInterval(flushEvery))
+		app.WithPasswordHasher(passwords), app.WithUsageFlushInterval(flushEvery))
 	if err != nil {
 		return err
 	}
@@ -100,11 +105,13 @@ func serve(ctx context.Context, e *env, flushEvery time.Duration) error {
 	} else {
 		e.log.Info("metrics not served: METRICS_ADDR is empty")
 	}
+	// Said before serving: the listener is bound already, and a client that
+	// gets an answer can then count on the line being in the log.
+	e.log.Info("listening", "addr", e.listener.Addr().String(), "database", config.DescribeDatabase(e.cfg.DatabaseURL))
 	served := make(chan error, len(servers))
 	for _, s := range servers {
 		go func() { served <- s.serve() }()
 	}
-	e.log.Info("listening", "addr", e.listener.Addr().String(), "database", config.DescribeDatabase(e.cfg.DatabaseURL))
 
 	var failed error
 	select {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +42,12 @@ type Config struct {
 
 	AllowRegistration bool
 	PasswordMinLength int
+	// PasswordHashConcurrency bounds the password hashes that run at once;
+	// HashQueueTimeout how long a hash waits for one of them before its
+	// request is refused as overloaded (REQUEST_TIMEOUT ends the wait too,
+	// if it comes first).
+	PasswordHashConcurrency int
+	HashQueueTimeout        time.Duration
 
 	SecurityEventRetention time.Duration
 
@@ -86,30 +93,35 @@ type Config struct {
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
-		DatabaseURL:            "tokenauth.db",
-		Addr:                   ":8080",
-		MetricsAddr:            "127.0.0.1:9464",
-		TokenTTL:               720 * time.Hour,
-		TokenMaxTTL:            8760 * time.Hour,
-		TokenIdleTimeout:       2160 * time.Hour,
-		MaxTokensPerUser:       50,
-		TokenCacheTTL:          30 * time.Second,
-		TokenRotationMaxGrace:  24 * time.Hour,
-		PasswordMinLength:      10,
-		SecurityEventRetention: 2160 * time.Hour,
-		LoginUserFailures:      5,
-		LoginUserWindow:        15 * time.Minute,
-		LoginIPPerMinute:       20,
-		PublicURL:              "http://localhost:8080",
-		MailFrom:               "tokenauth <no-reply@localhost>",
-		PasswordResetTTL:       time.Hour,
-		ReauthMaxAge:           15 * time.Minute,
-		MaxBodyBytes:           1 << 20,
-		ReadHeaderTimeout:      5 * time.Second,
-		RequestTimeout:         15 * time.Second,
-		ShutdownGrace:          20 * time.Second,
-		LogLevel:               "info",
-		LogFormat:              "json",
+		DatabaseURL:           "tokenauth.db",
+		Addr:                  ":8080",
+		MetricsAddr:           "127.0.0.1:9464",
+		TokenTTL:              720 * time.Hour,
+		TokenMaxTTL:           8760 * time.Hour,
+		TokenIdleTimeout:      2160 * time.Hour,
+		MaxTokensPerUser:      50,
+		TokenCacheTTL:         30 * time.Second,
+		TokenRotationMaxGrace: 24 * time.Hour,
+		PasswordMinLength:     10,
+		// One hash per core: the hashes run at a low priority, so they use
+		// what the requests leave of every core, and more at once would
+		// add their memory but no throughput (docs/HASHING.md).
+		PasswordHashConcurrency: runtime.NumCPU(),
+		HashQueueTimeout:        2 * time.Second,
+		SecurityEventRetention:  2160 * time.Hour,
+		LoginUserFailures:       5,
+		LoginUserWindow:         15 * time.Minute,
+		LoginIPPerMinute:        20,
+		PublicURL:               "http://localhost:8080",
+		MailFrom:                "tokenauth <no-reply@localhost>",
+		PasswordResetTTL:        time.Hour,
+		ReauthMaxAge:            15 * time.Minute,
+		MaxBodyBytes:            1 << 20,
+		ReadHeaderTimeout:       5 * time.Second,
+		RequestTimeout:          15 * time.Second,
+		ShutdownGrace:           20 * time.Second,
+		LogLevel:                "info",
+		LogFormat:               "json",
 	}
 }
 
@@ -153,6 +165,8 @@ func Load(lookupEnv func(string) (string, bool), envFile string) (Config, []Unkn
 	p.rateLimit("USER_RATE_LIMIT", &c.UserRateLimit)
 	p.boolean("ALLOW_REGISTRATION", &c.AllowRegistration)
 	p.integer("PASSWORD_MIN_LENGTH", &c.PasswordMinLength, 1, password.MaxLength)
+	p.integer("PASSWORD_HASH_CONCURRENCY", &c.PasswordHashConcurrency, 1, 256)
+	p.duration("HASH_QUEUE_TIMEOUT", &c.HashQueueTimeout, false)
 	p.duration("SECURITY_EVENT_RETENTION", &c.SecurityEventRetention, false)
 	p.str("SECRET_KEY", &c.SecretKey)
 	p.integer("LOGIN_USER_FAILURES", &c.LoginUserFailures, 1, 1000000)

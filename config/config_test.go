@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -25,7 +26,8 @@ func TestLoadHardeningSettings(t *testing.T) {
 	if cfg.RequestTimeout != 2*time.Second || cfg.RedisURL != "redis://127.0.0.1:6379/1" || len(cfg.TrustedProxies) != 2 {
 		t.Errorf("got %+v", cfg)
 	}
-	if d := Default(); d.RequestTimeout != 15*time.Second || d.LoginIPPerMinute != 20 || d.LoginUserFailures != 5 {
+	if d := Default(); d.RequestTimeout != 15*time.Second || d.LoginIPPerMinute != 20 || d.LoginUserFailures != 5 ||
+		d.HashQueueTimeout != 2*time.Second || d.PasswordHashConcurrency != runtime.NumCPU() {
 		t.Errorf("defaults: %+v", d)
 	}
 
@@ -57,6 +59,12 @@ func TestLoadHardeningSettings(t *testing.T) {
 		{"EXTRA_SCOPES", `billing:"x"`},
 		{"EXTRA_SCOPES", "*"},
 		{"EXTRA_SCOPES", strings.Repeat("a", 65)},
+		{"PASSWORD_HASH_CONCURRENCY", "0"},
+		{"PASSWORD_HASH_CONCURRENCY", "two"},
+		{"PASSWORD_HASH_CONCURRENCY", "257"},
+		{"HASH_QUEUE_TIMEOUT", "0"},
+		{"HASH_QUEUE_TIMEOUT", "-2s"},
+		{"HASH_QUEUE_TIMEOUT", "2"},
 	}
 	for _, tc := range bad {
 		_, _, err := Load(env(map[string]string{tc.key: tc.value}), "")
@@ -78,6 +86,8 @@ func TestLoadAcceptsListenAddressesAndDatabases(t *testing.T) {
 		{"ADDR", "[::1]:8080"},
 		{"ADDR", "localhost:8080"},
 		{"REQUEST_TIMEOUT", "29s"},
+		{"PASSWORD_HASH_CONCURRENCY", "1"},
+		{"HASH_QUEUE_TIMEOUT", "500ms"},
 		{"DATABASE_URL", filepath.Join(dir, "tokenauth.db")},
 		{"DATABASE_URL", "tokenauth.db"},
 		{"DATABASE_URL", "postgres://app:hunter2@db.internal:5432/app?sslmode=disable"},

@@ -47,11 +47,15 @@ func (ec *EventController) List(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	events, total, err := models.ListEvents(c.Request.Context(), ec.db, user.ID, p.offset(), p.Size)
+	// One more than the page: whether it comes tells whether there is a
+	// next page, past the counted total too.
+	events, total, err := models.ListEvents(c.Request.Context(), ec.db, user.ID, p.offset(), p.Size+1)
 	if err != nil {
 		return err
 	}
-	out := eventsResponse{Events: make([]eventResponse, len(events)), pageInfo: newPageInfo(p, total)}
+	more := len(events) > p.Size
+	events = events[:min(len(events), p.Size)]
+	out := eventsResponse{Events: make([]eventResponse, len(events)), pageInfo: newCappedPageInfo(p, total, models.MaxCountedEvents, more)}
 	for i, e := range events {
 		out.Events[i] = eventResponse{ID: e.ID, Type: e.Type, Reason: e.Reason, CreatedAt: e.CreatedAt.UTC().Truncate(time.Second),
 			IP: e.IP, UserAgent: e.UserAgent, TokenID: e.TokenID, NewClient: e.NewClient}

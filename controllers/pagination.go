@@ -57,11 +57,28 @@ type pageInfo struct {
 	Total    int64 `json:"total"`
 	// NextPage is null on the last page.
 	NextPage *int `json:"next_page"`
+	// TotalCapped, on lists whose count is capped, tells that there are
+	// more items than Total says.
+	TotalCapped *bool `json:"total_capped,omitempty"`
 }
 
 func newPageInfo(p page, total int64) pageInfo {
 	info := pageInfo{Page: p.Number, PageSize: p.Size, Total: total}
 	if int64(p.Number)*int64(p.Size) < total {
+		next := p.Number + 1
+		info.NextPage = &next
+	}
+	return info
+}
+
+// newCappedPageInfo describes a page of a list whose count stops at
+// capAt: counted is how many there are, counted up to capAt + 1, and more
+// whether an item comes after the page (fetched one past it). Counting a
+// long history in full would cost as much as it is long on every page.
+func newCappedPageInfo(p page, counted, capAt int64, more bool) pageInfo {
+	capped := counted > capAt
+	info := pageInfo{Page: p.Number, PageSize: p.Size, Total: min(counted, capAt), TotalCapped: &capped}
+	if more {
 		next := p.Number + 1
 		info.NextPage = &next
 	}

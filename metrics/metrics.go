@@ -366,3 +366,42 @@ func (c tokenCacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(policyRefusalsDesc, prometheus.CounterValue, float64(s.RateLimited), "rate_limited")
 	ch <- prometheus.MustNewConstMetric(policyRefusalsDesc, prometheus.CounterValue, float64(s.GraceEnded), "grace_ended")
 }
+
+// HashSlots is what the password hasher reports at each scrape.
+type HashSlots struct {
+	Size           int
+	InUse, Waiting int64
+	Overloaded     uint64
+}
+
+// WatchPasswordHashSlots has stats read at each scrape.
+func (m *Metrics) WatchPasswordHashSlots(stats func() HashSlots) {
+	m.registry.MustRegister(hashSlotsCollector(stats))
+}
+
+type hashSlotsCollector func() HashSlots
+
+var (
+	hashSlotsDesc = prometheus.NewDesc("tokenauth_password_hash_slots",
+		"Password hashes that may run at once (PASSWORD_HASH_CONCURRENCY).", nil, nil)
+	hashInUseDesc = prometheus.NewDesc("tokenauth_password_hash_slots_in_use",
+		"Password hashes running now.", nil, nil)
+	hashWaitingDesc = prometheus.NewDesc("tokenauth_password_hash_waiting",
+		"Password hashes waiting for a slot now.", nil, nil)
+	hashOverloadedDesc = prometheus.NewDesc("tokenauth_password_hash_overloaded_total",
+		"Requests refused with 503 overloaded after waiting HASH_QUEUE_TIMEOUT for a password-hash slot.", nil, nil)
+)
+
+func (c hashSlotsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{hashSlotsDesc, hashInUseDesc, hashWaitingDesc, hashOverloadedDesc} {
+		ch <- d
+	}
+}
+
+func (c hashSlotsCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c()
+	ch <- prometheus.MustNewConstMetric(hashSlotsDesc, prometheus.GaugeValue, float64(s.Size))
+	ch <- prometheus.MustNewConstMetric(hashInUseDesc, prometheus.GaugeValue, float64(s.InUse))
+	ch <- prometheus.MustNewConstMetric(hashWaitingDesc, prometheus.GaugeValue, float64(s.Waiting))
+	ch <- prometheus.MustNewConstMetric(hashOverloadedDesc, prometheus.CounterValue, float64(s.Overloaded))
+}

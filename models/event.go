@@ -148,22 +148,30 @@ func UsernameDigest(mac func(purpose string, msg []byte) []byte, username string
 	return hex.EncodeToString(mac("username", []byte(UsernameKey(username))))
 }
 
+// MaxCountedEvents bounds the count of a list of events: counting a
+// user's every event would cost as much as the history is long, on every
+// page. ListEvents and ListUsernameEvents count at most one more than
+// this, so that a count above it says "more than MaxCountedEvents".
+const MaxCountedEvents = 1000
+
 // ListEvents returns a page of the user's events, newest first, and how many
-// there are in all.
+// there are in all, counted up to MaxCountedEvents + 1.
 func ListEvents(ctx context.Context, db *gorm.DB, userID uint, offset, limit int) ([]SecurityEvent, int64, error) {
 	return listEvents(db.WithContext(ctx).Model(&SecurityEvent{}).Where("user_id = ?", userID), offset, limit)
 }
 
 // ListUsernameEvents returns a page of the events of a username that no
 // account had, by its UsernameDigest, newest first, and how many there
-// are in all.
+// are in all, counted up to MaxCountedEvents + 1.
 func ListUsernameEvents(ctx context.Context, db *gorm.DB, digest string, offset, limit int) ([]SecurityEvent, int64, error) {
 	return listEvents(db.WithContext(ctx).Model(&SecurityEvent{}).Where("user_id IS NULL AND username_digest = ?", digest), offset, limit)
 }
 
 func listEvents(q *gorm.DB, offset, limit int) ([]SecurityEvent, int64, error) {
 	var total int64
-	if err := q.Count(&total).Error; err != nil {
+	counted := q.Session(&gorm.Session{NewDB: true}).Table("(?) AS counted",
+		q.Session(&gorm.Session{}).Select("1").Limit(MaxCountedEvents+1))
+	if err := counted.Count(&total).Error; err != nil {
 		return nil, 0, translate(err)
 	}
 	events := []SecurityEvent{}

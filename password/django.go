@@ -114,15 +114,15 @@ func WeakImported(encoded string) bool {
 // service's own argon2id. A hash that can never match costs a dummy
 // verification, like an unknown username.
 func (h *Hasher) verifyImported(ctx context.Context, password, encoded string) (ok, stale bool, err error) {
-	_, check := parseImportedHash(encoded)
-	if check == nil {
+	if _, check := parseImportedHash(encoded); check == nil {
 		return false, false, h.VerifyDummy(ctx, password)
 	}
 	if err := h.acquire(ctx); err != nil {
 		return false, false, err
 	}
 	defer h.release()
-	return check(password), true, nil
+	ok, err = h.engine.CheckImported(ctx, password, encoded)
+	return ok, err == nil, err
 }
 
 // parseImportedHash returns the scheme of a Django hash and a function that

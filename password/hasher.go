@@ -1,7 +1,11 @@
 // Package password hashes and verifies passwords: argon2id in the PHC
 // string format for the service's own hashes, and the formats of Django's
 // hashers for accounts imported from a Django site. Hashing is bounded to
-// a number of slots, because each hash holds its memory cost.
+// a number of slots, because each hash holds its memory cost, and a hash
+// waits for a slot at most a queue timeout. The hashes themselves run in
+// this process (Local) or in a worker process at a lower CPU priority
+// (Worker), so that a flood of logins leaves the CPU to the requests that
+// check no password.
 package password
 
 import (
@@ -14,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -34,8 +39,26 @@ type Params struct {
 var DefaultParams = Params{Memory: 19456, Time: 2, Threads: 1}
 
 // ErrNoSlot is returned when a hash could not get a slot before its
-// context ended.
+// context ended or its queue timeout passed (then as an *OverloadedError).
+// No password was compared.
 var ErrNoSlot = errors.New("no password-hash slot free in time")
+
+// OverloadedError is returned when a hash waited the hasher's queue
+// timeout for a slot without getting one: every slot stayed busy, so the
+// service is over its hashing capacity. It is an ErrNoSlot.
+type OverloadedError struct {
+	// RetryAfter is how long a client should wait before trying again:
+	// the queue timeout, which is how long the queue it met takes to
+	// drain at most.
+	RetryAfter time.Duration
+}
+
+func (e *OverloadedError) Error() string {
+	return fmt.Sprintf("%s: every password-hash slot stayed busy for %s", ErrNoSlot, e.RetryAfter)
+}
+
+// Is makes an OverloadedError an ErrNoSlot.
+func (e *OverloadedError) Is(target error) bool { return target == ErrNoSlot }
 
 const (
 	saltLength = 16
@@ -50,6 +73,15 @@ type Hasher struct {
 	params Params
 	slots  chan struct{}
 	dummy  string
+	engine Engine
+	// queueTimeout bounds the wait for a slot (0: until the context ends).
+	queueTimeout time.Duration
+
+	// waiting counts the hashes waiting for a slot, inUse those holding
+	// one, peak the most that ever held one at once; overloaded counts the
+	// waits that ran out of queue timeout.
+	waiting, inUse, peak atomic.Int64
+	overloaded           atomic.Uint64
 
 	// pending counts the hashes running or waiting for a slot; onBusy
 	// hears when it leaves zero and when it comes back.
@@ -61,12 +93,49 @@ type Hasher struct {
 	computed atomic.Uint64
 }
 
+// HasherOption changes how NewHasher builds a hasher.
+type HasherOption func(*Hasher)
+
+// WithQueueTimeout makes a hash wait at most d for a slot, then fail with
+// an *OverloadedError; without it (or with d = 0) a hash waits as long as
+// its context lets it.
+func WithQueueTimeout(d time.Duration) HasherOption {
+	return func(h *Hasher) { h.queueTimeout = d }
+}
+
+// WithEngine runs the hashes on e (such as a Worker) instead of in this
+// process.
+func WithEngine(e Engine) HasherOption { return func(h *Hasher) { h.engine = e } }
+
 // NewHasher returns a hasher with the given cost that runs at most
 // concurrency hashes at once.
-func NewHasher(params Params, concurrency int) *Hasher {
-	h := &Hasher{params: params, slots: make(chan struct{}, max(concurrency, 1))}
+func NewHasher(params Params, concurrency int, opts ...HasherOption) *Hasher {
+	h := &Hasher{params: params, slots: make(chan struct{}, max(concurrency, 1)), engine: Local{}}
+	for _, opt := range opts {
+		opt(h)
+	}
 	h.dummy = h.encode(make([]byte, saltLength), make([]byte, keyLength))
 	return h
+}
+
+// Slots is the hasher's state: its bound, how its slots are used now, and
+// what it has refused. The metrics read it, and tests count with it.
+type Slots struct {
+	// Size is how many hashes may run at once.
+	Size int
+	// InUse and Waiting count the hashes running and waiting for a slot.
+	InUse, Waiting int64
+	// Peak is the most hashes that ever ran at once.
+	Peak int64
+	// Overloaded counts the hashes refused after waiting the queue
+	// timeout.
+	Overloaded uint64
+}
+
+// Slots returns the hasher's state.
+func (h *Hasher) Slots() Slots {
+	return Slots{Size: cap(h.slots), InUse: h.inUse.Load(), Waiting: h.waiting.Load(), Peak: h.peak.Load(),
+		Overloaded: h.overloaded.Load()}
 }
 
 // OnBusy has f called with true when a hash is asked for while none is
@@ -96,7 +165,10 @@ func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
 		return "", err
 	}
 	defer h.release()
-	key := argon2.IDKey([]byte(password), salt, h.params.Time, h.params.Memory, h.params.Threads, keyLength)
+	key, err := h.engine.Key(ctx, []byte(password), salt, h.params, keyLength)
+	if err != nil {
+		return "", err
+	}
 	return h.encode(salt, key), nil
 }
 
@@ -123,7 +195,10 @@ func (h *Hasher) Verify(ctx context.Context, password, encoded string) (ok, stal
 		return false, false, err
 	}
 	defer h.release()
-	got := argon2.IDKey([]byte(password), salt, params.Time, params.Memory, params.Threads, uint32(len(key)))
+	got, err := h.engine.Key(ctx, []byte(password), salt, params, uint32(len(key)))
+	if err != nil {
+		return false, false, err
+	}
 	ok = subtle.ConstantTimeCompare(got, key) == 1
 	return ok, params != h.params || len(key) != keyLength, nil
 }
@@ -135,19 +210,48 @@ func (h *Hasher) VerifyDummy(ctx context.Context, password string) error {
 	return err
 }
 
+// acquire takes a slot, waiting at most the queue timeout and as long as
+// ctx lets it.
 func (h *Hasher) acquire(ctx context.Context) error {
 	h.track(+1)
 	select {
 	case h.slots <- struct{}{}:
-		h.computed.Add(1)
+		h.took()
 		return nil
+	default:
+	}
+	var timeout <-chan time.Time
+	if h.queueTimeout > 0 {
+		timer := time.NewTimer(h.queueTimeout)
+		defer timer.Stop()
+		timeout = timer.C
+	}
+	h.waiting.Add(1)
+	defer h.waiting.Add(-1)
+	select {
+	case h.slots <- struct{}{}:
+		h.took()
+		return nil
+	case <-timeout:
+		h.track(-1)
+		h.overloaded.Add(1)
+		return &OverloadedError{RetryAfter: h.queueTimeout}
 	case <-ctx.Done():
 		h.track(-1)
 		return fmt.Errorf("%w: waiting to hash: %w", ErrNoSlot, ctx.Err())
 	}
 }
 
+// took counts a slot just taken.
+func (h *Hasher) took() {
+	h.computed.Add(1)
+	n := h.inUse.Add(1)
+	for peak := h.peak.Load(); n > peak && !h.peak.CompareAndSwap(peak, n); peak = h.peak.Load() {
+	}
+}
+
 func (h *Hasher) release() {
+	h.inUse.Add(-1)
 	<-h.slots
 	h.track(-1)
 }
@@ -165,6 +269,31 @@ func (h *Hasher) track(delta int) {
 	if (was == 0) != (h.pending == 0) {
 		h.onBusy(h.pending > 0)
 	}
+}
+
+// Engine computes what a hash needs: argon2id keys, and the checks of
+// passwords against hashes imported from Django. The Hasher bounds how
+// many run at once; an engine runs what it is given.
+type Engine interface {
+	// Key returns the argon2id key of password with salt and cost p.
+	Key(ctx context.Context, password, salt []byte, p Params, keyLen uint32) ([]byte, error)
+	// CheckImported tells whether password matches encoded, a hash in
+	// one of Django's formats that ImportedScheme says can be checked.
+	CheckImported(ctx context.Context, password, encoded string) (bool, error)
+}
+
+// Local is the Engine that computes in this process, at its priority.
+type Local struct{}
+
+// Key computes the key here.
+func (Local) Key(_ context.Context, password, salt []byte, p Params, keyLen uint32) ([]byte, error) {
+	return argon2.IDKey(password, salt, p.Time, p.Memory, p.Threads, keyLen), nil
+}
+
+// CheckImported checks the password here.
+func (Local) CheckImported(_ context.Context, password, encoded string) (bool, error) {
+	_, check := parseImportedHash(encoded)
+	return check != nil && check(password), nil
 }
 
 func (h *Hasher) encode(salt, key []byte) string {

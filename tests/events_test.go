@@ -303,3 +303,57 @@ func TestPruneEvents(t *testing.T) {
 		t.Errorf("events left: %v", log)
 	}
 }
+
+// A long history is counted up to models.MaxCountedEvents: the total says
+// so (total_capped), and next_page still follows the events themselves,
+// up to the last page.
+func TestSecurityEventsCountStopsAtTheCap(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t)
+	user, token := s.UserWithToken(t, "alice") // one event: the login
+	events := make([]models.SecurityEvent, models.MaxCountedEvents+4)
+	start := time.Now().Add(-time.Hour)
+	for i := range events {
+		events[i] = models.SecurityEvent{UserID: &user.ID, Type: models.EventLoginFailed, Reason: "wrong_password",
+			CreatedAt: start.Add(-time.Duration(i) * time.Second)}
+	}
+	if err := s.DB.CreateInBatches(events, 500).Error; err != nil {
+		t.Fatal(err)
+	}
+	type page struct {
+		Events      []eventJSON `json:"events"`
+		Total       int         `json:"total"`
+		TotalCapped *bool       `json:"total_capped"`
+		NextPage    *int        `json:"next_page"`
+	}
+	var first page
+	s.Do(t, Request{Path: "/api/security-events/?page_size=100", Token: token}).Expect(t, 200).Decode(t, &first)
+	if first.Total != models.MaxCountedEvents || first.TotalCapped == nil || !*first.TotalCapped ||
+		first.NextPage == nil || *first.NextPage != 2 || len(first.Events) != 100 || first.Events[0].Type != "login_succeeded" {
+		t.Fatalf("first page of %d events: total %d, capped %v, next %v, %d events; want the cap, capped, next 2, 100 events from the login",
+			len(events)+1, first.Total, first.TotalCapped, first.NextPage, len(first.Events))
+	}
+	// Past the cap, the pages go on to the last event.
+	all := len(events) + 1
+	lastPage, lastCount := (all+99)/100, all%100
+	if lastCount == 0 {
+		lastCount = 100
+	}
+	var last page
+	s.Do(t, Request{Path: fmt.Sprintf("/api/security-events/?page=%d&page_size=100", lastPage), Token: token}).Expect(t, 200).Decode(t, &last)
+	if len(last.Events) != lastCount || last.NextPage != nil || last.Total != models.MaxCountedEvents {
+		t.Fatalf("page %d: %d events, next %v, total %d; want %d, none, the cap", lastPage, len(last.Events), last.NextPage, last.Total, lastCount)
+	}
+	var before page
+	s.Do(t, Request{Path: fmt.Sprintf("/api/security-events/?page=%d&page_size=100", lastPage-1), Token: token}).Expect(t, 200).Decode(t, &before)
+	if len(before.Events) != 100 || before.NextPage == nil || *before.NextPage != lastPage {
+		t.Fatalf("page %d: %d events, next %v; want 100 and next %d", lastPage-1, len(before.Events), before.NextPage, lastPage)
+	}
+	// A short history is counted in full.
+	_, bob := s.UserWithToken(t, "bob")
+	var short page
+	s.Do(t, Request{Path: "/api/security-events/", Token: bob}).Expect(t, 200).Decode(t, &short)
+	if short.Total != 1 || short.TotalCapped == nil || *short.TotalCapped || short.NextPage != nil {
+		t.Fatalf("one event: total %d, capped %v, next %v; want 1, false, none", short.Total, short.TotalCapped, short.NextPage)
+	}
+}

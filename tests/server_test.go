@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -40,6 +41,14 @@ func TestMain(m *testing.M) {
 	// that kill one (see serveChild).
 	if os.Getenv(childEnv) != "" {
 		os.Exit(serveChild())
+	}
+	// ...and as the password-hash worker of a server built WithHashWorker.
+	if os.Getenv(hashWorkerEnv) != "" {
+		if err := password.ServeWorker(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }

@@ -14,6 +14,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+
+	"tokenauth/app"
+	"tokenauth/password"
 )
 
 // screenshotDir is where the screenshots of the page in the docs are kept;
@@ -283,6 +286,35 @@ func TestWebPageShowsTheWaitWhenRateLimited(t *testing.T) {
 	if tok := b.SessionToken(); tok != "" {
 		t.Errorf("a refused sign-in kept a token")
 	}
+	b.ExpectNoProblems()
+}
+
+// While every password-hash slot stays busy past the queue timeout, the
+// sign-in form says the server is busy and when to try again, and signs in
+// once a slot frees.
+func TestWebPageSaysWhenPasswordChecksAreOverloaded(t *testing.T) {
+	t.Parallel()
+	gate := newSlotGate()
+	hasher := gate.hasher(1, password.WithQueueTimeout(time.Millisecond))
+	s := NewServer(t, WithConfig(noLoginLimits), WithApp(app.WithPasswordHasher(hasher)))
+	gate.openAtCleanup(t)
+	createUngated(t, s, "erin")
+	held := make(chan *Response, 1)
+	go func() { held <- s.Do(t, login("erin", testPassword)) }()
+	waitFor(t, "a login to hold the one slot", func() bool { inside, _ := gate.counts(); return inside == 1 })
+
+	b := NewBrowser(t)
+	b.Open(s.URL + "/")
+	b.Type("signin-username", "erin")
+	b.Type("signin-password", testPassword+"\n")
+	b.WaitText("#signin-error", "The server is busy checking other passwords. Try again in 1 second.")
+	if tok := b.SessionToken(); tok != "" {
+		t.Errorf("a refused sign-in kept a token")
+	}
+	gate.release()
+	(<-held).Expect(t, http.StatusOK)
+	b.Click("#signin-submit")
+	b.WaitVisible("#tokens-view")
 	b.ExpectNoProblems()
 }
 

@@ -7,13 +7,20 @@
 //	loadgen -url http://127.0.0.1:18081/api/profile/ -c 64 -d 10s -tokens tokens.txt
 //	loadgen -url http://127.0.0.1:18081/api/login/ -c 64 -d 10s -login-users 64 -password '...'
 //	loadgen -url http://127.0.0.1:18082/api/profile/ -tokens tokens.txt -vs http://127.0.0.1:18083/api/profile/ -vs-tokens tokens.txt -c 64 -d 30s
-//	loadgen -hash-time
+//	loadgen -url http://127.0.0.1:18081/api/profile/ -tokens tokens.txt -flood http://127.0.0.1:18081/api/login/ -flood-c 64 -c 64 -d 30s -slice 3s
+//	loadgen -url http://127.0.0.1:18085/api/login/ -probe-user login1 -password '...' -n 40 -flood-c 64
+//	loadgen -hash-time -hash-slots 2
 //
 // The result is one line of key=value pairs (rps, ok, non2xx, errors,
-// p50_ms, p99_ms, seconds). With -vs, the two URLs are loaded in turn, in
-// short slices, and the first line gives the ratio of their throughputs
-// and the spread of the ratios of each four slices; the next two lines are
-// each side's result. Only loopback addresses are accepted.
+// p50_ms, p99_ms, p999_ms, seconds). With -vs, the two URLs are loaded in
+// turn, in short slices, and the first line gives the ratio of their
+// throughputs and the spread of the ratios of each four slices; the next
+// two lines are each side's result. With -flood, the URL is loaded in turn
+// with and without a flood of failed logins (unique usernames, and unique
+// client addresses in X-Forwarded-For) on the -flood URL, and a third line
+// gives the flood's own result. With -probe-user, logins of a known user
+// with a wrong password and of unknown usernames are timed one at a time,
+// idle and then during a flood. Only loopback addresses are accepted.
 package main
 
 import (
@@ -57,17 +64,32 @@ func run() error {
 	vsTokens := flag.String("vs-tokens", "", "file of bearer tokens for -vs")
 	vsHash := flag.Bool("vs-hash", false, "compare the load with the ceiling cores / time of one argon2id hash, timed alone between slices")
 	slice := flag.Duration("slice", 400*time.Millisecond, "with -vs or -vs-hash: how long each slice of load lasts")
-	hashTime := flag.Bool("hash-time", false, "print the median time of one argon2id hash with the service's parameters, alone and with one hash per core at once, and exit")
+	hashTime := flag.Bool("hash-time", false, "print the median time of one argon2id hash with the service's parameters, alone and with -hash-slots at once, and exit")
+	hashSlots := flag.Int("hash-slots", runtime.NumCPU(), "the server's PASSWORD_HASH_CONCURRENCY: the ceiling of -vs-hash is this many hashes at once")
+	flood := flag.String("flood", "", "a login URL to flood with failed logins while the -url load runs, in every other slice")
+	floodConns := flag.Int("flood-c", 64, "connections of the flood")
+	probeUser := flag.String("probe-user", "", "time logins of this user with a wrong password against logins of unknown usernames, one at a time")
+	probes := flag.Int("n", 40, "with -probe-user: logins of each kind timed, idle and again during a flood of -flood-c connections")
 	flag.Parse()
+	if *hashSlots < 1 || *hashSlots > 256 {
+		return errors.New("-hash-slots must be from 1 to 256")
+	}
 	if *hashTime {
-		fmt.Printf("hash_seconds=%.6f parallel_hash_seconds=%.6f\n", medianHashTime(15, 1), medianHashTime(15, runtime.NumCPU()))
+		fmt.Printf("hash_seconds=%.6f parallel_hash_seconds=%.6f\n", medianHashTime(15, 1), medianHashTime(15, *hashSlots))
 		return nil
 	}
 	if *duration <= 0 || *duration > 10*time.Minute || *warmup < 0 || *warmup > time.Minute {
 		return errors.New("-d must be within (0, 10m] and -warmup within [0, 1m]")
 	}
-	if *conns < 1 || *conns > 1024 {
-		return errors.New("-c must be from 1 to 1024")
+	if *conns < 1 || *conns > 1024 || *floodConns < 1 || *floodConns > 1024 {
+		return errors.New("-c and -flood-c must be from 1 to 1024")
+	}
+	if *probeUser != "" {
+		u, _, err := target(*targetURL, "", 0, "")
+		if err != nil {
+			return err
+		}
+		return printProbes(u, *probeUser, *password, *probes, *floodConns)
 	}
 	u, requests, err := target(*targetURL, *tokensFile, *loginUsers, *password)
 	if err != nil {
@@ -82,7 +104,14 @@ func run() error {
 		}
 	}
 	if *vsHash {
-		return printAgainstHash(newSide(u.Host, requests, *conns), *slice, *warmup, *duration)
+		return printAgainstHash(newSide(u.Host, requests, *conns), *hashSlots, *slice, *warmup, *duration)
+	}
+	if *flood != "" {
+		fu, _, err := target(*flood, "", 0, "")
+		if err != nil {
+			return err
+		}
+		return printAgainstFlood(newSide(u.Host, requests, *conns), newFloodSide(fu, *floodConns), *slice, *warmup, *duration)
 	}
 	if *vs == "" {
 		res, err := load(u.Host, requests, *conns, *warmup, *duration)
@@ -118,25 +147,25 @@ func spread(cycles []float64) string {
 }
 
 // printAgainstHash measures s against the ceiling of a load bound by
-// password hashes, cores / time of one argon2id hash. It loads s in slices
-// and, between them, times hashes alone on the then idle machine, so that
-// each slice is compared with the hash time measured just before and just
-// after it: this machine's speed drifts within seconds. The first warmup
-// is not counted.
-func printAgainstHash(s *side, slice, warmup, duration time.Duration) error {
+// password hashes: slots hashes at once (the server's hash slots), timed
+// in this process with the same library, slots / the time each takes. It
+// loads s in slices and, between them, times the hashes on the then idle
+// machine, so that each slice is compared with the hash time measured just
+// before and just after it: this machine's speed drifts within seconds.
+// The first warmup is not counted.
+func printAgainstHash(s *side, slots int, slice, warmup, duration time.Duration) error {
 	defer s.close()
 	const hashes = 5
-	cores := float64(runtime.NumCPU())
 	warm := time.Now().Add(warmup)
 	s.run(warm, warm)
-	before := medianHashTime(hashes, 1)
+	before := medianHashTime(hashes, slots)
 	total := result{statuses: map[int]int{}}
 	var reachable, hashSum float64
 	var cycles []float64
 	for total.seconds < duration.Seconds() {
 		r := s.runSlice(slice)
-		after := medianHashTime(hashes, 1)
-		ceiling := cores / ((before + after) / 2)
+		after := medianHashTime(hashes, slots)
+		ceiling := float64(slots) / ((before + after) / 2)
 		reachable += ceiling * r.seconds
 		hashSum += before + after
 		cycles = append(cycles, r.rps()/ceiling)
@@ -232,8 +261,8 @@ func (r result) String() string {
 		codes = append(codes, fmt.Sprintf("%d:%d", code, n))
 	}
 	slices.Sort(codes)
-	return fmt.Sprintf("rps=%.1f ok=%d non2xx=%d errors=%d p50_ms=%.3f p99_ms=%.3f seconds=%.2f statuses=%s",
-		r.rps(), r.ok, r.non2xx, r.errs, pct(0.50), pct(0.99), r.seconds, strings.Join(codes, ","))
+	return fmt.Sprintf("rps=%.1f ok=%d non2xx=%d errors=%d p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f seconds=%.2f statuses=%s",
+		r.rps(), r.ok, r.non2xx, r.errs, pct(0.50), pct(0.99), pct(0.999), r.seconds, strings.Join(codes, ","))
 }
 
 // add counts other's answers in r.
@@ -346,6 +375,8 @@ func interleaved(a, b *side, slice, warmup, duration time.Duration) (ra, rb resu
 type worker struct {
 	host     string
 	requests [][]byte
+	// render, when set, makes each request instead of requests.
+	render   func(n int) []byte
 	n        int
 	conn     net.Conn
 	br       *bufio.Reader
@@ -401,7 +432,13 @@ func (w *worker) run(from, to time.Time) result {
 
 // roundTrip sends the worker's next request and reads its answer.
 func (w *worker) roundTrip() (status int, keep bool, err error) {
-	if _, err := w.conn.Write(w.requests[w.n%len(w.requests)]); err != nil {
+	req := func() []byte {
+		if w.render != nil {
+			return w.render(w.n)
+		}
+		return w.requests[w.n%len(w.requests)]
+	}()
+	if _, err := w.conn.Write(req); err != nil {
 		return 0, false, err
 	}
 	w.n++
@@ -495,4 +532,194 @@ func medianHashTime(n, par int) float64 {
 	wg.Wait()
 	slices.Sort(times)
 	return times[len(times)/2]
+}
+
+// newFloodSide returns conns connections that send failed logins to u,
+// each for a username and a client address never sent before: the
+// usernames exist nowhere, and the addresses (X-Forwarded-For, believed
+// from a trusted proxy) are spread over 10.0.0.0/8, so that neither the
+// per-username nor the per-address limit stops them before the hash.
+func newFloodSide(u *url.URL, conns int) *side {
+	s := &side{}
+	path := u.RequestURI()
+	run := time.Now().UnixNano() % 1_000_000_000
+	for i := range conns {
+		w := &worker{host: u.Host}
+		w.render = func(n int) []byte {
+			id := n*conns + i
+			body := fmt.Sprintf(`{"username":"flood-%d-%d","password":"not the password %d"}`, run, id, id)
+			return []byte(fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nX-Forwarded-For: 10.%d.%d.%d\r\nContent-Length: %d\r\n\r\n%s",
+				path, u.Host, id>>16&255, id>>8&255, id&255, len(body), body))
+		}
+		s.workers = append(s.workers, w)
+	}
+	return s
+}
+
+// printAgainstFlood measures s during a flood of failed logins against s
+// alone, in slices in the order A B B A, A being s with the flood. A flood
+// slice ends once every login of it has its answer, so the logins waiting
+// for a hash slot do not spill into the next slice. The first warmup of
+// each is not counted. It prints the ratio of the throughputs and of the
+// 99th percentiles, each side's result, and the flood's.
+func printAgainstFlood(s, flood *side, slice, warmup, duration time.Duration) error {
+	defer s.close()
+	defer flood.close()
+	// floodTotal gathers the flood's answers over the measured slices.
+	var floodTotal result
+	withFlood := func() result {
+		var fr result
+		var wg sync.WaitGroup
+		wg.Go(func() { fr = flood.runSlice(slice) })
+		r := s.runSlice(slice)
+		wg.Wait()
+		floodTotal.add(fr)
+		return r
+	}
+	floodTotal = result{statuses: map[int]int{}}
+	for spent := time.Duration(0); spent < warmup; spent += slice {
+		withFlood()
+		s.runSlice(slice)
+	}
+	floodTotal = result{statuses: map[int]int{}}
+	ra, rb := result{statuses: map[int]int{}}, result{statuses: map[int]int{}}
+	var cycles []float64
+	for ra.seconds < duration.Seconds() {
+		a1 := withFlood()
+		b1, b2 := s.runSlice(slice), s.runSlice(slice)
+		a2 := withFlood()
+		cycles = append(cycles, float64(a1.ok+a2.ok)/float64(b1.ok+b2.ok))
+		ra.add(a1)
+		ra.add(a2)
+		rb.add(b1)
+		rb.add(b2)
+	}
+	if ra.ok == 0 || rb.ok == 0 {
+		return fmt.Errorf("no successful request: %s; without the flood: %s", ra, rb)
+	}
+	floodTotal.seconds = ra.seconds
+	shed := floodTotal.statuses[503]
+	answered := floodTotal.ok + floodTotal.non2xx
+	fmt.Printf("ratio=%.4f p99_ratio=%.4f %s\n", ra.rps()/rb.rps(), percentile(ra.latencies, 0.99)/percentile(rb.latencies, 0.99), spread(cycles))
+	fmt.Println(ra)
+	fmt.Println("vs:", rb)
+	fmt.Printf("flood: login_rps=%.1f shed_rps=%.1f shed_ratio=%.4f %s\n", float64(answered-shed)/floodTotal.seconds,
+		float64(shed)/floodTotal.seconds, float64(shed)/float64(max(answered, 1)), floodTotal)
+	return nil
+}
+
+// percentile returns the p-th quantile of latencies in milliseconds.
+func percentile(latencies []time.Duration, p float64) float64 {
+	if len(latencies) == 0 {
+		return 0
+	}
+	sorted := slices.Clone(latencies)
+	slices.Sort(sorted)
+	return float64(sorted[int(p*float64(len(sorted)-1))].Microseconds()) / 1000
+}
+
+// printProbes times logins one at a time over one connection: a known
+// user with a wrong password (A) and an unknown username (B), in the
+// order A B B A, n answered of each after 5 rounds not timed, first on the
+// idle server and then during a flood of floodConns connections. It prints,
+// for each phase and kind, the median and the 10th, 25th, 75th and 90th
+// percentiles in ms: whether the answer's time tells the two apart.
+func printProbes(u *url.URL, user, password string, n, floodConns int) error {
+	if n < 30 || n > 10000 {
+		return errors.New("-n must be from 30 to 10000")
+	}
+	path := u.RequestURI()
+	loginReq := func(username, plain string) []byte {
+		body := fmt.Sprintf(`{"username":%s,"password":%s}`, strconv.Quote(username), strconv.Quote(plain))
+		return []byte(fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+			path, u.Host, len(body), body))
+	}
+	w := &worker{host: u.Host}
+	defer w.drop()
+	probe := func(req []byte) (time.Duration, int, error) {
+		if w.conn == nil {
+			conn, err := net.DialTimeout("tcp", w.host, 5*time.Second)
+			if err != nil {
+				return 0, 0, err
+			}
+			w.conn, w.br = conn, bufio.NewReaderSize(conn, 32<<10)
+		}
+		_ = w.conn.SetDeadline(time.Now().Add(30 * time.Second))
+		w.requests, w.n = [][]byte{req}, 0
+		start := time.Now()
+		status, keep, err := w.roundTrip()
+		took := time.Since(start)
+		if err != nil || !keep {
+			w.drop()
+		}
+		return took, status, err
+	}
+	// phase times n answered (401) logins of each kind. During a flood some
+	// are refused 503 overloaded before any hash: those are counted apart
+	// and sent again, up to 20 times n in all.
+	phase := func(name string) error {
+		var known, unknown []time.Duration
+		shed := map[bool]int{}
+		for i := 0; len(known) < n || len(unknown) < n; i++ {
+			if i > 20*n {
+				return fmt.Errorf("%s: fewer than %d logins of each kind answered in %d tries (%d and %d refused 503)",
+					name, n, 2*i, shed[true], shed[false])
+			}
+			order := []bool{true, false}
+			if i%2 == 1 {
+				order = []bool{false, true}
+			}
+			for _, isKnown := range order {
+				req := loginReq(fmt.Sprintf("probe-nobody-%d-%d", time.Now().UnixNano(), i), "a wrong password 1")
+				if isKnown {
+					req = loginReq(user, "a wrong password 1")
+				}
+				took, status, err := probe(req)
+				switch {
+				case err != nil:
+					return err
+				case status == 503:
+					shed[isKnown]++
+					continue
+				case status != 401:
+					return fmt.Errorf("%s: a probe answered %d, want 401 (is LOGIN_USER_FAILURES high enough?)", name, status)
+				case i < 5:
+					continue
+				case isKnown && len(known) < n:
+					known = append(known, took)
+				case !isKnown && len(unknown) < n:
+					unknown = append(unknown, took)
+				}
+			}
+		}
+		q := func(l []time.Duration) string {
+			return fmt.Sprintf("p50_ms=%.3f p10_ms=%.3f p25_ms=%.3f p75_ms=%.3f p90_ms=%.3f", percentile(l, 0.5),
+				percentile(l, 0.1), percentile(l, 0.25), percentile(l, 0.75), percentile(l, 0.9))
+		}
+		fmt.Printf("%s known_wrong_password: n=%d refused_503=%d %s\n", name, len(known), shed[true], q(known))
+		fmt.Printf("%s unknown_username: n=%d refused_503=%d %s\n", name, len(unknown), shed[false], q(unknown))
+		fmt.Printf("%s difference_of_medians_ms=%.3f\n", name, percentile(known, 0.5)-percentile(unknown, 0.5))
+		return nil
+	}
+	if err := phase("idle"); err != nil {
+		return err
+	}
+	flood := newFloodSide(u, floodConns)
+	defer flood.close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				flood.runSlice(time.Second)
+			}
+		}
+	})
+	err := phase("flood")
+	close(stop)
+	wg.Wait()
+	return err
 }

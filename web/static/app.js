@@ -227,6 +227,10 @@
         return err.retryAfter
           ? 'Too many attempts. Try again in ' + waitText(err.retryAfter) + '.'
           : 'Too many attempts. Wait a little and try again.';
+      case 'overloaded':
+        return err.retryAfter
+          ? 'The server is busy checking other passwords. Try again in ' + waitText(err.retryAfter) + '.'
+          : 'The server is busy checking other passwords. Try again in a moment.';
       case 'invalid_reset_token':
         return 'This link is invalid, used, replaced by a newer one, or expired. Ask for a new one.';
       case 'reauthentication_required':
