@@ -1,7 +1,7 @@
 // Package app is the composition root of tokenauth: New builds the whole
 // application (router, token resolver, change feed, usage flusher, rate
-// limits, metrics, mail outbox) from a configuration, a database and a logger, and
-// returns it ready to start and shut down. The serve command and the tests
+// limits, metrics, mail outbox, webhooks) from a configuration, a database
+// and a logger, and returns it ready to start and shut down. The serve command and the tests
 // both build the service here, so what the tests run is what serves.
 package app
 
@@ -30,6 +30,7 @@ import (
 	"tokenauth/models"
 	"tokenauth/password"
 	"tokenauth/routes"
+	"tokenauth/webhooks"
 )
 
 // defaultUsageFlushInterval is how often pending last-used times are
@@ -58,6 +59,9 @@ type App struct {
 	// Mail sends the mail of the outbox and answers password reset
 	// requests in the background.
 	Mail *mail.Outbox
+	// Webhooks delivers security events to the operator's endpoints in
+	// the background.
+	Webhooks *webhooks.Dispatcher
 	// Router serves every route; it is the app's HTTP handler.
 	Router *gin.Engine
 
@@ -167,7 +171,11 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 	}
 	composer := mail.NewComposer(a.Keyring, cfg.PublicURL)
 	a.Mail = mail.NewOutbox(a.DB, composer, sender, a.Metrics, cfg.PasswordResetTTL, mail.MailPolicy, log)
-	if err := models.ListenForQueued(a.DB, a.Mail.Wake); err != nil {
+	a.Webhooks = webhooks.NewDispatcher(a.DB, a.Keyring, a.Metrics, webhooks.Policy, log)
+	if err := models.ListenForQueued(a.DB, func(table string) {
+		a.Mail.Wake(table)
+		a.Webhooks.Wake(table)
+	}); err != nil {
 		a.closeRedis()
 		return nil, fmt.Errorf("following the outbox: %w", err)
 	}
@@ -194,7 +202,8 @@ func (a *App) MetricsHandler() http.Handler {
 
 // Start runs the background work until Shutdown: writing last-used times
 // behind the requests, following the changes other processes make (the
-// token cache is on only while they are followed), and the mail outbox.
+// token cache is on only while they are followed), the mail outbox and
+// the webhooks.
 func (a *App) Start(ctx context.Context) {
 	ctx, a.stop = context.WithCancel(context.WithoutCancel(ctx))
 	a.workers.Go(func() {
@@ -204,6 +213,7 @@ func (a *App) Start(ctx context.Context) {
 	})
 	a.workers.Go(func() { a.Feed.Run(ctx) })
 	a.workers.Go(func() { a.Mail.Run(ctx) })
+	a.workers.Go(func() { a.Webhooks.Run(ctx) })
 }
 
 // Shutdown stops the background work, writing what is pending (unsent

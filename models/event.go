@@ -23,7 +23,21 @@ const (
 	EventPasswordChanged    = "password_changed"
 	EventAccountDeactivated = "account_deactivated"
 	EventAccountActivated   = "account_activated"
+	// EventTokenExpiring is recorded 7 days and 1 day before a token made
+	// with the API or imported expires (Reason says which), and
+	// EventTokenExpired when it has (see RecordExpiryNotices).
+	EventTokenExpiring = "token_expiring"
+	EventTokenExpired  = "token_expired"
 )
+
+// EventTypes returns every type of security event, for the operator to
+// choose from (tokenauth webhook add --events).
+func EventTypes() []string {
+	return []string{EventLoginSucceeded, EventLoginFailed, EventLoginRateLimited, EventTokenCreated, EventTokenRotated,
+		EventTokenRenamed, EventTokenRevoked, EventTokenExpiring, EventTokenExpired, EventPasswordChanged,
+		EventAccountDeactivated, EventAccountActivated, EventPasswordResetRequested, EventPasswordReset,
+		EventEmailVerificationSent, EventEmailVerified, EventEmailChangeRequested, EventEmailChanged}
+}
 
 // SecurityEvent records one thing that happened to a user's account. It is
 // written in the same transaction as the change it records, and holds
@@ -49,6 +63,9 @@ type SecurityEvent struct {
 	UserAgent string    `gorm:"size:512;not null;default:'';index:idx_security_events_known_client,priority:3"`
 	NewClient bool      `gorm:"not null;default:false"`
 	CreatedAt time.Time `gorm:"index:idx_security_events_user_created,priority:2;index;index:idx_security_events_known_client,priority:4;index:idx_security_events_username,priority:2"`
+	// WebhooksQueued says the event has been made into webhook deliveries
+	// (QueueWebhooks). The index holds only the events still to look at.
+	WebhooksQueued bool `gorm:"not null;default:false;index:idx_security_events_webhooks_pending,where:webhooks_queued = false" json:"-"`
 }
 
 // Client is who made a request, as recorded in security events.
@@ -87,7 +104,13 @@ const (
 func recordEvent(tx *gorm.DB, e SecurityEvent) error {
 	client := clientOf(tx.Statement.Context)
 	e.IP, e.UserAgent = client.IP, client.UserAgent
-	return tx.Create(&e).Error
+	if err := tx.Create(&e).Error; err != nil {
+		return err
+	}
+	// The event is the webhooks' outbox: their worker looks at it once
+	// the transaction commits.
+	announceQueued(tx, EventTable)
+	return nil
 }
 
 func truncate(s string, n int) string {
