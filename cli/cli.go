@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return usageError{err}
 	}
-	if fs.NArg() != cmd.nargs {
+	if cmd.nargs >= 0 && fs.NArg() != cmd.nargs {
 		fs.Usage()
 		return usageError{fmt.Errorf("%s takes %d argument(s)", name, cmd.nargs)}
 	}

@@ -28,7 +28,9 @@ type command struct {
 	// says more in the command's own usage.
 	summary string
 	help    string
-	nargs   int
+	// nargs is how many arguments the command takes; -1 lets the command
+	// check them itself (one with subcommands).
+	nargs int
 	// setup declares the flags and returns the function to run once they
 	// are parsed.
 	setup func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error
@@ -59,8 +61,9 @@ var commands = map[string]command{
 	"tokens":        {args: "USERNAME", nargs: 1, summary: "List a user's live tokens (never their secrets).", setup: noFlags(listTokens)},
 	"events": {args: "USERNAME", nargs: 1, summary: "Print a user's security events, newest first.",
 		help: "For a username no account has, the events of the logins refused for it.", setup: noFlags(listEvents)},
-	"prune": {summary: "Delete revoked, expired and idle tokens, old security events, expired links and old mail.",
-		help:  "Security events older than SECURITY_EVENT_RETENTION are deleted, with expired links and\nmail sent or given up before SECURITY_EVENT_RETENTION.",
+	"prune": {summary: "Delete revoked, expired and idle tokens, old security events, expired links, old mail and webhook deliveries.",
+		help: "Security events older than SECURITY_EVENT_RETENTION are deleted, with expired links and\n" +
+			"mail and webhook deliveries made or given up before SECURITY_EVENT_RETENTION.",
 		setup: noFlags(prune)},
 	"mail": {summary: "List the mail waiting to be sent and the mail given up (never a link).",
 		setup: noFlags(listMail)},
@@ -70,6 +73,12 @@ var commands = map[string]command{
 		summary: "Set a user's email address at once (unverified unless --verified).",
 		help:    "A pending change of address is dropped.",
 		setup:   setEmailCommand},
+	"webhook": {args: "add URL [--events a,b] | list | deliveries ID | remove ID | test ID", nargs: -1,
+		summary: "Manage the endpoints told of security events (signed webhooks).",
+		help: "add prints the endpoint's signing secret, once. list shows each endpoint with its deliveries\n" +
+			"waiting, made and given up; deliveries lists those waiting and given up. test sends a signed\n" +
+			"webhook_test event at once. See docs/WEBHOOKS.md.",
+		setup: noFlags(webhookCommand)},
 	"import-django": {args: "--from DSN [--token-kind apitoken|authtoken] [--token-table NAME] [--dry-run] [...]",
 		summary: "Import users and tokens from a Django database.",
 		help:    "One transaction; running it again changes nothing. See docs/DJANGO.md.",
@@ -309,7 +318,11 @@ func prune(ctx context.Context, e *env, _ []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "deleted %d expired link(s) and %d old mail(s)\n", links, mails)
+	hooks, err := models.PruneWebhookDeliveries(ctx, e.db, time.Now().Add(-e.cfg.SecurityEventRetention))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "deleted %d expired link(s), %d old mail(s) and %d old webhook delivery(ies)\n", links, mails, hooks)
 	return nil
 }
 
