@@ -1,8 +1,9 @@
 // Package app is the composition root of tokenauth: New builds the whole
 // application (router, token resolver, change feed, usage flusher, rate
-// limits, metrics, mail outbox, webhooks) from a configuration, a database
-// and a logger, and returns it ready to start and shut down. The serve command and the tests
-// both build the service here, so what the tests run is what serves.
+// limits, metrics, mail outbox, webhooks, expiry notices) from a
+// configuration, a database and a logger, and returns it ready to start
+// and shut down. The serve command and the tests both build the service
+// here, so what the tests run is what serves.
 package app
 
 import (
@@ -24,6 +25,7 @@ import (
 	"tokenauth/auth"
 	"tokenauth/clock"
 	"tokenauth/config"
+	"tokenauth/expiry"
 	"tokenauth/keyring"
 	"tokenauth/mail"
 	"tokenauth/metrics"
@@ -62,6 +64,8 @@ type App struct {
 	// Webhooks delivers security events to the operator's endpoints in
 	// the background.
 	Webhooks *webhooks.Dispatcher
+	// Expiry records the notices of tokens about to expire.
+	Expiry *expiry.Notifier
 	// Router serves every route; it is the app's HTTP handler.
 	Router *gin.Engine
 
@@ -172,6 +176,7 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 	composer := mail.NewComposer(a.Keyring, cfg.PublicURL)
 	a.Mail = mail.NewOutbox(a.DB, composer, sender, a.Metrics, cfg.PasswordResetTTL, mail.MailPolicy, log)
 	a.Webhooks = webhooks.NewDispatcher(a.DB, a.Keyring, a.Metrics, webhooks.Policy, log)
+	a.Expiry = expiry.NewNotifier(a.DB, expiryMail(cfg, composer), log)
 	if err := models.ListenForQueued(a.DB, func(table string) {
 		a.Mail.Wake(table)
 		a.Webhooks.Wake(table)
@@ -202,8 +207,8 @@ func (a *App) MetricsHandler() http.Handler {
 
 // Start runs the background work until Shutdown: writing last-used times
 // behind the requests, following the changes other processes make (the
-// token cache is on only while they are followed), the mail outbox and
-// the webhooks.
+// token cache is on only while they are followed), the mail outbox, the
+// webhooks and the notices of expiry.
 func (a *App) Start(ctx context.Context) {
 	ctx, a.stop = context.WithCancel(context.WithoutCancel(ctx))
 	a.workers.Go(func() {
@@ -214,6 +219,17 @@ func (a *App) Start(ctx context.Context) {
 	a.workers.Go(func() { a.Feed.Run(ctx) })
 	a.workers.Go(func() { a.Mail.Run(ctx) })
 	a.workers.Go(func() { a.Webhooks.Run(ctx) })
+	a.workers.Go(func() { a.Expiry.Run(ctx) })
+}
+
+// expiryMail is the composer of the expiry notices' mail: none unless a
+// mail server is configured (with SMTP_URL empty, mail goes to the log,
+// and three notices per token there would be noise).
+func expiryMail(cfg config.Config, composer *mail.Composer) *mail.Composer {
+	if cfg.SMTPURL == "" {
+		return nil
+	}
+	return composer
 }
 
 // Shutdown stops the background work, writing what is pending (unsent

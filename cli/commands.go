@@ -15,7 +15,9 @@ import (
 
 	"golang.org/x/term"
 
+	"tokenauth/expiry"
 	"tokenauth/keyring"
+	"tokenauth/mail"
 	"tokenauth/models"
 )
 
@@ -301,6 +303,23 @@ func listEvents(ctx context.Context, e *env, args []string) error {
 }
 
 func prune(ctx context.Context, e *env, _ []string) error {
+	// The notices due are recorded first: an expired token leaves its
+	// token_expired event before it is deleted.
+	var composer *mail.Composer
+	if e.cfg.SMTPURL != "" {
+		kr, err := keyring.Load(ctx, e.db, e.cfg.SecretKey)
+		if err != nil {
+			return err
+		}
+		composer = mail.NewComposer(kr, e.cfg.PublicURL)
+	}
+	notices, err := expiry.NewNotifier(e.db, composer, e.log).RecordDue(ctx)
+	if err != nil {
+		return err
+	}
+	if notices > 0 {
+		fmt.Fprintf(e.stdout, "recorded %d notice(s) of token expiry\n", notices)
+	}
 	n, err := models.PruneTokens(ctx, e.db, e.cfg.TokenIdleTimeout)
 	if err != nil {
 		return err

@@ -24,6 +24,8 @@ var subjects = map[string]string{
 	models.MailVerifyEmail:       "Verify your email address for " + Product,
 	models.MailEmailChange:       "Confirm your new email address for " + Product,
 	models.MailEmailChangeNotice: "Your " + Product + " email address is being changed",
+	models.MailTokenExpiring:     "A " + Product + " token of yours expires soon",
+	models.MailTokenExpired:      "A " + Product + " token of yours has expired",
 	kindTest:                     Product + " test mail",
 }
 
@@ -63,6 +65,8 @@ type content struct {
 	// Expires and ValidFor say when the link stops working.
 	Expires, ValidFor string
 	SentAt            string
+	// TokenName is the name of the token a notice of expiry is about.
+	TokenName string
 }
 
 // Message is a mail to send.

@@ -53,6 +53,10 @@ type APIToken struct {
 	ExpiresAt     *time.Time
 	RevokedAt     *time.Time
 	RevokedReason string `gorm:"size:32;not null;default:''"`
+	// ExpiryNoticeAt is when the next notice of the token's expiry is due
+	// (see RecordExpiryNotices); nil when none is to come. The index holds
+	// only the tokens with a notice to come.
+	ExpiryNoticeAt *time.Time `gorm:"index:idx_api_tokens_expiry_notice,where:expiry_notice_at IS NOT NULL" json:"-"`
 
 	// Secret is the plain token. It exists only in memory, right after the
 	// token is issued or rotated, to be shown to its owner once.
@@ -63,11 +67,15 @@ type APIToken struct {
 }
 
 // BeforeCreate stores the hash and display prefix of a freshly issued
-// secret. It only computes; a token without a plain secret is left alone.
-func (t *APIToken) BeforeCreate(*gorm.DB) error {
+// secret, and when the first notice of the token's expiry is due. It only
+// computes; a token without a plain secret keeps its hash.
+func (t *APIToken) BeforeCreate(tx *gorm.DB) error {
 	if t.Secret != "" {
 		t.KeyHash = HashToken(t.Secret)
 		t.Prefix = t.Secret[:DisplayPrefixLength]
+	}
+	if t.ExpiresAt != nil && t.ExpiryNoticeAt == nil && wantsExpiryNotices(t.Kind) {
+		t.ExpiryNoticeAt = firstExpiryNotice(*t.ExpiresAt, nowOf(tx))
 	}
 	return nil
 }

@@ -116,7 +116,10 @@ func PruneTokens(ctx context.Context, db *gorm.DB, idle time.Duration) (int64, e
 				change.TokenIDs = append(change.TokenIDs, ids...)
 			}
 		}
-		res := tx.Where("revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ?)", now).Delete(&APIToken{})
+		// An expired token whose token_expired notice is not recorded yet
+		// stays until it is (RecordExpiryNotices, which prune runs first).
+		res := tx.Where("revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ? AND expiry_notice_at IS NULL)", now).
+			Delete(&APIToken{})
 		deleted = res.RowsAffected
 		return change, res.Error
 	})
