@@ -98,11 +98,12 @@ WHERE t.key_hash = `
 // lookupSkips are the columns FindTokenByHash leaves out, each with the
 // reason; every other column is read.
 var lookupSkips = map[string]string{
-	"api_tokens.key_hash":       "the caller knows it: it is the argument",
-	"users.id":                  "the same as api_tokens.user_id, which is read",
-	"api_tokens.revoked_reason": "a revoked token never authenticates",
-	"users.password_hash":       "a secret: checked only against a fresh read (see ChangePassword)",
-	"users.username_key":        "used to find users by name, never by a request",
-	"users.email_key":           "used to find users by address, never by a request",
-	"users.updated_at":          "bookkeeping no request reads",
+	"api_tokens.key_hash":         "the caller knows it: it is the argument",
+	"users.id":                    "the same as api_tokens.user_id, which is read",
+	"api_tokens.revoked_reason":   "a revoked token never authenticates",
+	"api_tokens.expiry_notice_at": "read only by the worker that records notices of expiry",
+	"users.password_hash":         "a secret: checked only against a fresh read (see ChangePassword)",
+	"users.username_key":          "used to find users by name, never by a request",
+	"users.email_key":             "used to find users by address, never by a request",
+	"users.updated_at":            "bookkeeping no request reads",
 }
