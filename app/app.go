@@ -32,6 +32,7 @@ import (
 	"tokenauth/models"
 	"tokenauth/password"
 	"tokenauth/routes"
+	"tokenauth/secretscanning"
 	"tokenauth/webhooks"
 )
 
@@ -184,7 +185,14 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 		a.closeRedis()
 		return nil, fmt.Errorf("following the outbox: %w", err)
 	}
-	router, err := routes.New(routes.Deps{DB: a.DB, Config: cfg, Clock: a.Clock, Logger: log, Passwords: a.Passwords,
+	var scanKeys *secretscanning.Keys
+	if cfg.GitHubSecretScanningKeys != "" {
+		if scanKeys, err = secretscanning.Load(cfg.GitHubSecretScanningKeys, o.clock.Now); err != nil {
+			a.closeRedis()
+			return nil, err
+		}
+	}
+	router, err := routes.New(routes.Deps{SecretScanning: scanKeys, DB: a.DB, Config: cfg, Clock: a.Clock, Logger: log, Passwords: a.Passwords,
 		Keyring: a.Keyring, Resolver: a.Resolver, Redis: a.redis, RedisPrefix: o.redisPrefix, Metrics: a.Metrics, Mail: composer,
 		Resources: append(routes.Resources(), o.resources...)})
 	if err != nil {

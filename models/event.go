@@ -63,6 +63,9 @@ type SecurityEvent struct {
 	UserAgent string    `gorm:"size:512;not null;default:'';index:idx_security_events_known_client,priority:3"`
 	NewClient bool      `gorm:"not null;default:false"`
 	CreatedAt time.Time `gorm:"index:idx_security_events_user_created,priority:2;index;index:idx_security_events_known_client,priority:4;index:idx_security_events_username,priority:2"`
+	// Detail says more where there is more to say: where a leaked token
+	// was found (the source and URL of a secret-scanning report).
+	Detail string `gorm:"size:500;not null;default:''"`
 	// WebhooksQueued says the event has been made into webhook deliveries
 	// (QueueWebhooks). The index holds only the events still to look at.
 	WebhooksQueued bool `gorm:"not null;default:false;index:idx_security_events_webhooks_pending,where:webhooks_queued = false" json:"-"`
@@ -104,11 +107,13 @@ const (
 func recordEvent(tx *gorm.DB, e SecurityEvent) error {
 	client := clientOf(tx.Statement.Context)
 	e.IP, e.UserAgent = client.IP, client.UserAgent
-	if err := tx.Create(&e).Error; err != nil {
-		return err
-	}
-	// The event is the webhooks' outbox: their worker looks at it once
-	// the transaction commits.
+	return tx.Create(&e).Error
+}
+
+// AfterCreate has the event announced once its transaction commits (see
+// commit): the events are the webhooks' outbox, and their worker starts on
+// it at once. It only notes the table in memory.
+func (e *SecurityEvent) AfterCreate(tx *gorm.DB) error {
 	announceQueued(tx, EventTable)
 	return nil
 }

@@ -85,6 +85,69 @@ func RevokeLeaked(ctx context.Context, db *gorm.DB, keyHashes []string) ([]uint,
 	return revoked, err
 }
 
+// LeakReport is a token reported leaked by a secret scanner.
+type LeakReport struct {
+	// KeyHash is HashToken of the reported string.
+	KeyHash string
+	// Detail says where it was found; it is recorded with the revocation.
+	Detail string
+}
+
+// eventDetailMaxLength is the size of SecurityEvent's Detail column.
+const eventDetailMaxLength = 500
+
+// RevokeReported revokes the live tokens among the reports, each with a
+// token_revoked event (reason leak_report) that says where it was found,
+// and returns the key hashes of the reports that are tokens of this
+// service, live or not.
+func RevokeReported(ctx context.Context, db *gorm.DB, reports []LeakReport) (map[string]bool, error) {
+	known := map[string]bool{}
+	if len(reports) == 0 {
+		return known, nil
+	}
+	hashes := make([]string, len(reports))
+	for i, r := range reports {
+		hashes[i] = r.KeyHash
+	}
+	err := commit(ctx, db, func(tx *gorm.DB) (Change, error) {
+		var found []APIToken
+		if err := tx.Select("id", "user_id", "key_hash", "revoked_at").Where("key_hash IN ?", hashes).
+			Find(&found).Error; err != nil {
+			return Change{}, err
+		}
+		now := nowOf(tx)
+		var change Change
+		for _, t := range found {
+			known[t.KeyHash] = true
+			if t.RevokedAt != nil {
+				continue
+			}
+			res := tx.Model(&APIToken{}).Where("id = ? AND revoked_at IS NULL", t.ID).
+				UpdateColumns(map[string]any{"revoked_at": now, "revoked_reason": RevokedByLeakReport})
+			if res.Error != nil {
+				return change, res.Error
+			}
+			if res.RowsAffected == 0 {
+				continue
+			}
+			detail := ""
+			for _, r := range reports {
+				if r.KeyHash == t.KeyHash {
+					detail = storableText(r.Detail, eventDetailMaxLength)
+					break
+				}
+			}
+			if err := recordEvent(tx, SecurityEvent{UserID: idRef(t.UserID), Type: EventTokenRevoked,
+				Reason: RevokedByLeakReport, TokenID: idRef(t.ID), Detail: detail}); err != nil {
+				return change, err
+			}
+			change.TokenIDs = append(change.TokenIDs, t.ID)
+		}
+		return change, nil
+	})
+	return known, err
+}
+
 func idsByUser(tokens []APIToken) map[uint][]uint {
 	out := map[uint][]uint{}
 	for _, t := range tokens {

@@ -85,6 +85,8 @@ type WebhookEvent struct {
 	// Reason says why a token was revoked or a login failed, or which
 	// notice of expiry this is; empty for other events.
 	Reason string `json:"reason,omitempty"`
+	// Detail says where a leaked token was found.
+	Detail string `json:"detail,omitempty"`
 }
 
 // WebhookUser is the account an event is about.
@@ -270,7 +272,8 @@ func queueDeliveries(tx *gorm.DB, events []SecurityEvent, endpoints []WebhookEnd
 		}
 	}
 	for _, ev := range events {
-		body := WebhookEvent{ID: ev.ID, Type: ev.Type, CreatedAt: ev.CreatedAt.UTC(), TokenID: ev.TokenID, Reason: ev.Reason}
+		body := WebhookEvent{ID: ev.ID, Type: ev.Type, CreatedAt: ev.CreatedAt.UTC(), TokenID: ev.TokenID, Reason: ev.Reason,
+			Detail: ev.Detail}
 		var userKey uint
 		if ev.UserID != nil {
 			userKey = *ev.UserID

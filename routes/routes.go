@@ -23,6 +23,7 @@ import (
 	"tokenauth/middlewares"
 	"tokenauth/models"
 	"tokenauth/password"
+	"tokenauth/secretscanning"
 	"tokenauth/web"
 )
 
@@ -46,6 +47,9 @@ type Deps struct {
 	// Mail writes the mails of links (resets, verification, changes of
 	// address) for the outbox.
 	Mail *mail.Composer
+	// SecretScanning holds GitHub's secret-scanning keys; nil turns the
+	// receiver off.
+	SecretScanning *secretscanning.Keys
 	// Resources are served under /api beside accounts and tokens
 	// (Resources() for the service's own).
 	Resources []Resource
@@ -123,6 +127,9 @@ func New(d Deps) (*gin.Engine, error) {
 	api.DELETE("/tokens/:id", FullScope, tokens.Revoke)
 	leaks := controllers.NewLeakController(d.DB)
 	api.With(limitIP("revoke-leaked")).POST("/tokens/revoke-leaked", Public, leaks.Revoke)
+	// Public to tokens: GitHub proves itself by signing the body.
+	scanning := controllers.NewSecretScanningController(d.DB, d.SecretScanning, d.Metrics)
+	api.POST("/github/secret-scanning", Public, scanning.Receive)
 
 	events := controllers.NewEventController(d.DB)
 	api.GET("/security-events", FullScope, events.List)
