@@ -111,8 +111,14 @@ func (sc *SecretScanningController) Receive(c *gin.Context) error {
 	return nil
 }
 
+// maxScanText is the longest string a report's field may hold, in
+// characters.
+const maxScanText = 4096
+
 // decodeScanReports reads GitHub's list of reports: one JSON array of
-// objects whose fields are strings of valid text, at most maxScanReports.
+// objects whose fields are text (see badText) of at most maxScanText
+// characters, at most maxScanReports of them. A field that breaks a rule
+// is named by its key.
 func decodeScanReports(body []byte) ([]scanReport, error) {
 	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '[' {
 		return nil, errScanReport
@@ -125,15 +131,64 @@ func decodeScanReports(body []byte) ([]scanReport, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errScanReport
 	}
+	if fields := badListText(body); fields != nil {
+		return nil, apierror.Validation(fields)
+	}
 	if len(reports) > maxScanReports {
-		return nil, apierror.Validation(map[string]string{"tokens": "at most 1000 reports at once"})
+		return nil, apierror.Validation(map[string]string{"[]": "at most 1000 reports at once"})
 	}
 	for _, r := range reports {
-		for _, s := range []string{r.Token, r.Type, r.URL, r.Source} {
-			if !utf8.ValidString(s) || len(s) > 4096 {
-				return nil, errScanReport
+		for name, v := range map[string]string{"token": r.Token, "type": r.Type, "url": r.URL, "source": r.Source} {
+			if utf8.RuneCountInString(v) > maxScanText {
+				return nil, apierror.Validation(map[string]string{name: "must be at most 4096 characters"})
 			}
 		}
 	}
 	return reports, nil
+}
+
+// badListText is badText for a body that is a list of objects: it names
+// each string that is not text by the key it is the value of.
+func badListText(body []byte) map[string]string {
+	if utf8.Valid(body) && !bytes.Contains(body, []byte(`\u`)) {
+		return nil
+	}
+	var fields map[string]string
+	dec := json.NewDecoder(bytes.NewReader(body))
+	depth, expectKey, field := 0, false, ""
+	for {
+		start := dec.InputOffset()
+		tok, err := dec.Token()
+		if err != nil {
+			return fields
+		}
+		switch tok := tok.(type) {
+		case json.Delim:
+			if tok == '{' || tok == '[' {
+				depth++
+			} else {
+				depth--
+			}
+			expectKey = depth == 2
+			continue
+		case string:
+			if depth == 2 && expectKey {
+				field, expectKey = tok, false
+				continue
+			}
+			literal := body[start:dec.InputOffset()]
+			literal = literal[bytes.IndexByte(literal, '"'):]
+			if msg := textProblem(literal); msg != "" {
+				if fields == nil {
+					fields = map[string]string{}
+				}
+				if _, seen := fields[field]; !seen {
+					fields[field] = msg
+				}
+			}
+		}
+		if depth == 2 {
+			expectKey = true
+		}
+	}
 }

@@ -159,8 +159,21 @@ func idsByUser(tokens []APIToken) map[uint][]uint {
 // PruneTokens deletes tokens that can never work again: revoked, expired,
 // or idle longer than idle (0 = no idle limit). A token that dies of
 // idleness leaves a token_revoked event with reason idle, so its owner
-// learns why it stopped. It returns how many tokens were deleted.
+// learns why it stopped; an expired token leaves its token_expired notice
+// first (recorded here without mail when the caller has not recorded it
+// with its mail: see RecordExpiryNotices). It returns how many tokens were
+// deleted.
 func PruneTokens(ctx context.Context, db *gorm.DB, idle time.Duration) (int64, error) {
+	const noticeBatch = 500
+	for {
+		n, err := RecordExpiryNotices(ctx, db, noticeBatch, nil)
+		if err != nil {
+			return 0, err
+		}
+		if n < noticeBatch {
+			break
+		}
+	}
 	var deleted int64
 	err := commit(ctx, db, func(tx *gorm.DB) (Change, error) {
 		now := nowOf(tx)
@@ -179,10 +192,10 @@ func PruneTokens(ctx context.Context, db *gorm.DB, idle time.Duration) (int64, e
 				change.TokenIDs = append(change.TokenIDs, ids...)
 			}
 		}
-		// An expired token whose token_expired notice is not recorded yet
-		// stays until it is (RecordExpiryNotices, which prune runs first).
-		res := tx.Where("revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ? AND expiry_notice_at IS NULL)", now).
-			Delete(&APIToken{})
+		// An expired token whose notice came due since the notices above
+		// were recorded stays for the next prune.
+		res := tx.Where("revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ? AND "+
+			"(expiry_notice_at IS NULL OR expiry_notice_at > ?))", now, now).Delete(&APIToken{})
 		deleted = res.RowsAffected
 		return change, res.Error
 	})

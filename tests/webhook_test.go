@@ -1,12 +1,15 @@
 package tests
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	osexec "os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -18,7 +21,9 @@ import (
 	"tokenauth/cli"
 	"tokenauth/clock"
 	"tokenauth/config"
+	"tokenauth/internal/testdb"
 	"tokenauth/models"
+	"tokenauth/password"
 	"tokenauth/webhooks"
 	"tokenauth/webhooks/verifier"
 )
@@ -34,6 +39,10 @@ type hookReceiver struct {
 	secret    string
 	refusing  bool
 	requests  []hookRequest
+	// hold, while not nil, keeps each request unanswered until it is
+	// closed; such a request is counted in held and not recorded.
+	hold chan struct{}
+	held int
 }
 
 // hookRequest is one request the receiver got.
@@ -60,6 +69,13 @@ func newHookReceiver(t *testing.T, clk clock.Clock) *hookReceiver {
 func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	r.mu.Lock()
+	if hold := r.hold; hold != nil {
+		r.held++
+		r.mu.Unlock()
+		<-hold
+		http.Error(w, "held", http.StatusServiceUnavailable)
+		return
+	}
 	defer r.mu.Unlock()
 	got := hookRequest{Body: body, Header: req.Header.Clone()}
 	_ = json.Unmarshal(body, &got.Event)
@@ -77,6 +93,26 @@ func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	got.Accepted = true
 	r.requests = append(r.requests, got)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// holdRequests keeps requests unanswered until release is called.
+func (r *hookReceiver) holdRequests() (release func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	hold := make(chan struct{})
+	r.hold = hold
+	return func() {
+		r.mu.Lock()
+		r.hold = nil
+		r.mu.Unlock()
+		close(hold)
+	}
+}
+
+func (r *hookReceiver) heldRequests() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.held
 }
 
 func (r *hookReceiver) refuse(on bool) {
@@ -101,7 +137,13 @@ func (r *hookReceiver) received() []hookRequest {
 // operator would, and returns what it printed.
 func runCLI(t *testing.T, s *Server, args ...string) (string, error) {
 	t.Helper()
-	env := map[string]string{"DATABASE_URL": s.Config.DatabaseURL, "METRICS_ADDR": ""}
+	return runCLIOn(t, s.Config.DatabaseURL, args...)
+}
+
+// runCLIOn runs a tokenauth subcommand on the database at dbURL.
+func runCLIOn(t *testing.T, dbURL string, args ...string) (string, error) {
+	t.Helper()
+	env := map[string]string{"DATABASE_URL": dbURL, "METRICS_ADDR": ""}
 	var out, errOut bytes.Buffer
 	code := cli.Main(t.Context(), args, func(k string) (string, bool) { v, ok := env[k]; return v, ok },
 		strings.NewReader(""), &out, &errOut)
@@ -117,7 +159,12 @@ var secretLine = regexp.MustCompile(`signing secret \(shown once, keep it with t
 // it the secret printed.
 func addHook(t *testing.T, s *Server, r *hookReceiver, args ...string) {
 	t.Helper()
-	out, err := runCLI(t, s, append([]string{"webhook", "add", r.URL}, args...)...)
+	addHookOn(t, s.Config.DatabaseURL, r, args...)
+}
+
+func addHookOn(t *testing.T, dbURL string, r *hookReceiver, args ...string) {
+	t.Helper()
+	out, err := runCLIOn(t, dbURL, append([]string{"webhook", "add", r.URL}, args...)...)
 	if err != nil {
 		t.Fatalf("webhook add: %v", err)
 	}
@@ -415,5 +462,99 @@ func TestWebhookEventFilter(t *testing.T) {
 	}
 	if !slices.Equal(types, []string{"token_created", "token_revoked"}) {
 		t.Errorf("received %v, want token_created then token_revoked", types)
+	}
+}
+
+// A kill -9 while a delivery is in flight loses nothing: the service runs
+// in another process (see serveChild), records a login and starts
+// delivering it, and the receiver holds the request unanswered while the
+// process is killed. The delivery's claim outlives the process; once its
+// lease has run out, the next start delivers it.
+func TestKilledServiceLosesNoWebhook(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.URL(t)
+	database, err := config.OpenDatabase(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { database.Close() })
+	if err := config.Migrate(database.ORM); err != nil {
+		t.Fatal(err)
+	}
+	u, err := models.NewUser(t.Context(), password.NewHasher(testPasswordParams, 1), models.PasswordPolicy{MinLength: 1},
+		"frank", "frank@example.com", testPassword)
+	if err == nil {
+		err = models.CreateUser(t.Context(), database.ORM, u)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newHookReceiver(t, clock.System{})
+	addHookOn(t, dbURL, r)
+	release := r.holdRequests()
+	released := false
+	t.Cleanup(func() {
+		if !released {
+			release()
+		}
+	})
+
+	child := osexec.Command(os.Args[0])
+	child.Env = append(os.Environ(), childEnv+"=serve", "CHILD_DATABASE_URL="+dbURL)
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Stderr = io.Discard
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	t.Cleanup(func() {
+		if !killed {
+			_ = child.Process.Kill()
+			_ = child.Wait()
+		}
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the child's address: %v", err)
+	}
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
+	if !ok {
+		t.Fatalf("the child said %q", line)
+	}
+	resp, err := http.Post("http://"+addr+"/api/login/", "application/json",
+		strings.NewReader(`{"username": "frank", "password": "`+testPassword+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("login at the child: %d", resp.StatusCode)
+	}
+	waitFor(t, "the delivery to reach the receiver", func() bool { return r.heldRequests() == 1 })
+	if err := child.Process.Kill(); err != nil { // SIGKILL: no shutdown runs
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	killed = true
+	release()
+	released = true
+
+	var rows []models.WebhookDelivery
+	if err := database.ORM.Find(&rows).Error; err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].DeliveredAt != nil || rows[0].ClaimedUntil == nil || rows[0].Attempts != 1 {
+		t.Fatalf("the deliveries after the kill: %+v", rows)
+	}
+
+	clk := clock.NewFake(rows[0].ClaimedUntil.Add(time.Second))
+	next := NewServer(t, WithConfig(func(c *config.Config) { c.DatabaseURL = dbURL }), WithApp(app.WithClock(clk)))
+	driveHooks(t, clk, next)
+	checkHooks(t, next, r, nil)
+	if d := hookRows(t, next)[0]; d.Attempts != 2 {
+		t.Errorf("attempts: got %d, want 2 (the killed one and the one that delivered)", d.Attempts)
 	}
 }
