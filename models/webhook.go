@@ -296,6 +296,17 @@ func queueDeliveries(tx *gorm.DB, events []SecurityEvent, endpoints []WebhookEnd
 	return nil
 }
 
+// DelayWebhookChain makes the deliveries waiting behind d (same endpoint
+// and user, later events) due no sooner than at, when d will be tried
+// again: they cannot go before it, and while they look due every claim
+// would look at each of them and pass it over.
+func DelayWebhookChain(ctx context.Context, db *gorm.DB, d *WebhookDelivery, at time.Time) error {
+	return translate(db.WithContext(ctx).Model(&WebhookDelivery{}).
+		Where("endpoint_id = ? AND user_key = ? AND event_id > ? AND delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at < ?",
+			d.EndpointID, d.UserKey, d.EventID, at).
+		UpdateColumn("next_attempt_at", at).Error)
+}
+
 // PruneWebhookDeliveries deletes deliveries made or given up before
 // before, and returns how many.
 func PruneWebhookDeliveries(ctx context.Context, db *gorm.DB, before time.Time) (int64, error) {

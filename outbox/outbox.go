@@ -100,9 +100,11 @@ type Worker[T any, P interface {
 	afterPass func(ctx context.Context)
 	// cond, when set, is a further condition a row must meet to be
 	// claimed (models.ClaimDueWhere).
-	cond   string
-	wake   chan struct{}
-	passes atomic.Uint64
+	cond string
+	// onRetry, when set, hears of every row that will be tried again.
+	onRetry func(ctx context.Context, row *T, at time.Time)
+	wake    chan struct{}
+	passes  atomic.Uint64
 }
 
 // NewWorker returns a worker for table on db (whose clock decides what is
@@ -129,6 +131,11 @@ func (w *Worker[T, P]) AfterPass(fn func(ctx context.Context)) { w.afterPass = f
 // Where has the worker claim only the due rows that meet cond, an SQL
 // condition on the row such as models.WebhookInOrder.
 func (w *Worker[T, P]) Where(cond string) { w.cond = cond }
+
+// OnRetry has fn called, on the worker's goroutine, with every row whose
+// attempt failed and that will be tried again at at, once that is
+// recorded (rows queued behind it can wait as long: see package webhooks).
+func (w *Worker[T, P]) OnRetry(fn func(ctx context.Context, row *T, at time.Time)) { w.onRetry = fn }
 
 // Passes returns how many times the worker has looked for due rows (and
 // delivered what it found) since it started.
@@ -206,6 +213,9 @@ func (w *Worker[T, P]) RunOnce(ctx context.Context) (bool, error) {
 	}
 	if w.observe != nil {
 		w.observe(result)
+	}
+	if result == Retrying && w.onRetry != nil {
+		w.onRetry(settleCtx, &rows[0], outcome.RetryAt)
 	}
 	switch result {
 	case Retrying:

@@ -334,8 +334,18 @@ func TestWebhooksSurviveAFailingReceiverAndARestart(t *testing.T) {
 	// While refused, only the first event of each user is tried.
 	clk.Advance(webhooks.Policy.Backoff(1))
 	s.Webhooks.WakeAll()
-	hooksIdle(t, clk, s)
+	heads := hooksIdle(t, clk, s)
 	s.App.Shutdown()
+	// The deliveries behind a failed one wait as long as it does.
+	retryAt := map[uint]time.Time{}
+	for _, h := range heads {
+		retryAt[h.UserKey] = h.NextAttemptAt
+	}
+	for _, d := range hookRows(t, s) {
+		if at := retryAt[d.UserKey]; d.NextAttemptAt.Before(at) {
+			t.Errorf("delivery %d is due at %v, before the failed delivery ahead of it (%v)", d.ID, d.NextAttemptAt, at)
+		}
+	}
 	if got := len(r.received()); got != 6 {
 		t.Errorf("%d requests while refused, want 6: two for the first event of each user", got)
 	}

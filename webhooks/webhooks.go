@@ -103,6 +103,11 @@ func NewDispatcher(db *gorm.DB, kr *keyring.Keyring, m *metrics.Metrics, policy 
 	d.worker = outbox.NewWorker[models.WebhookDelivery, *models.WebhookDelivery](db, models.WebhookDeliveryTable,
 		policy, d.deliver, log)
 	d.worker.Where(models.WebhookInOrder)
+	d.worker.OnRetry(func(ctx context.Context, w *models.WebhookDelivery, at time.Time) {
+		if err := models.DelayWebhookChain(ctx, db, w, at); err != nil && ctx.Err() == nil {
+			log.Warn("delaying the deliveries behind a failed one", "id", w.ID, "error", err.Error())
+		}
+	})
 	d.worker.Observe(func(r outbox.Result) {
 		switch r {
 		case outbox.Delivered:
