@@ -94,10 +94,34 @@ var (
 	ErrEmailTaken = New(http.StatusConflict, "conflict", "Another account has verified this email address.")
 )
 
+// Errors of the second factor.
+var (
+	ErrMFAEnabled = New(http.StatusConflict, "mfa_already_enabled",
+		"Two-factor authentication is on already: turn it off first to enrol another device.")
+	ErrMFANotEnabled = New(http.StatusConflict, "mfa_not_enabled",
+		"Two-factor authentication is not on (or no enrolment is under way): start one with POST /api/mfa/totp/.")
+	ErrInvalidMFACode = New(http.StatusUnauthorized, "invalid_mfa_code",
+		"The code is wrong or used already; try the next code your app shows, or a recovery code.")
+	ErrInvalidMFAToken = New(http.StatusUnauthorized, "invalid_mfa_token",
+		"This sign-in has expired, was used, or had too many wrong codes: sign in with your password again.")
+)
+
 // InsufficientScope is the 403 for a token that lacks scope.
 func InsufficientScope(scope string) *Error {
 	return New(http.StatusForbidden, "insufficient_scope", "This token lacks the scope "+scope+".").
 		WithHeader("WWW-Authenticate", `Bearer realm="api", error="insufficient_scope", scope="`+scope+`"`)
+}
+
+// ReauthenticationRequired is the 401 of a sensitive action asked by a
+// token whose holder proved the password longer than maxAge ago, in the
+// form of RFC 9470 (step-up authentication): the token stays valid, and
+// POST /api/reauth/ with the password makes it fresh again.
+func ReauthenticationRequired(maxAge time.Duration) *Error {
+	seconds := strconv.FormatInt(int64(maxAge/time.Second), 10)
+	return New(http.StatusUnauthorized, "reauthentication_required",
+		"This action needs a recent proof of your password: send it to POST /api/reauth/, then try again. Your token still works.").
+		WithHeader("WWW-Authenticate", `Bearer realm="api", error="insufficient_user_authentication", `+
+			`error_description="A more recent authentication is required", max_age=`+seconds)
 }
 
 // RateLimited is the 429 for a client over a limit, with Retry-After in
@@ -133,6 +157,7 @@ func Handle(h HandlerFunc) gin.HandlerFunc {
 func From(err error) (*Error, bool) {
 	var (
 		apiErr  *Error
+		stale   *auth.ReauthRequired
 		invalid *models.ValidationError
 		tooBig  *http.MaxBytesError
 		tooMany *models.TooManyLinksError
@@ -142,6 +167,8 @@ func From(err error) (*Error, bool) {
 		return apiErr, true
 	case errors.As(err, &invalid):
 		return Validation(invalid.Fields), true
+	case errors.As(err, &stale):
+		return ReauthenticationRequired(stale.MaxAge), true
 	case errors.As(err, &tooBig):
 		return ErrBodyTooLarge, true
 	case errors.Is(err, auth.ErrNoToken):
@@ -162,6 +189,14 @@ func From(err error) (*Error, bool) {
 		return ErrInvalidCreds, true
 	case errors.Is(err, models.ErrAccountDisabled):
 		return ErrAccountOff, true
+	case errors.Is(err, models.ErrMFAEnabled):
+		return ErrMFAEnabled, true
+	case errors.Is(err, models.ErrMFANotEnabled):
+		return ErrMFANotEnabled, true
+	case errors.Is(err, models.ErrInvalidMFACode):
+		return ErrInvalidMFACode, true
+	case errors.Is(err, models.ErrInvalidMFAToken):
+		return ErrInvalidMFAToken, true
 	case errors.Is(err, models.ErrInvalidData):
 		// The client's fault, but a check at the edges missed it: worth a
 		// log line (which carries the SQLSTATE, not the value).

@@ -146,7 +146,8 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 	}
 	a.Keyring = kr
 	a.Resolver = auth.NewResolver(a.DB, db.Pool, auth.Options{IdleTimeout: cfg.TokenIdleTimeout,
-		Sliding: cfg.TokenSliding, TTL: cfg.TokenTTL, MaxTTL: cfg.TokenMaxTTL, CacheTTL: cfg.TokenCacheTTL})
+		Sliding: cfg.TokenSliding, TTL: cfg.TokenTTL, MaxTTL: cfg.TokenMaxTTL, CacheTTL: cfg.TokenCacheTTL,
+		ReauthMaxAge: cfg.ReauthMaxAge})
 	if err := models.ListenForChanges(a.DB, a.Resolver.Apply); err != nil {
 		return nil, fmt.Errorf("following the database's changes: %w", err)
 	}

@@ -82,6 +82,9 @@ type Options struct {
 	TTL, MaxTTL time.Duration
 	// CacheTTL is how long a successful lookup is reused (0 = no cache).
 	CacheTTL time.Duration
+	// ReauthMaxAge is how recent a token's proof of the password must be
+	// for sensitive actions (0 = any; see Identity.RequireFreshAuth).
+	ReauthMaxAge time.Duration
 }
 
 // Request is what Resolve needs to know of a request.
@@ -105,6 +108,10 @@ type Identity struct {
 	// expiresHeader is ExpiresAt formatted, shared with the cache entry
 	// when the expiry did not slide (net/http only reads header values).
 	expiresHeader []string
+	// stale says that the token's proof of the password is older than
+	// reauthMaxAge at the time of the request.
+	stale        bool
+	reauthMaxAge time.Duration
 }
 
 // User returns the user the token belongs to.
@@ -197,6 +204,7 @@ func (r *Resolver) Resolve(ctx context.Context, req Request) (*Identity, error) 
 		expires = r.recordUse(e, noted, expires, req.Now)
 	}
 	id := &Identity{Token: *e.token, ExpiresAt: expires}
+	id.judgeFreshness(e.token, req.Now, r.opts.ReauthMaxAge)
 	if expires == e.token.ExpiresAt {
 		id.expiresHeader = e.expiresHeader
 	}

@@ -59,6 +59,10 @@ var commands = map[string]command{
 		setup:   noFlags(func(ctx context.Context, e *env, args []string) error { return setActive(ctx, e, args[0], false) })},
 	"activate": {args: "USERNAME", nargs: 1, summary: "Reactivate a deactivated user.",
 		setup: noFlags(func(ctx context.Context, e *env, args []string) error { return setActive(ctx, e, args[0], true) })},
+	"mfa-reset": {args: "USERNAME", nargs: 1,
+		summary: "Turn a user's second factor off and revoke every token of the user, for a lost device.",
+		help:    "Recorded as an mfa_disabled event (reason operator); the user is mailed a notice.\nCheck who is asking before you run it: it leaves the account behind its password alone.",
+		setup:   noFlags(mfaReset)},
 	"revoke-tokens": {args: "USERNAME", nargs: 1, summary: "Revoke every token of a user.", setup: noFlags(revokeTokens)},
 	"tokens":        {args: "USERNAME", nargs: 1, summary: "List a user's live tokens (never their secrets).", setup: noFlags(listTokens)},
 	"events": {args: "USERNAME", nargs: 1, summary: "Print a user's security events, newest first.",
@@ -218,6 +222,33 @@ func revokeTokens(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// mfaReset turns a user's second factor off for an operator (a lost
+// device and no recovery code), revoking every token of the user in the
+// same transaction: whoever held a session may be the reason.
+func mfaReset(ctx context.Context, e *env, args []string) error {
+	u, err := findUser(ctx, e, args[0])
+	if err != nil {
+		return err
+	}
+	keys, err := keyring.Load(ctx, e.db, e.cfg.SecretKey)
+	if err != nil {
+		return err
+	}
+	notice, err := mail.NewComposer(keys, e.cfg.PublicURL).MFANotice(u, models.MailMFADisabled, models.Now(e.db))
+	if err != nil {
+		return err
+	}
+	err = models.DisableMFA(ctx, e.db, u.ID, models.RevokedByOperator, true, notice)
+	if errors.Is(err, models.ErrMFANotEnabled) {
+		return fmt.Errorf("%s has no second factor to reset", u.Username)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "turned the second factor of %s off and revoked their tokens\n", u.Username)
+	return nil
+}
+
 func listTokens(ctx context.Context, e *env, args []string) error {
 	u, err := findUser(ctx, e, args[0])
 	if err != nil {
@@ -342,6 +373,11 @@ func prune(ctx context.Context, e *env, _ []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "deleted %d expired link(s), %d old mail(s) and %d old webhook delivery(ies)\n", links, mails, hooks)
+	challenges, err := models.PruneMFAChallenges(ctx, e.db, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "deleted %d expired sign-in(s) waiting for a second factor\n", challenges)
 	return nil
 }
 

@@ -60,6 +60,11 @@ type Config struct {
 	PasswordResetTTL time.Duration
 	// RequireVerifiedEmail refuses logins until the address is verified.
 	RequireVerifiedEmail bool
+	// ReauthMaxAge is how recently a token's holder must have proved the
+	// password for sensitive actions (creating or rotating tokens,
+	// logout-all, changing the email, the second factor); 0 turns the
+	// requirement off.
+	ReauthMaxAge time.Duration
 
 	CORSAllowedOrigins []string
 	MaxBodyBytes       int64
@@ -90,6 +95,7 @@ func Default() Config {
 		PublicURL:              "http://localhost:8080",
 		MailFrom:               "tokenauth <no-reply@localhost>",
 		PasswordResetTTL:       time.Hour,
+		ReauthMaxAge:           15 * time.Minute,
 		MaxBodyBytes:           1 << 20,
 		ReadHeaderTimeout:      5 * time.Second,
 		RequestTimeout:         15 * time.Second,
@@ -150,6 +156,7 @@ func Load(lookupEnv func(string) (string, bool), envFile string) (Config, []Unkn
 	p.str("MAIL_FROM", &c.MailFrom)
 	p.duration("PASSWORD_RESET_TTL", &c.PasswordResetTTL, false)
 	p.boolean("REQUIRE_VERIFIED_EMAIL", &c.RequireVerifiedEmail)
+	p.duration("REAUTH_MAX_AGE", &c.ReauthMaxAge, true)
 	p.list("CORS_ALLOWED_ORIGINS", &c.CORSAllowedOrigins)
 	var maxBody int
 	p.integer("MAX_BODY_BYTES", &maxBody, 1, 1<<30)
@@ -199,6 +206,10 @@ func (c Config) validate() error {
 	}
 	if err := c.checkMail(); err != nil {
 		return err
+	}
+	if c.ReauthMaxAge > 0 && c.ReauthMaxAge < time.Second {
+		// Clients are told the age in whole seconds (max_age of RFC 9470).
+		return fmt.Errorf("REAUTH_MAX_AGE: %s is under a second; use 0 to turn re-authentication off, or 1s or more", c.ReauthMaxAge)
 	}
 	if c.MetricsAddr != "" {
 		if err := checkListenAddress(c.MetricsAddr); err != nil {

@@ -185,3 +185,32 @@ func TestLoadMetricsAddr(t *testing.T) {
 		}
 	}
 }
+
+// REAUTH_MAX_AGE defaults to 15 minutes, 0 turns it off, and a value that
+// is not a duration of a second or more (or 0) is refused by name.
+func TestLoadReauthMaxAge(t *testing.T) {
+	t.Parallel()
+	load := func(v string) (Config, error) {
+		cfg, _, err := Load(func(key string) (string, bool) {
+			if key == "REAUTH_MAX_AGE" {
+				return v, true
+			}
+			return "", false
+		}, "")
+		return cfg, err
+	}
+	if d := Default().ReauthMaxAge; d != 15*time.Minute {
+		t.Errorf("default REAUTH_MAX_AGE %s, want 15m", d)
+	}
+	for v, want := range map[string]time.Duration{"0": 0, "5m": 5 * time.Minute, "1s": time.Second, "2h": 2 * time.Hour} {
+		cfg, err := load(v)
+		if err != nil || cfg.ReauthMaxAge != want {
+			t.Errorf("REAUTH_MAX_AGE=%s: got %s, %v; want %s", v, cfg.ReauthMaxAge, err, want)
+		}
+	}
+	for _, v := range []string{"-1m", "soon", "500ms", "15"} {
+		if _, err := load(v); err == nil || !strings.HasPrefix(err.Error(), "REAUTH_MAX_AGE:") {
+			t.Errorf("REAUTH_MAX_AGE=%s: got %v, want an error naming the setting", v, err)
+		}
+	}
+}

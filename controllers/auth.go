@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"gorm.io/gorm"
@@ -26,14 +27,17 @@ type AuthController struct {
 	hasher  *password.Hasher
 	lockout *Lockout
 	mail    *mail.Composer
+	// sealer opens TOTP secrets and hashes recovery codes (the keyring).
+	sealer models.Sealer
 }
 
 // NewAuthController returns an AuthController that locks usernames with
-// too many failed logins through lockout, and writes verification links
-// with composer.
+// too many failed logins (and wrong second-factor codes) through lockout,
+// writes verification links and notices with composer, and checks second
+// factors with sealer.
 func NewAuthController(db *gorm.DB, cfg config.Config, clk clock.Clock, hasher *password.Hasher, lockout *Lockout,
-	composer *mail.Composer) *AuthController {
-	return &AuthController{db: db, cfg: cfg, clock: clk, hasher: hasher, lockout: lockout, mail: composer}
+	composer *mail.Composer, sealer models.Sealer) *AuthController {
+	return &AuthController{db: db, cfg: cfg, clock: clk, hasher: hasher, lockout: lockout, mail: composer, sealer: sealer}
 }
 
 type loginRequest struct {
@@ -48,6 +52,12 @@ type loginRequest struct {
 // locked, whatever the password, until its window ends (429), known or
 // not. Logins of one username beyond what is left of its budget wait for
 // the ones in flight (see Lockout.guard).
+//
+// An account with a second factor gets no token for the password: 401
+// mfa_required with an mfa_token for POST /api/login/mfa/. The checks come
+// in this order: lockout, password, account active, verified email,
+// second factor. The password step of such an account neither counts as a
+// failure nor clears the username's failures: only the code does.
 func (ac *AuthController) Login(c *gin.Context) error {
 	var req loginRequest
 	if err := bindJSON(c, &req); err != nil {
@@ -61,6 +71,10 @@ func (ac *AuthController) Login(c *gin.Context) error {
 	refused, err := ac.lockout.guard(ctx, req.Username, func() (ratelimit.Outcome, error) {
 		var err error
 		user, check, err = models.Authenticate(ctx, ac.db, ac.hasher, req.Username, req.Password)
+		if err == nil && user.MFAEnabled() {
+			// Half a login: the code decides.
+			return ratelimit.Abandoned, nil
+		}
 		return outcomeOf(err), err
 	})
 	if refused != nil {
@@ -81,8 +95,114 @@ func (ac *AuthController) Login(c *gin.Context) error {
 	if name == "" {
 		name = "login"
 	}
+	if user.MFAEnabled() {
+		return ac.challenge(c, user, check, name)
+	}
+	return ac.issueLogin(c, user, check, name)
+}
+
+// mfaRequiredResponse is the answer to a right password on an account with
+// a second factor: 401, with what the second step needs.
+type mfaRequiredResponse struct {
+	Error     string    `json:"error"`
+	Code      string    `json:"code"`
+	MFAToken  string    `json:"mfa_token"`
+	Methods   []string  `json:"methods"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// challenge answers a right password on an account with a second factor:
+// 401 mfa_required with a fresh mfa_token, and no API token.
+func (ac *AuthController) challenge(c *gin.Context, user *models.User, check *models.PasswordCheck, name string) error {
+	secret, expires, err := models.NewMFAChallenge(requestContext(c), ac.db, user.ID, check, name)
+	if err != nil {
+		return err
+	}
+	middlewares.NoStore(c)
+	c.JSON(http.StatusUnauthorized, mfaRequiredResponse{
+		Error: "Your password is right; your account also needs a code from your authenticator app (or a recovery code): " +
+			"send it with the mfa_token to POST /api/login/mfa/.",
+		Code: "mfa_required", MFAToken: secret, Methods: []string{"totp", "recovery_code"},
+		ExpiresAt: expires.UTC().Truncate(time.Second)})
+	return nil
+}
+
+type loginMFARequest struct {
+	MFAToken     string `json:"mfa_token" binding:"required,max=100"`
+	Code         string `json:"code" binding:"max=16"`
+	RecoveryCode string `json:"recovery_code" binding:"max=32"`
+}
+
+// LoginMFA is the second step of a login on an account with a second
+// factor: the mfa_token of the first, and a TOTP code or a recovery code.
+// It answers exactly what a login answers. A wrong code is 401
+// invalid_mfa_code and counts against the mfa_token (five kill it) and in
+// the username's lockout, which only a right code clears; a used,
+// expired, dead or unknown mfa_token is 401 invalid_mfa_token.
+func (ac *AuthController) LoginMFA(c *gin.Context) error {
+	var req loginMFARequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	proof, err := secondFactorOf(req.Code, req.RecoveryCode)
+	if err != nil {
+		return err
+	}
+	ctx := requestContext(c)
+	ch, user, err := models.FindMFAChallenge(ctx, ac.db, req.MFAToken)
+	if err != nil {
+		return err
+	}
+	var notice *models.Mail
+	if proof.RecoveryCode != "" {
+		if notice, err = ac.mail.MFANotice(user, models.MailRecoveryCodeUsed, ac.clock.Now()); err != nil {
+			return err
+		}
+	}
+	refused, err := ac.lockout.guard(ctx, user.Username, func() (ratelimit.Outcome, error) {
+		err := models.VerifySecondFactor(ctx, ac.db, ac.sealer, user.ID, proof, notice)
+		if errors.Is(err, models.ErrInvalidMFACode) {
+			if err := models.MFAChallengeFailed(ctx, ac.db, ch); err != nil {
+				return ratelimit.Failed, err
+			}
+			return ratelimit.Failed, err
+		}
+		return outcomeOf(err), err
+	})
+	if refused != nil {
+		if err := models.RecordLoginRateLimited(ctx, ac.db, user.Username, refused.digest); err != nil {
+			return err
+		}
+		return apierror.RateLimited(refused.wait)
+	}
+	if err != nil {
+		return err
+	}
+	check, err := models.ClaimMFAChallenge(ctx, ac.db, ch, user)
+	if err != nil {
+		return err
+	}
+	return ac.issueLogin(c, user, check, ch.TokenName)
+}
+
+// secondFactorOf is the proof a request carries: a TOTP code or a
+// recovery code, exactly one of them.
+func secondFactorOf(code, recovery string) (models.SecondFactor, error) {
+	switch {
+	case code != "" && recovery != "":
+		return models.SecondFactor{}, apierror.Validation(map[string]string{"code": "send code or recovery_code, not both"})
+	case code == "" && recovery == "":
+		return models.SecondFactor{}, apierror.Validation(map[string]string{
+			"code": "is required: the code your authenticator app shows (or a recovery_code)"})
+	}
+	return models.SecondFactor{Code: code, RecoveryCode: recovery}, nil
+}
+
+// issueLogin issues the full-scope login token of a login whose password
+// (and second factor, when the account has one) was right, and answers it.
+func (ac *AuthController) issueLogin(c *gin.Context, user *models.User, check *models.PasswordCheck, name string) error {
 	expires := ac.clock.Now().Add(ac.cfg.TokenTTL)
-	tok, err := models.IssueToken(ctx, ac.db, user.ID,
+	tok, err := models.IssueToken(requestContext(c), ac.db, user.ID,
 		models.TokenSpec{Name: name, Kind: models.KindLogin, Scopes: models.Scopes{models.ScopeAll}, ExpiresAt: &expires, Login: check},
 		tokenPolicy(ac.cfg), true)
 	if err != nil {

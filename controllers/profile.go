@@ -51,7 +51,8 @@ type profileUpdateRequest struct {
 
 // Update asks to change the user's email address. The address changes
 // only when the link mailed to the new one is followed (202, with the
-// pending address); a notice goes to the old one. The same address is 200
+// pending address); a notice goes to the old one. A change needs a
+// fresh proof of the password (401 reauthentication_required). The same address is 200
 // and changes nothing; an address another account verified is 409.
 func (pc *ProfileController) Update(c *gin.Context) error {
 	var req profileUpdateRequest
@@ -66,6 +67,11 @@ func (pc *ProfileController) Update(c *gin.Context) error {
 	if models.EmailKey(email) == models.EmailKey(user.Email) {
 		renderUser(c, http.StatusOK, newUserResponse(user))
 		return nil
+	}
+	// Whoever controls the address controls the account (password
+	// resets): moving it takes a fresh proof of the password.
+	if err := middlewares.RequireFreshAuth(c); err != nil {
+		return err
 	}
 	link, notice, err := pc.mail.ChangeLink(user, email, models.Now(pc.db), mail.EmailLinkTTL)
 	if err != nil {

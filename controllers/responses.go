@@ -14,6 +14,7 @@ type userResponse struct {
 	Username      string     `json:"username"`
 	Email         string     `json:"email"`
 	EmailVerified bool       `json:"email_verified"`
+	MFAEnabled    bool       `json:"mfa_enabled"`
 	IsActive      bool       `json:"is_active"`
 	CreatedAt     time.Time  `json:"created_at"`
 	LastLoginAt   *time.Time `json:"last_login_at"`
@@ -21,7 +22,7 @@ type userResponse struct {
 
 func newUserResponse(u *models.User) userResponse {
 	return userResponse{ID: u.ID, Username: u.Username, Email: u.Email, EmailVerified: u.EmailVerified(),
-		IsActive: u.IsActive, CreatedAt: u.CreatedAt.UTC().Truncate(time.Second), LastLoginAt: utc(u.LastLoginAt)}
+		MFAEnabled: u.MFAEnabled(), IsActive: u.IsActive, CreatedAt: u.CreatedAt.UTC().Truncate(time.Second), LastLoginAt: utc(u.LastLoginAt)}
 }
 
 // emailChangeResponse answers a change of address that waits for its link

@@ -67,7 +67,8 @@ type tokenCreateRequest struct {
 }
 
 // Create issues a named token, limited to the scopes asked for, and returns
-// its secret this once.
+// its secret this once. The new token inherits its creator's
+// authentication time: it proves no more than the token that made it.
 func (tc *TokenController) Create(c *gin.Context) error {
 	var req tokenCreateRequest
 	if err := bindJSON(c, &req); err != nil {
@@ -94,7 +95,8 @@ func (tc *TokenController) Create(c *gin.Context) error {
 	}
 	expires := tc.clock.Now().Add(ttl)
 	tok, err := models.IssueToken(requestContext(c), tc.db, cur.UserID,
-		models.TokenSpec{Name: req.Name, Kind: models.KindPersonal, Scopes: scopes, ExpiresAt: &expires},
+		models.TokenSpec{Name: req.Name, Kind: models.KindPersonal, Scopes: scopes, ExpiresAt: &expires,
+			AuthenticatedAt: cur.AuthenticatedAt},
 		tokenPolicy(tc.cfg), false)
 	if err != nil {
 		return err

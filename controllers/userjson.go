@@ -36,6 +36,8 @@ func (u userResponse) appendJSON(b []byte) []byte {
 	b = appendJSONString(b, u.Email)
 	b = append(b, `,"email_verified":`...)
 	b = strconv.AppendBool(b, u.EmailVerified)
+	b = append(b, `,"mfa_enabled":`...)
+	b = strconv.AppendBool(b, u.MFAEnabled)
 	b = append(b, `,"is_active":`...)
 	b = strconv.AppendBool(b, u.IsActive)
 	b = append(b, `,"created_at":`...)

@@ -26,7 +26,7 @@ func FuzzUserResponseJSON(f *testing.F) {
 		clamp := func(s int64) time.Time {
 			return time.Unix(min(max(s, minUnix), maxUnix), 0).UTC()
 		}
-		u := userResponse{ID: id, Username: username, Email: email, EmailVerified: !active, IsActive: active,
+		u := userResponse{ID: id, Username: username, Email: email, EmailVerified: !active, MFAEnabled: loggedIn, IsActive: active,
 			CreatedAt: clamp(created)}
 		if loggedIn {
 			last := clamp(lastLogin)

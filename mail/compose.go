@@ -130,6 +130,16 @@ func (c *Composer) ExpiryNotice(u *models.User, n models.ExpiryNotice) (*models.
 		Expires: timeText(*n.Token.ExpiresAt)})
 }
 
+// MFANotice is the notice (without a link) that tells u of a change to
+// their second factor: models.MailMFADisabled or
+// models.MailRecoveryCodeUsed. It is nil when u has no address to tell.
+func (c *Composer) MFANotice(u *models.User, kind string, now time.Time) (*models.Mail, error) {
+	if u.Email == "" {
+		return nil, nil
+	}
+	return c.compose(kind, u.Email, content{Username: u.Username, Email: u.Email, SentAt: timeText(now)})
+}
+
 // TestMessage is the mail of tokenauth sendtestmail.
 func (c *Composer) TestMessage(to string, now time.Time) (Message, error) {
 	return render(kindTest, to, content{PublicURL: c.publicURL, SentAt: timeText(now)})

@@ -26,6 +26,8 @@ var subjects = map[string]string{
 	models.MailEmailChangeNotice: "Your " + Product + " email address is being changed",
 	models.MailTokenExpiring:     "A " + Product + " token of yours expires soon",
 	models.MailTokenExpired:      "A " + Product + " token of yours has expired",
+	models.MailMFADisabled:       "Two-factor authentication was turned off for your " + Product + " account",
+	models.MailRecoveryCodeUsed:  "A recovery code was used to sign in to your " + Product + " account",
 	kindTest:                     Product + " test mail",
 }
 

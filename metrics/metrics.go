@@ -24,6 +24,8 @@ type Metrics struct {
 	requests    *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
 	logins      *prometheus.CounterVec
+	reauths     *prometheus.CounterVec
+	mfaChanges  *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
 	loginWaits  prometheus.Counter
 	mailSent    prometheus.Counter
@@ -64,6 +66,11 @@ const (
 	LoginRateLimited = "rate_limited"
 	LoginBadRequest  = "invalid_request"
 	LoginError       = "error"
+	// LoginMFARequired: the password was right, and the account's second
+	// factor is asked for next (POST /api/login/mfa/).
+	LoginMFARequired = "mfa_required"
+	LoginBadMFACode  = "invalid_mfa_code"
+	LoginBadMFAToken = "invalid_mfa_token"
 )
 
 // New returns the metrics of an app, with the Go runtime and process
@@ -84,6 +91,14 @@ func New() *Metrics {
 			Name: "tokenauth_logins_total",
 			Help: "Login attempts, by outcome.",
 		}, []string{"outcome"}),
+		reauths: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenauth_reauthentications_total",
+			Help: "Re-authentications (POST /api/reauth/, step-up), by outcome.",
+		}, []string{"outcome"}),
+		mfaChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenauth_mfa_changes_total",
+			Help: "Changes of users' second factors, by change.",
+		}, []string{"change"}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenauth_rate_limit_hits_total",
 			Help: "Requests refused by a rate limit, by limit.",
@@ -136,7 +151,7 @@ func New() *Metrics {
 	for _, label := range []string{LeakTruePositive, LeakFalsePositive} {
 		m.leakReports.WithLabelValues(label)
 	}
-	m.registry.MustRegister(m.requests, m.latency, m.logins, m.rateLimited, m.loginWaits,
+	m.registry.MustRegister(m.requests, m.latency, m.logins, m.reauths, m.mfaChanges, m.rateLimited, m.loginWaits,
 		m.mailSent, m.mailRetries, m.mailFailed, m.mailPending, m.mailGivenUp,
 		m.webhookAttempts, m.webhookPending, m.webhookGivenUp, m.leakReports,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -187,6 +202,37 @@ func methodLabel(method string) string {
 // constants).
 func (m *Metrics) Login(outcome string) {
 	m.logins.WithLabelValues(outcome).Inc()
+}
+
+// Re-authentication outcomes, the values of the outcome label of
+// tokenauth_reauthentications_total.
+const (
+	ReauthSucceeded   = "succeeded"
+	ReauthBadPassword = "invalid_password"
+	ReauthBadCode     = "invalid_code"
+	ReauthRateLimited = "rate_limited"
+	ReauthBadRequest  = "invalid_request"
+	ReauthError       = "error"
+)
+
+// Reauth counts a re-authentication with its outcome (one of the Reauth...
+// constants).
+func (m *Metrics) Reauth(outcome string) {
+	m.reauths.WithLabelValues(outcome).Inc()
+}
+
+// Changes of a second factor, the values of the change label of
+// tokenauth_mfa_changes_total.
+const (
+	MFAEnrolled         = "enrolled"
+	MFADisabled         = "disabled"
+	MFACodesRegenerated = "recovery_codes_regenerated"
+)
+
+// MFAChange counts a change of a user's second factor (one of the MFA...
+// constants).
+func (m *Metrics) MFAChange(change string) {
+	m.mfaChanges.WithLabelValues(change).Inc()
 }
 
 // RateLimitHit counts a request refused by the limit named limit.

@@ -55,3 +55,36 @@ func RequireScope(scope string) gin.HandlerFunc {
 		}
 	}
 }
+
+// RequireFreshAuth returns nil when the request's token proved the password
+// within REAUTH_MAX_AGE (see auth.Identity.RequireFreshAuth), and the
+// error to return otherwise: 401 reauthentication_required, or why the
+// request is not authenticated at all. A handler whose need for a fresh
+// proof depends on the request calls it before it changes anything:
+//
+//	if loosens {
+//		if err := middlewares.RequireFreshAuth(c); err != nil {
+//			return err
+//		}
+//	}
+//
+// Routes that always need it say so in their routes.Access (Fresh), which
+// runs RequireFresh.
+func RequireFreshAuth(c *gin.Context) error {
+	id, err := CurrentIdentity(c)
+	if err != nil {
+		return err
+	}
+	return id.RequireFreshAuth()
+}
+
+// RequireFresh stops a request whose token did not prove the password
+// within REAUTH_MAX_AGE (see RequireFreshAuth). It runs after RequireAuth
+// or RequireScope, so that a token lacking the scope hears that first.
+func RequireFresh() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := RequireFreshAuth(c); err != nil {
+			apierror.Abort(c, err)
+		}
+	}
+}

@@ -37,7 +37,7 @@ func ChangePassword(ctx context.Context, db *gorm.DB, hasher *password.Hasher, p
 		return err
 	}
 	err = commit(ctx, db, func(tx *gorm.DB) (Change, error) {
-		change := Change{UserIDs: []uint{u.ID}}
+		change := Change{UserIDs: []uint{u.ID}, TokenIDs: []uint{keepTokenID}}
 		// A change that committed meanwhile made the current password a
 		// former one.
 		current, err := updateOverHash(tx, u.ID, stored, map[string]any{"password_hash": hash, "updated_at": nowOf(tx)})
@@ -49,6 +49,15 @@ func ChangePassword(ctx context.Context, db *gorm.DB, hasher *password.Hasher, p
 		}
 		if err := recordEvent(tx, SecurityEvent{UserID: idRef(u.ID), Type: EventPasswordChanged}); err != nil {
 			return change, err
+		}
+		// The current password was the proof a re-authentication asks
+		// for, unless the account has a second factor: then a
+		// re-authentication asks for a code too, which a password change
+		// does not carry.
+		if !u.MFAEnabled() {
+			if err := tx.Model(&APIToken{}).Where("id = ?", keepTokenID).UpdateColumn("authenticated_at", nowOf(tx)).Error; err != nil {
+				return change, err
+			}
 		}
 		_, err = revokeWhere(tx, RevokeQuery{UserID: u.ID, ExceptID: keepTokenID, Reason: RevokedByPasswordChange})
 		return change, err

@@ -28,6 +28,10 @@ const (
 	// EventTokenExpired when it has (see RecordExpiryNotices).
 	EventTokenExpiring = "token_expiring"
 	EventTokenExpired  = "token_expired"
+	// EventReauthenticated: a token's holder proved the password again
+	// (POST /api/reauth/), for the sensitive actions that need a recent
+	// proof.
+	EventReauthenticated = "reauthenticated"
 )
 
 // EventTypes returns every type of security event, for the operator to
@@ -36,7 +40,9 @@ func EventTypes() []string {
 	return []string{EventLoginSucceeded, EventLoginFailed, EventLoginRateLimited, EventTokenCreated, EventTokenRotated,
 		EventTokenRenamed, EventTokenRevoked, EventTokenExpiring, EventTokenExpired, EventPasswordChanged,
 		EventAccountDeactivated, EventAccountActivated, EventPasswordResetRequested, EventPasswordReset,
-		EventEmailVerificationSent, EventEmailVerified, EventEmailChangeRequested, EventEmailChanged}
+		EventEmailVerificationSent, EventEmailVerified, EventEmailChangeRequested, EventEmailChanged,
+		EventReauthenticated, EventMFAEnabled, EventMFADisabled, EventRecoveryCodesRegenerated, EventRecoveryCodeUsed,
+		EventMFAFailed}
 }
 
 // SecurityEvent records one thing that happened to a user's account. It is

@@ -13,6 +13,7 @@ func All() []any {
 	return []any{
 		&User{}, &APIToken{}, &SecurityEvent{}, &ImportedUser{}, &ImportedToken{}, &ServerSecret{},
 		&LinkToken{}, &Mail{}, &PasswordResetRequest{}, &WebhookEndpoint{}, &WebhookDelivery{},
+		&TOTPCredential{}, &RecoveryCode{}, &MFAChallenge{},
 		&Article{},
 	}
 }

@@ -57,6 +57,12 @@ type APIToken struct {
 	// (see RecordExpiryNotices); nil when none is to come. The index holds
 	// only the tokens with a notice to come.
 	ExpiryNoticeAt *time.Time `gorm:"index:idx_api_tokens_expiry_notice,where:expiry_notice_at IS NOT NULL" json:"-"`
+	// AuthenticatedAt is when the token's holder last proved the password
+	// (and second factor): the login that made it, a re-authentication
+	// through it, or, for a token made with the API, its creator's. Nil
+	// (tokens older than this column, imported ones) counts as long ago:
+	// sensitive actions need it recent (see auth.Identity.RequireFreshAuth).
+	AuthenticatedAt *time.Time
 
 	// Secret is the plain token. It exists only in memory, right after the
 	// token is issued or rotated, to be shown to its owner once.

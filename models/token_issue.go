@@ -27,8 +27,13 @@ type TokenSpec struct {
 	ExpiresAt *time.Time
 	// Login is the password check a login token follows (see
 	// Authenticate): the token is issued only if the password is still
-	// the one checked, and the login is recorded with it.
+	// the one checked, and the login is recorded with it. A login token is
+	// authenticated at the time it is issued.
 	Login *PasswordCheck
+	// AuthenticatedAt, for a token that is not a login's, is when its
+	// creator last proved the password: the creating token's
+	// AuthenticatedAt, which the new token inherits.
+	AuthenticatedAt *time.Time
 }
 
 // IssueToken creates a token for the user and returns it with its plain
@@ -43,7 +48,7 @@ func IssueToken(ctx context.Context, db *gorm.DB, userID uint, spec TokenSpec, p
 		return nil, err
 	}
 	tok := &APIToken{UserID: userID, Name: spec.Name, Kind: spec.Kind, Scopes: spec.Scopes,
-		ExpiresAt: spec.ExpiresAt, Secret: secret}
+		ExpiresAt: spec.ExpiresAt, AuthenticatedAt: spec.AuthenticatedAt, Secret: secret}
 	err = commit(ctx, db, func(tx *gorm.DB) (Change, error) {
 		now := nowOf(tx)
 		var change Change
@@ -59,6 +64,7 @@ func IssueToken(ctx context.Context, db *gorm.DB, userID uint, spec TokenSpec, p
 				return change, ErrInvalidCredentials
 			}
 			change.UserIDs = []uint{userID} // its last login changed
+			tok.AuthenticatedAt = &now
 		} else if err := lockUser(tx, userID); err != nil {
 			return change, err
 		}

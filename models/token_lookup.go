@@ -39,8 +39,8 @@ func FindTokenByHash(ctx context.Context, db *gorm.DB, pool *pgxpool.Pool, keyHa
 	} else {
 		u := &t.User
 		err = db.WithContext(ctx).Raw(tokenByHashSQL+"?", keyHash).Row().Scan(&t.ID, &t.UserID, &t.Name, &t.Kind,
-			&t.Prefix, &t.Scopes, &t.CreatedAt, &t.LastUsedAt, &t.ExpiresAt, &t.RevokedAt,
-			&u.Username, &u.Email, &u.IsActive, &u.CreatedAt, &u.LastLoginAt, &u.EmailVerifiedAt)
+			&t.Prefix, &t.Scopes, &t.CreatedAt, &t.LastUsedAt, &t.ExpiresAt, &t.RevokedAt, &t.AuthenticatedAt,
+			&u.Username, &u.Email, &u.IsActive, &u.CreatedAt, &u.LastLoginAt, &u.EmailVerifiedAt, &u.MFAEnabledAt)
 	}
 	if errors.Is(err, sql.ErrNoRows) { // pgx.ErrNoRows is one too
 		return nil, ErrNotFound
@@ -61,11 +61,13 @@ func (t *APIToken) scanPgx(row pgx.Row) error {
 		id, userID                          int64
 		scopes                              string
 		created, lastUsed, expires, revoked pgtype.Timestamptz
+		authenticated                       pgtype.Timestamptz
 		userCreated, lastLogin, verified    pgtype.Timestamptz
+		mfaEnabled                          pgtype.Timestamptz
 	}
 	u := &t.User
 	if err := row.Scan(&r.id, &r.userID, &t.Name, &t.Kind, &t.Prefix, &r.scopes, &r.created, &r.lastUsed, &r.expires,
-		&r.revoked, &u.Username, &u.Email, &u.IsActive, &r.userCreated, &r.lastLogin, &r.verified); err != nil {
+		&r.revoked, &r.authenticated, &u.Username, &u.Email, &u.IsActive, &r.userCreated, &r.lastLogin, &r.verified, &r.mfaEnabled); err != nil {
 		return err
 	}
 	t.ID, t.UserID = uint(r.id), uint(r.userID)
@@ -74,7 +76,9 @@ func (t *APIToken) scanPgx(row pgx.Row) error {
 	}
 	t.CreatedAt, u.CreatedAt = r.created.Time, r.userCreated.Time
 	t.LastUsedAt, t.ExpiresAt, t.RevokedAt = timeOrNil(&r.lastUsed), timeOrNil(&r.expires), timeOrNil(&r.revoked)
+	t.AuthenticatedAt = timeOrNil(&r.authenticated)
 	u.LastLoginAt, u.EmailVerifiedAt = timeOrNil(&r.lastLogin), timeOrNil(&r.verified)
+	u.MFAEnabledAt = timeOrNil(&r.mfaEnabled)
 	return nil
 }
 
@@ -90,8 +94,8 @@ func timeOrNil(ts *pgtype.Timestamptz) *time.Time {
 // columns of a token and of its user that a request needs; the
 // placeholder of the key hash follows.
 const tokenByHashSQL = `SELECT t.id, t.user_id, t.name, t.kind, t.prefix, t.scopes, t.created_at,
-	t.last_used_at, t.expires_at, t.revoked_at,
-	u.username, u.email, u.is_active, u.created_at, u.last_login_at, u.email_verified_at
+	t.last_used_at, t.expires_at, t.revoked_at, t.authenticated_at,
+	u.username, u.email, u.is_active, u.created_at, u.last_login_at, u.email_verified_at, u.mfa_enabled_at
 FROM api_tokens t JOIN users u ON u.id = t.user_id
 WHERE t.key_hash = `
 

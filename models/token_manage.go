@@ -41,8 +41,8 @@ func RenameToken(ctx context.Context, db *gorm.DB, t *APIToken, name string) err
 	return nil
 }
 
-// RotateToken replaces t with a new token of the same name, kind, scopes and
-// expiry (a legacy token becomes a personal one), and revokes t in the same
+// RotateToken replaces t with a new token of the same name, kind, scopes,
+// expiry and authentication time (a legacy token becomes a personal one), and revokes t in the same
 // transaction: exactly one of the two secrets works at any moment. A token
 // revoked meanwhile is ErrNotFound.
 func RotateToken(ctx context.Context, db *gorm.DB, t *APIToken) (*APIToken, error) {
@@ -56,7 +56,7 @@ func RotateToken(ctx context.Context, db *gorm.DB, t *APIToken) (*APIToken, erro
 		kind = KindPersonal
 	}
 	next := &APIToken{UserID: t.UserID, Name: t.Name, Kind: kind, Scopes: t.Scopes,
-		ExpiresAt: t.ExpiresAt, Secret: secret}
+		ExpiresAt: t.ExpiresAt, AuthenticatedAt: t.AuthenticatedAt, Secret: secret}
 	err = commit(ctx, db, func(tx *gorm.DB) (Change, error) {
 		change := Change{TokenIDs: []uint{t.ID}}
 		res := tx.Model(&APIToken{}).Where("id = ? AND revoked_at IS NULL", t.ID).

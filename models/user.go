@@ -36,7 +36,13 @@ type User struct {
 	// EmailVerifiedAt is when the user proved they read mail sent to
 	// Email (nil: not yet). Changing the address clears it.
 	EmailVerifiedAt *time.Time
+	// MFAEnabledAt is when the user turned the second factor on (nil:
+	// off). The credential itself is a TOTPCredential.
+	MFAEnabledAt *time.Time `gorm:"column:mfa_enabled_at"`
 }
+
+// MFAEnabled tells whether logins of the user need a second factor.
+func (u *User) MFAEnabled() bool { return u.MFAEnabledAt != nil }
 
 // UsernameMaxLength is the longest username accepted, in characters.
 const UsernameMaxLength = 150

@@ -21,6 +21,9 @@ type Access struct {
 	public   bool
 	anyToken bool
 	scope    string
+	// fresh routes also need the token's holder to have proved the
+	// password within REAUTH_MAX_AGE (see Fresh).
+	fresh bool
 }
 
 var (
@@ -39,6 +42,19 @@ var (
 // may call. Using a scope in a route puts it in the catalogue that tokens
 // may be limited to.
 func Scope(name string) Access { return Access{scope: name} }
+
+// Fresh is the access a, for a sensitive action: the token's holder must
+// also have proved the password within REAUTH_MAX_AGE (step-up
+// authentication, RFC 9470), else the answer is 401
+// reauthentication_required and the client sends the password to POST
+// /api/reauth/ before it tries again. For a route that needs the proof
+// only for some requests (a change that loosens a token), the handler
+// calls middlewares.RequireFreshAuth instead. A public route cannot be
+// fresh: registering one fails.
+func (a Access) Fresh() Access {
+	a.fresh = true
+	return a
+}
 
 // Resource adds the routes of one resource to the API, with the database
 // its handlers use: the extension point of docs/EXTENDING.md.
@@ -89,6 +105,9 @@ func (a API) DELETE(path string, access Access, h apierror.HandlerFunc) {
 func (a API) handle(method, path string, access Access, h apierror.HandlerFunc) {
 	var chain []gin.HandlerFunc
 	switch {
+	case access.public && access.fresh:
+		*a.errs = append(*a.errs, fmt.Errorf("%s /api%s: a public route identifies nobody, so it cannot need a fresh proof", method, path))
+		return
 	case access.public:
 	case access.anyToken:
 		chain = append(chain, a.identify, middlewares.RequireAuth())
@@ -99,6 +118,9 @@ func (a API) handle(method, path string, access Access, h apierror.HandlerFunc) 
 		*a.errs = append(*a.errs, fmt.Errorf("%s /api%s: a route must declare who may call it: "+
 			"routes.Scope(...), routes.AnyToken, routes.FullScope, or routes.Public", method, path))
 		return
+	}
+	if access.fresh {
+		chain = append(chain, middlewares.RequireFresh())
 	}
 	chain = append(append(chain, a.before...), apierror.Handle(h))
 	handleBoth(a.engine, method, "/api"+path, chain...)

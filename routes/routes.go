@@ -96,19 +96,30 @@ func New(d Deps) (*gin.Engine, error) {
 	handleBoth(r, "GET", "/healthz", apierror.Handle(health.Healthz))
 	handleBoth(r, "GET", "/readyz", apierror.Handle(health.Readyz))
 
-	authc := controllers.NewAuthController(d.DB, d.Config, d.Clock, d.Passwords, lockout, d.Mail)
+	authc := controllers.NewAuthController(d.DB, d.Config, d.Clock, d.Passwords, lockout, d.Mail, d.Keyring)
 	// CountLogins goes first, so that the limit's refusals count as
 	// login outcomes too.
 	api.With(middlewares.CountLogins(d.Metrics), limitIP("login")).POST("/login", Public, authc.Login)
+	// The second step of a login shares the login's budget per client IP,
+	// and its wrong codes count in the username's lockout.
+	api.With(middlewares.CountLogins(d.Metrics), limitIP("login")).POST("/login/mfa", Public, authc.LoginMFA)
 	api.With(limitIP("register")).POST("/register", Public, authc.Register)
 	api.POST("/logout", AnyToken, authc.Logout)
-	api.POST("/logout-all", FullScope, authc.LogoutAll)
+	api.POST("/logout-all", FullScope.Fresh(), authc.LogoutAll)
 	api.POST("/logout-others", FullScope, authc.LogoutOthers)
 
 	profile := controllers.NewProfileController(d.DB, d.Config, d.Passwords, lockout, d.Mail)
 	api.GET("/profile", Scope("profile:read"), profile.Show)
+	// Changing the address needs a fresh proof; the handler asks for it
+	// only when the address changes (middlewares.RequireFreshAuth).
 	api.PATCH("/profile", Scope("profile:write"), profile.Update)
+	// The current password a change carries is itself the proof: no
+	// fresh one is needed, and the change makes the token fresh.
 	api.POST("/password", FullScope, profile.ChangePassword)
+	// Re-authentication is a password check: the client IP's budget and
+	// the username's lockout are the login's.
+	reauth := controllers.NewReauthController(d.DB, d.Passwords, lockout, d.Keyring, d.Mail)
+	api.With(middlewares.CountReauths(d.Metrics), limitIP("login")).POST("/reauth", FullScope, reauth.Reauth)
 
 	// A reset request has the budget of a login per client IP: both let
 	// anyone probe for accounts or cause work.
@@ -118,12 +129,19 @@ func New(d Deps) (*gin.Engine, error) {
 	api.POST("/email/verify", Scope("profile:write"), email.RequestVerification)
 	api.With(limitIP("email-confirm")).POST("/email/verify/confirm", Public, email.ConfirmEmail)
 
+	// Every change of the second factor needs a fresh proof.
+	mfa := controllers.NewMFAController(d.DB, d.Keyring, d.Mail, d.Metrics)
+	api.POST("/mfa/totp", FullScope.Fresh(), mfa.StartTOTP)
+	api.POST("/mfa/totp/confirm", FullScope.Fresh(), mfa.ConfirmTOTP)
+	api.DELETE("/mfa/totp", FullScope.Fresh(), mfa.DisableTOTP)
+	api.POST("/mfa/recovery-codes", FullScope.Fresh(), mfa.RegenerateRecoveryCodes)
+
 	tokens := controllers.NewTokenController(d.DB, d.Config, d.Clock, d.Resolver, scopes)
 	api.GET("/tokens", FullScope, tokens.List)
-	api.POST("/tokens", FullScope, tokens.Create)
+	api.POST("/tokens", FullScope.Fresh(), tokens.Create)
 	api.GET("/tokens/current", AnyToken, tokens.Current)
 	api.PATCH("/tokens/:id", FullScope, tokens.Rename)
-	api.POST("/tokens/:id/rotate", FullScope, tokens.Rotate)
+	api.POST("/tokens/:id/rotate", FullScope.Fresh(), tokens.Rotate)
 	api.DELETE("/tokens/:id", FullScope, tokens.Revoke)
 	leaks := controllers.NewLeakController(d.DB)
 	api.With(limitIP("revoke-leaked")).POST("/tokens/revoke-leaked", Public, leaks.Revoke)

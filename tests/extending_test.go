@@ -162,3 +162,15 @@ func buildApp(t *testing.T, resource routes.Resource) error {
 	}
 	return err
 }
+
+// A public route identifies nobody, so it cannot need a fresh proof of
+// the password: asking for one stops the build.
+func TestAPublicRouteCannotBeFresh(t *testing.T) {
+	t.Parallel()
+	err := buildApp(t, func(api routes.API, _ *gorm.DB) {
+		api.POST("/open-but-fresh", routes.Public.Fresh(), func(c *gin.Context) error { return nil })
+	})
+	if err == nil || !strings.Contains(err.Error(), "POST /api/open-but-fresh") {
+		t.Fatalf("got %v, want an error naming POST /api/open-but-fresh", err)
+	}
+}

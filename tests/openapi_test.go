@@ -93,7 +93,7 @@ func TestContractCheck(t *testing.T) {
 	unauthorized := jsonHeader.Clone()
 	unauthorized.Set("WWW-Authenticate", `Bearer realm="api"`)
 	allowHeader := func(allow string) http.Header { return with(jsonHeader, "Allow", allow) }
-	validUser := `{"id":1,"username":"alice","email":"alice@example.com","email_verified":false,"is_active":true,"created_at":"2025-01-31T12:00:00Z","last_login_at":null}`
+	validUser := `{"id":1,"username":"alice","email":"alice@example.com","email_verified":false,"mfa_enabled":false,"is_active":true,"created_at":"2025-01-31T12:00:00Z","last_login_at":null}`
 
 	cases := []struct {
 		name    string

@@ -568,15 +568,18 @@ func (s *Server) UserWithToken(t testing.TB, username string) (*models.User, str
 }
 
 // IssueToken gives the user a live personal token limited to the scopes
-// (ScopeAll when none), without going through login.
+// (ScopeAll when none), without going through login. Its holder proved
+// the password just now, as after a login: sensitive actions accept it
+// until REAUTH_MAX_AGE has passed.
 func (s *Server) IssueToken(t testing.TB, user *models.User, scopes ...string) string {
 	t.Helper()
 	if len(scopes) == 0 {
 		scopes = []string{models.ScopeAll}
 	}
-	expires := s.Clock.Now().Add(s.Config.TokenTTL)
+	now := s.Clock.Now()
+	expires := now.Add(s.Config.TokenTTL)
 	tok, err := models.IssueToken(t.Context(), s.DB, user.ID,
-		models.TokenSpec{Name: "test", Kind: models.KindPersonal, Scopes: scopes, ExpiresAt: &expires},
+		models.TokenSpec{Name: "test", Kind: models.KindPersonal, Scopes: scopes, ExpiresAt: &expires, AuthenticatedAt: &now},
 		models.TokenPolicy{MaxPerUser: s.Config.MaxTokensPerUser, IdleTimeout: s.Config.TokenIdleTimeout}, false)
 	if err != nil {
 		t.Fatalf("issuing a token with scopes %v: %v", scopes, err)

@@ -25,14 +25,16 @@ import (
 //go:embed static
 var static embed.FS
 
-// ContentSecurityPolicy is the policy of the page. Scripts, styles and
-// images come only from the service itself, never inline; the page talks
+// ContentSecurityPolicy is the policy of the page. Scripts and styles come
+// only from the service itself, never inline; images from the service and
+// from data: URLs (the QR code of a two-factor secret, which the API
+// answers as one, so that the secret never travels in an image URL); the page talks
 // only to its own origin; no form may submit anywhere by itself (the
 // script sends them as JSON, so a password never lands in a URL); and
 // Trusted Types forbid HTML sinks such as innerHTML, so text from the API
 // can only ever be text. It replaces the API's "default-src 'none'", which
 // would not let the page load its own script.
-const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
+const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; " +
 	"require-trusted-types-for 'script'; trusted-types 'none'"
 

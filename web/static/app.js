@@ -40,6 +40,7 @@
     constructor(status, body, headers) {
       super((body && body.error) || 'The server answered with an unexpected error (' + status + ').');
       this.status = status;
+      this.body = body || {};
       this.code = (body && body.code) || '';
       this.fields = (body && body.fields) || {};
       const retry = headers ? Number.parseInt(headers.get('Retry-After'), 10) : NaN;
@@ -83,16 +84,105 @@
 
   // authed calls the API with the sign-in token; a 401 means the token
   // expired or was revoked (here or elsewhere), so the page goes back to
-  // the sign-in form and says why.
+  // the sign-in form and says why. A 401 reauthentication_required is not
+  // that: the token is fine, but the action needs a recent proof of the
+  // password (step-up, RFC 9470). The page asks for it, sends it to
+  // /api/reauth/, and tries the action again, once.
   async function authed(method, path, body) {
     try {
       return await api(method, path, body);
     } catch (err) {
-      if (err instanceof ApiError && err.status === 401) {
-        signedOut('Your session has ended: it expired or was revoked. Sign in again.');
-        throw new SessionEnded();
+      if (err instanceof ApiError && err.code === 'reauthentication_required') {
+        const proved = await reauthenticate();
+        if (proved === null) {
+          throw new SessionEnded();
+        }
+        if (!proved) {
+          throw new ApiError(401, { code: 'reauth_cancelled', error: 'Nothing was changed: this needs your password again.' });
+        }
+        return authedOnce(method, path, body);
       }
-      throw err;
+      return sessionEnded(err);
+    }
+  }
+
+  async function authedOnce(method, path, body) {
+    try {
+      return await api(method, path, body);
+    } catch (err) {
+      return sessionEnded(err);
+    }
+  }
+
+  function sessionEnded(err) {
+    if (err instanceof ApiError && err.status === 401 && err.code !== 'reauthentication_required') {
+      signedOut('Your session has ended: it expired or was revoked. Sign in again.');
+      throw new SessionEnded();
+    }
+    throw err;
+  }
+
+  // ---- re-authentication ----------------------------------------------
+
+  // reauthenticate asks for the password (and a code, with two-factor
+  // authentication on) in a modal dialog, and sends it until it is right
+  // or the person cancels. It resolves to true once the proof is made,
+  // false when the person cancels, and null when the session ended.
+  let settleReauth = null;
+
+  function reauthenticate() {
+    const dialog = $('reauth');
+    const form = $('reauth-form');
+    form.reset();
+    clearErrors(form);
+    $('reauth-username').value = session ? session.username : '';
+    $('reauth-code-field').hidden = !mfaEnabled;
+    return new Promise((resolve) => {
+      settleReauth = resolve;
+      dialog.showModal();
+      $('reauth-password').focus();
+    });
+  }
+
+  function endReauth(ok) {
+    const settle = settleReauth;
+    settleReauth = null;
+    if ($('reauth').open) {
+      $('reauth').close();
+    }
+    if (settle) {
+      settle(ok);
+    }
+  }
+
+  async function sendReauth(event) {
+    event.preventDefault();
+    const form = $('reauth-form');
+    clearErrors(form);
+    const password = $('reauth-password');
+    const code = $('reauth-code');
+    const body = { password: password.value };
+    if (mfaEnabled) {
+      body.code = code.value.trim();
+    }
+    const submit = $('reauth-submit');
+    submit.disabled = true;
+    try {
+      await api('POST', '/api/reauth/', body);
+      form.reset();
+      endReauth(true);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) {
+        endReauth(null);
+        signedOut('Your session has ended: it expired or was revoked. Sign in again.');
+        return;
+      }
+      showErrors(err, {
+        password: [password, $('reauth-password-error'), 'Password'],
+        code: [code, $('reauth-code-error'), 'Code'],
+      }, $('reauth-error'));
+    } finally {
+      submit.disabled = false;
     }
   }
 
@@ -129,6 +219,10 @@
     switch (err.code) {
       case 'invalid_credentials':
         return 'Wrong username or password.';
+      case 'invalid_mfa_code':
+        return 'That code is wrong or used already. Enter the code your app shows now.';
+      case 'invalid_mfa_token':
+        return 'This sign-in expired or had too many wrong codes. Sign in with your password again.';
       case 'rate_limited':
         return err.retryAfter
           ? 'Too many attempts. Try again in ' + waitText(err.retryAfter) + '.'
@@ -187,7 +281,7 @@
 
   // One card shows at a time: sign-in, the forgotten password, the reset
   // and verify pages that links lead to, or the account.
-  const views = ['signin-view', 'forgot-view', 'reset-view', 'verify-view', 'tokens-view'];
+  const views = ['signin-view', 'mfa-view', 'forgot-view', 'reset-view', 'verify-view', 'tokens-view'];
 
   function showOnly(id) {
     for (const v of views) {
@@ -223,6 +317,9 @@
 
   function signedOut(notice) {
     setSession(null);
+    mfaToken = '';
+    hideRecoveryCodes();
+    cancelEnrolment();
     $('list-ok').textContent = '';
     $('email-pending').hidden = true;
     hideSecret();
@@ -279,13 +376,17 @@
       const data = await api('POST', '/api/login/', {
         username: username.value, password: password.value, token_name: tokenName,
       });
-      setSession({ token: data.token, username: data.user.username, expiresAt: data.expires_at });
       password.value = '';
       $('signin-notice').hidden = true;
       submit.disabled = false;
-      await showTokens();
+      await signedIn(data);
     } catch (err) {
       submit.disabled = false;
+      if (err.code === 'mfa_required') {
+        password.value = '';
+        showMFAStep(err.body.mfa_token);
+        return;
+      }
       if (err.code === 'invalid_credentials') {
         fieldError(password, $('signin-password-error'), messageFor(err));
         password.select();
@@ -345,6 +446,75 @@
       form.reset();
       showSignIn('Your account ' + name + ' is created, but signing in failed: ' + messageFor(err));
       $('signin-username').value = name;
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
+  async function signedIn(data) {
+    setSession({ token: data.token, username: data.user.username, expiresAt: data.expires_at });
+    await showTokens();
+  }
+
+  // ---- the second step of a sign-in -----------------------------------
+
+  // The mfa_token of the password step lives in memory only, for the few
+  // minutes the server gives it.
+  let mfaToken = '';
+  let mfaWithRecovery = false;
+
+  function showMFAStep(token) {
+    mfaToken = token;
+    showOnly('mfa-view');
+    const form = $('mfa-form');
+    form.reset();
+    clearErrors(form);
+    setMFAMethod(false);
+  }
+
+  function setMFAMethod(recovery) {
+    mfaWithRecovery = recovery;
+    $('mfa-code-field').hidden = recovery;
+    $('mfa-recovery-field').hidden = !recovery;
+    $('mfa-switch').textContent = recovery ? 'Use a code from your app instead' : 'Use a recovery code instead';
+    (recovery ? $('mfa-recovery') : $('mfa-code')).focus();
+  }
+
+  async function sendMFA(event) {
+    event.preventDefault();
+    const form = $('mfa-form');
+    clearErrors(form);
+    const input = mfaWithRecovery ? $('mfa-recovery') : $('mfa-code');
+    const errorEl = mfaWithRecovery ? $('mfa-recovery-error') : $('mfa-code-error');
+    const value = input.value.trim();
+    if (value === '') {
+      fieldError(input, errorEl, mfaWithRecovery ? 'Enter one of your recovery codes.' : 'Enter the code your app shows.');
+      input.focus();
+      return;
+    }
+    const body = { mfa_token: mfaToken };
+    body[mfaWithRecovery ? 'recovery_code' : 'code'] = value;
+    const submit = $('mfa-submit');
+    submit.disabled = true;
+    try {
+      const data = await api('POST', '/api/login/mfa/', body);
+      mfaToken = '';
+      form.reset();
+      await signedIn(data);
+    } catch (err) {
+      if (err.code === 'invalid_mfa_token') {
+        mfaToken = '';
+        showSignIn(messageFor(err));
+        return;
+      }
+      if (err.code === 'invalid_mfa_code') {
+        fieldError(input, errorEl, messageFor(err));
+        input.select();
+        input.focus();
+        return;
+      }
+      const target = [input, errorEl, mfaWithRecovery ? 'Recovery code' : 'Code'];
+      showErrors(err, { code: target, recovery_code: target }, $('mfa-error'));
     } finally {
       submit.disabled = false;
     }
@@ -728,7 +898,9 @@
 
   async function loadProfile() {
     try {
-      showEmail(await authed('GET', '/api/profile/'));
+      const profile = await authed('GET', '/api/profile/');
+      showEmail(profile);
+      showTwoFactor(profile.mfa_enabled);
     } catch (err) {
       if (!(err instanceof SessionEnded)) {
         $('email-error').textContent = messageFor(err);
@@ -788,6 +960,169 @@
       }
     } finally {
       submit.disabled = false;
+    }
+  }
+
+  // ---- two-factor authentication --------------------------------------
+
+  let mfaEnabled = false;
+
+  function showTwoFactor(on) {
+    mfaEnabled = on;
+    const state = $('twofa-state');
+    state.textContent = on ? 'on' : 'off';
+    state.classList.toggle('warn', !on);
+    $('twofa-on').hidden = !on;
+    $('twofa-off').hidden = on;
+    if (on) {
+      $('twofa-enrol').hidden = true;
+    }
+  }
+
+  function twoFactorMessages() {
+    $('twofa-ok').textContent = '';
+    $('twofa-error').textContent = '';
+  }
+
+  async function startTwoFactor() {
+    twoFactorMessages();
+    const button = $('twofa-start');
+    button.disabled = true;
+    try {
+      const e = await authed('POST', '/api/mfa/totp/');
+      $('twofa-qr').src = e.qr;
+      $('twofa-secret').textContent = e.secret;
+      const form = $('twofa-form');
+      form.reset();
+      clearErrors(form);
+      $('twofa-off').hidden = true;
+      $('twofa-enrol').hidden = false;
+      $('twofa-enrol-title').focus();
+    } catch (err) {
+      if (!(err instanceof SessionEnded)) {
+        $('twofa-error').textContent = messageFor(err);
+      }
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function cancelEnrolment() {
+    $('twofa-enrol').hidden = true;
+    $('twofa-qr').removeAttribute('src');
+    $('twofa-secret').textContent = '';
+  }
+
+  function cancelTwoFactor() {
+    $('twofa-enrol').hidden = true;
+    $('twofa-qr').removeAttribute('src');
+    $('twofa-secret').textContent = '';
+    $('twofa-off').hidden = false;
+    $('twofa-start').focus();
+  }
+
+  async function confirmTwoFactor(event) {
+    event.preventDefault();
+    const form = $('twofa-form');
+    clearErrors(form);
+    twoFactorMessages();
+    const code = $('twofa-code');
+    if (code.value.trim() === '') {
+      fieldError(code, $('twofa-code-error'), 'Enter the code your app shows.');
+      code.focus();
+      return;
+    }
+    const submit = $('twofa-confirm');
+    submit.disabled = true;
+    try {
+      const data = await authed('POST', '/api/mfa/totp/confirm/', { code: code.value.trim() });
+      form.reset();
+      $('twofa-enrol').hidden = true;
+      $('twofa-qr').removeAttribute('src');
+      $('twofa-secret').textContent = '';
+      showTwoFactor(true);
+      showRecoveryCodes(data.recovery_codes);
+      await loadTokens();
+    } catch (err) {
+      if (!(err instanceof SessionEnded)) {
+        showErrors(err, { code: [code, $('twofa-code-error'), 'Code'] }, $('twofa-error'));
+      }
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
+  let recoveryCodes = [];
+
+  function showRecoveryCodes(codes) {
+    recoveryCodes = codes;
+    $('recovery-codes').replaceChildren(...codes.map((c) => {
+      const li = document.createElement('li');
+      const code = document.createElement('code');
+      code.textContent = c;
+      li.append(code);
+      return li;
+    }));
+    $('recovery-panel').hidden = false;
+    $('recovery-title').focus();
+    announce('Two-factor authentication is on. Save your recovery codes now: they are shown only once.');
+  }
+
+  function hideRecoveryCodes() {
+    recoveryCodes = [];
+    $('recovery-codes').replaceChildren();
+    $('recovery-panel').hidden = true;
+  }
+
+  function downloadRecoveryCodes() {
+    const text = 'tokenauth recovery codes for ' + (session ? session.username : '') + ' (' + location.origin + ')\n' +
+      'Each code works once.\n\n' + recoveryCodes.join('\n') + '\n';
+    const url = URL.createObjectURL(new Blob([text], { type: 'text/plain' }));
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = 'tokenauth-recovery-codes.txt';
+    document.body.append(a);
+    a.click();
+    a.remove();
+    window.setTimeout(() => URL.revokeObjectURL(url), 1000);
+  }
+
+  async function regenerateRecoveryCodes() {
+    const ok = await confirmAction('Make new recovery codes?',
+      'Your present recovery codes stop working at once.', 'Make new codes');
+    if (!ok) {
+      $('twofa-regenerate').focus();
+      return;
+    }
+    twoFactorMessages();
+    try {
+      const data = await authed('POST', '/api/mfa/recovery-codes/');
+      showRecoveryCodes(data.recovery_codes);
+    } catch (err) {
+      if (!(err instanceof SessionEnded)) {
+        $('twofa-error').textContent = messageFor(err);
+      }
+    }
+  }
+
+  async function disableTwoFactor() {
+    const ok = await confirmAction('Turn two-factor authentication off?',
+      'Signing in will take only your password. Your recovery codes stop working.', 'Turn off');
+    if (!ok) {
+      $('twofa-disable').focus();
+      return;
+    }
+    twoFactorMessages();
+    try {
+      await authed('DELETE', '/api/mfa/totp/');
+      hideRecoveryCodes();
+      showTwoFactor(false);
+      done($('twofa-ok'), 'Two-factor authentication is off.');
+      $('twofa-start').focus();
+    } catch (err) {
+      if (!(err instanceof SessionEnded)) {
+        $('twofa-error').textContent = messageFor(err);
+      }
     }
   }
 
@@ -863,6 +1198,26 @@
     showForgot();
   });
   $('verify-continue').addEventListener('click', continueFromVerify);
+  $('mfa-form').addEventListener('submit', sendMFA);
+  $('mfa-switch').addEventListener('click', () => setMFAMethod(!mfaWithRecovery));
+  $('mfa-back').addEventListener('click', () => {
+    mfaToken = '';
+    showSignIn();
+  });
+  $('twofa-start').addEventListener('click', startTwoFactor);
+  $('twofa-cancel').addEventListener('click', cancelTwoFactor);
+  $('twofa-form').addEventListener('submit', confirmTwoFactor);
+  $('recovery-download').addEventListener('click', downloadRecoveryCodes);
+  $('recovery-done').addEventListener('click', () => {
+    hideRecoveryCodes();
+    $('twofa-title').focus();
+  });
+  $('twofa-regenerate').addEventListener('click', regenerateRecoveryCodes);
+  $('twofa-disable').addEventListener('click', disableTwoFactor);
+  $('reauth-form').addEventListener('submit', sendReauth);
+  $('reauth-cancel').addEventListener('click', () => endReauth(false));
+  // Escape closes the dialog: the action is not done.
+  $('reauth').addEventListener('close', () => endReauth(false));
   $('email-verify').addEventListener('click', sendVerification);
   $('email-form').addEventListener('submit', changeEmail);
 
