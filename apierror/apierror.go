@@ -57,20 +57,23 @@ func Validation(fields map[string]string) *Error {
 
 // Errors with a fixed form, shared by handlers and middlewares.
 var (
-	ErrInvalidJSON   = New(http.StatusBadRequest, "invalid_json", "The request body must be one JSON object.")
-	ErrBodyTooLarge  = New(http.StatusRequestEntityTooLarge, "body_too_large", "The request body is too large.")
-	ErrNotFound      = New(http.StatusNotFound, "not_found", "Not found.")
-	ErrMethod        = New(http.StatusMethodNotAllowed, "method_not_allowed", "This method is not allowed here.")
-	ErrForbidden     = New(http.StatusForbidden, "forbidden", "You may not change this resource.")
-	ErrInternal      = New(http.StatusInternalServerError, "internal_error", "Something went wrong on our side.")
-	ErrUnavailable   = New(http.StatusServiceUnavailable, "unavailable", "The service is temporarily unavailable; try again shortly.")
-	ErrOrigin        = New(http.StatusForbidden, "origin_not_allowed", "Pages from this origin may not call the API.")
-	ErrConflict      = New(http.StatusConflict, "conflict", "This conflicts with an existing resource.")
-	ErrTokenLimit    = New(http.StatusConflict, "token_limit_reached", "You hold the maximum number of tokens; revoke one first.")
-	ErrInvalidCreds  = New(http.StatusUnauthorized, "invalid_credentials", "Invalid username or password.")
-	ErrAccountOff    = New(http.StatusUnauthorized, "account_disabled", "This account is disabled.")
-	ErrAuthRequired  = New(http.StatusUnauthorized, "authentication_required", "Authentication is required: send Authorization: Bearer <token>.").WithHeader("WWW-Authenticate", `Bearer realm="api"`)
-	ErrInvalidToken  = New(http.StatusUnauthorized, "invalid_token", "The token is invalid, expired or revoked.").WithHeader("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
+	ErrInvalidJSON  = New(http.StatusBadRequest, "invalid_json", "The request body must be one JSON object.")
+	ErrBodyTooLarge = New(http.StatusRequestEntityTooLarge, "body_too_large", "The request body is too large.")
+	ErrNotFound     = New(http.StatusNotFound, "not_found", "Not found.")
+	ErrMethod       = New(http.StatusMethodNotAllowed, "method_not_allowed", "This method is not allowed here.")
+	ErrForbidden    = New(http.StatusForbidden, "forbidden", "You may not change this resource.")
+	ErrInternal     = New(http.StatusInternalServerError, "internal_error", "Something went wrong on our side.")
+	ErrUnavailable  = New(http.StatusServiceUnavailable, "unavailable", "The service is temporarily unavailable; try again shortly.")
+	ErrOrigin       = New(http.StatusForbidden, "origin_not_allowed", "Pages from this origin may not call the API.")
+	ErrConflict     = New(http.StatusConflict, "conflict", "This conflicts with an existing resource.")
+	ErrTokenLimit   = New(http.StatusConflict, "token_limit_reached", "You hold the maximum number of tokens; revoke one first.")
+	ErrInvalidCreds = New(http.StatusUnauthorized, "invalid_credentials", "Invalid username or password.")
+	ErrAccountOff   = New(http.StatusUnauthorized, "account_disabled", "This account is disabled.")
+	ErrAuthRequired = New(http.StatusUnauthorized, "authentication_required", "Authentication is required: send Authorization: Bearer <token>.").WithHeader("WWW-Authenticate", `Bearer realm="api"`)
+	ErrInvalidToken = New(http.StatusUnauthorized, "invalid_token", "The token is invalid, expired or revoked.").WithHeader("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
+	// ErrIPNotAllowed answers a live token used from outside its allowed
+	// networks.
+	ErrIPNotAllowed  = New(http.StatusForbidden, "ip_not_allowed", "This token may not be used from this address.")
 	ErrInvalidAuthzn = New(http.StatusBadRequest, "invalid_request", "The Authorization header is malformed: send exactly one Bearer token.").WithHeader("WWW-Authenticate", `Bearer realm="api", error="invalid_request"`)
 	ErrTokenInURL    = New(http.StatusBadRequest, "invalid_request", "Tokens are accepted only in the Authorization header, never in the URL.").WithHeader("WWW-Authenticate", `Bearer realm="api", error="invalid_request"`)
 	// ErrInvalidData names no field and quotes nothing: it answers a value
@@ -161,6 +164,7 @@ func From(err error) (*Error, bool) {
 		invalid *models.ValidationError
 		tooBig  *http.MaxBytesError
 		tooMany *models.TooManyLinksError
+		limited *auth.RateLimitedError
 	)
 	switch {
 	case errors.As(err, &apiErr):
@@ -177,6 +181,10 @@ func From(err error) (*Error, bool) {
 		return ErrInvalidAuthzn, true
 	case errors.Is(err, auth.ErrInvalidToken):
 		return ErrInvalidToken, true
+	case errors.Is(err, auth.ErrIPNotAllowed):
+		return ErrIPNotAllowed, true
+	case errors.As(err, &limited):
+		return RateLimited(limited.RetryAfter), true
 	case errors.Is(err, models.ErrNotFound):
 		return ErrNotFound, true
 	case errors.As(err, &tooMany):

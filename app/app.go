@@ -147,7 +147,7 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 	a.Keyring = kr
 	a.Resolver = auth.NewResolver(a.DB, db.Pool, auth.Options{IdleTimeout: cfg.TokenIdleTimeout,
 		Sliding: cfg.TokenSliding, TTL: cfg.TokenTTL, MaxTTL: cfg.TokenMaxTTL, CacheTTL: cfg.TokenCacheTTL,
-		ReauthMaxAge: cfg.ReauthMaxAge})
+		UserLimit: cfg.UserRateLimit, ReauthMaxAge: cfg.ReauthMaxAge})
 	if err := models.ListenForChanges(a.DB, a.Resolver.Apply); err != nil {
 		return nil, fmt.Errorf("following the database's changes: %w", err)
 	}
@@ -161,7 +161,8 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 	a.Metrics.WatchTokenCache(func() metrics.TokenCache {
 		s := a.Resolver.Stats()
 		return metrics.TokenCache{Hits: s.CacheHits, Misses: s.CacheMisses, Entries: s.CacheEntries,
-			Enabled: s.CacheEnabled, Invalidations: s.Invalidations, Outages: s.CacheOutages, PendingUses: s.PendingUses}
+			Enabled: s.CacheEnabled, Invalidations: s.Invalidations, Outages: s.CacheOutages, PendingUses: s.PendingUses,
+			IPRefused: s.IPRefused, RateLimited: s.RateLimited, GraceEnded: s.GraceEnded}
 	})
 	if a.redis == nil && cfg.RedisURL != "" {
 		client, err := openRedis(ctx, cfg.RedisURL)
@@ -170,6 +171,7 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 		}
 		a.redis, a.ownsRedis = client, true
 	}
+	a.Resolver.UseLimiter(routes.QuotaLimiter(a.redis, o.redisPrefix))
 	sender, err := mail.NewSender(cfg.SMTPURL, cfg.MailFrom, o.mailTLS, log)
 	if err != nil {
 		a.closeRedis()

@@ -21,6 +21,7 @@ import (
 	"gorm.io/gorm"
 
 	"tokenauth/models"
+	"tokenauth/ratelimit"
 )
 
 // Why a request is not authenticated. Any other error from Resolve means
@@ -32,14 +33,21 @@ var (
 	// header without exactly one token.
 	ErrMalformedHeader = errors.New("malformed Authorization header")
 	// ErrInvalidToken: a token that is malformed, unknown, expired, idle,
-	// revoked, or whose user is deactivated. Which of them is not told.
+	// revoked, paused, or whose user is deactivated. Which of them is not
+	// told.
 	ErrInvalidToken = errors.New("invalid token")
+	// ErrIPNotAllowed: a live token used from outside its allowed
+	// networks.
+	ErrIPNotAllowed = errors.New("token not allowed from this address")
 )
 
-// Refused tells whether err is a reason a request is not authenticated,
-// rather than a failure to find out.
+// Refused tells whether err is a reason a request is not authenticated
+// (or not allowed: see ErrIPNotAllowed and RateLimitedError), rather than
+// a failure to find out.
 func Refused(err error) bool {
-	return errors.Is(err, ErrNoToken) || errors.Is(err, ErrMalformedHeader) || errors.Is(err, ErrInvalidToken)
+	var limited *RateLimitedError
+	return errors.Is(err, ErrNoToken) || errors.Is(err, ErrMalformedHeader) || errors.Is(err, ErrInvalidToken) ||
+		errors.Is(err, ErrIPNotAllowed) || errors.As(err, &limited)
 }
 
 // cacheSize bounds the token cache: 10,000 entries of about 1 KiB each.
@@ -82,6 +90,9 @@ type Options struct {
 	TTL, MaxTTL time.Duration
 	// CacheTTL is how long a successful lookup is reused (0 = no cache).
 	CacheTTL time.Duration
+	// UserLimit caps each user's requests across all their tokens (zero:
+	// none).
+	UserLimit models.RateLimit
 	// ReauthMaxAge is how recent a token's proof of the password must be
 	// for sensitive actions (0 = any; see Identity.RequireFreshAuth).
 	ReauthMaxAge time.Duration
@@ -108,6 +119,9 @@ type Identity struct {
 	// expiresHeader is ExpiresAt formatted, shared with the cache entry
 	// when the expiry did not slide (net/http only reads header values).
 	expiresHeader []string
+	// Limits are the rate limits the request counted against (nil for a
+	// token without any).
+	Limits Limits
 	// stale says that the token's proof of the password is older than
 	// reauthMaxAge at the time of the request.
 	stale        bool
@@ -143,7 +157,14 @@ type Resolver struct {
 	// last request, before the cache answers one (see sqliteWatch).
 	catchUp func(context.Context) error
 
+	// limiter keeps the budgets of rate-limited tokens and users.
+	limiter ratelimit.QuotaLimiter
+	// refusals remembers the refusals outside allowed networks recently
+	// recorded, so that a client retrying cannot write an event per try.
+	refusals *refusalLog
+
 	hits, misses, invalidations, outages atomic.Uint64
+	ipRefused, rateLimited, graceEnded   atomic.Uint64
 }
 
 // NewResolver returns a Resolver reading tokens from db (through pool,
@@ -152,7 +173,8 @@ type Resolver struct {
 // processes are followed, so the cache comes on when a ChangeFeed follows
 // them.
 func NewResolver(db *gorm.DB, pool *pgxpool.Pool, opts Options) *Resolver {
-	r := &Resolver{db: db, pool: pool, usage: newUsageRecorder(db), opts: opts, granularity: usageGranularity(opts.IdleTimeout)}
+	r := &Resolver{db: db, pool: pool, usage: newUsageRecorder(db), opts: opts, granularity: usageGranularity(opts.IdleTimeout),
+		limiter: ratelimit.NewMemoryQuota(), refusals: newRefusalLog()}
 	if opts.CacheTTL > 0 {
 		r.cache = newTokenCache(cacheSize, opts.CacheTTL)
 		r.cache.setEnabled(false)
@@ -194,21 +216,79 @@ func (r *Resolver) Resolve(ctx context.Context, req Request) (*Identity, error) 
 		ok = r.live(e.token, legacy, activity, req.Now)
 	}
 	if !ok {
+		if graceEnded(e.token, activity, req.Now) {
+			if err := r.endGrace(ctx, e.token, req); err != nil {
+				return nil, err
+			}
+		}
 		return nil, ErrInvalidToken
 	}
 	if f.fresh && r.cache != nil {
 		r.cache.add(f.gen, f.key, e, req.Now)
 	}
-	expires := activity.ExpiresAt
-	if noted == nil || req.Now.Sub(noted.LastUsedAt) >= r.granularity {
-		expires = r.recordUse(e, noted, expires, req.Now)
+	if len(e.token.AllowedIPs) > 0 && !e.token.AllowedIPs.Contains(req.IP) {
+		return nil, r.refuseIP(ctx, e.token, req)
 	}
-	id := &Identity{Token: *e.token, ExpiresAt: expires}
+	var limits Limits
+	if !e.token.RateLimit().IsZero() || !r.opts.UserLimit.IsZero() {
+		var err error
+		if limits, err = r.spend(ctx, e.token, req.Now); err != nil {
+			return nil, err
+		}
+	}
+	expires := activity.ExpiresAt
+	if noted == nil || req.Now.Sub(noted.LastUsedAt) >= r.granularity || !knownNetwork(e.token, noted, req.IP) {
+		expires = r.recordUse(e, noted, expires, req)
+	}
+	id := &Identity{Token: *e.token, ExpiresAt: expires, Limits: limits}
 	id.judgeFreshness(e.token, req.Now, r.opts.ReauthMaxAge)
 	if expires == e.token.ExpiresAt {
 		id.expiresHeader = e.expiresHeader
 	}
 	return id, nil
+}
+
+// knownNetwork tells whether the token was used from the network of ip
+// before, as far as this process knows: a use from a new network is
+// recorded at once, not at the next granularity. The same address as the
+// last noted use settles it without parsing.
+func knownNetwork(t *models.APIToken, noted *models.Usage, ip string) bool {
+	if noted != nil && noted.IP == ip {
+		return true
+	}
+	p, ok := models.NetworkOf(ip)
+	if !ok {
+		return true // nothing to record
+	}
+	return t.Networks.Has(p) || noted != nil && noted.Networks.Has(p)
+}
+
+// graceEnded tells whether t is the previous secret of a rotated token
+// whose grace has ended (and which nothing else has killed yet).
+func graceEnded(t *models.APIToken, activity models.Usage, now time.Time) bool {
+	return t.RotatedToID != nil && t.RevokedAt == nil && activity.ExpiresAt != nil && !now.Before(*activity.ExpiresAt)
+}
+
+// endGrace revokes the previous secret of a rotated token whose grace has
+// ended, with an event, on its first use after the grace: once, whatever
+// the instance (see models.ExpireRotated).
+func (r *Resolver) endGrace(ctx context.Context, t *models.APIToken, req Request) error {
+	r.graceEnded.Add(1)
+	ctx = models.WithClient(ctx, models.Client{IP: req.IP, UserAgent: req.UserAgent})
+	return models.ExpireRotated(ctx, r.db, t)
+}
+
+// refuseIP records that t was used from outside its allowed networks (at
+// most once a minute per token and network) and returns the refusal.
+func (r *Resolver) refuseIP(ctx context.Context, t *models.APIToken, req Request) error {
+	r.ipRefused.Add(1)
+	if r.refusals.first(t.ID, req.IP, req.Now) {
+		ctx = models.WithClient(ctx, models.Client{IP: req.IP, UserAgent: req.UserAgent})
+		if err := models.RecordTokenEvent(ctx, r.db, t, models.EventTokenIPRefused); err != nil {
+			return err
+		}
+	}
+	return ErrIPNotAllowed
 }
 
 // live is the one decision of whether a token may authenticate at now: its
@@ -218,14 +298,22 @@ func (r *Resolver) live(t *models.APIToken, legacy bool, activity models.Usage, 
 	return t.User.IsActive && (!legacy || t.Kind == models.KindLegacy) && t.Alive(now, activity, r.opts.IdleTimeout)
 }
 
-// recordUse notes the use and, for a sliding login token, moves its expiry
+// recordUse notes the use (when, from which client and network) and, for a
+// sliding login token, moves its expiry
 // to now + TTL, never past created_at + MaxTTL. It returns the expiry that
 // now applies. Of the requests that find the same last use at once, one
 // records: the others see it replaced and leave it.
-func (r *Resolver) recordUse(e *cacheEntry, prev *models.Usage, expires *time.Time, now time.Time) *time.Time {
-	t := e.token
-	use := &models.Usage{LastUsedAt: now}
-	if r.opts.Sliding && t.Kind == models.KindLogin && expires != nil {
+func (r *Resolver) recordUse(e *cacheEntry, prev *models.Usage, expires *time.Time, req Request) *time.Time {
+	t, now := e.token, req.Now
+	use := &models.Usage{LastUsedAt: now, IP: req.IP, UserAgent: req.UserAgent}
+	if p, ok := models.NetworkOf(req.IP); ok {
+		use.Networks = models.NetworkUses{{Network: p, LastUsedAt: now}}
+	}
+	if prev != nil {
+		use.Networks = prev.Networks.Merge(use.Networks)
+	}
+	// The previous secret of a rotated token never slides past its grace.
+	if r.opts.Sliding && t.Kind == models.KindLogin && t.RotatedToID == nil && expires != nil {
 		next := now.Add(r.opts.TTL)
 		if limit := t.CreatedAt.Add(r.opts.MaxTTL); next.After(limit) {
 			next = limit
@@ -345,13 +433,30 @@ func (r *Resolver) setCaching(on bool) {
 	r.cache.setEnabled(on)
 }
 
-// LastUsed returns when the token was last used as far as this process
-// knows, which may be ahead of the database.
-func (r *Resolver) LastUsed(t *models.APIToken) *time.Time {
+// Activity is a token's record of use as far as this process knows, which
+// may be ahead of the database.
+type Activity struct {
+	LastUsedAt    *time.Time
+	LastIP        string
+	LastUserAgent string
+	// Networks are the last networks the token was used from, newest
+	// first.
+	Networks models.NetworkUses
+}
+
+// Activity returns t's record of use, its pending use included.
+func (r *Resolver) Activity(t *models.APIToken) Activity {
+	a := Activity{LastUsedAt: t.LastUsedAt, LastIP: t.LastIP, LastUserAgent: t.LastUserAgent, Networks: t.Networks}
 	if u, ok := r.usage.pending(t.ID); ok {
-		return &u.LastUsedAt
+		if a.LastUsedAt == nil || u.LastUsedAt.After(*a.LastUsedAt) {
+			a.LastUsedAt = &u.LastUsedAt
+			if u.IP != "" {
+				a.LastIP, a.LastUserAgent = u.IP, u.UserAgent
+			}
+		}
+		a.Networks = a.Networks.Merge(u.Networks)
 	}
-	return t.LastUsedAt
+	return a
 }
 
 // FlushUsage writes every use not yet in the database. Uses that could not
@@ -383,12 +488,17 @@ type Stats struct {
 	// PendingUses is the number of tokens whose last use is not written
 	// to the database yet.
 	PendingUses int
+	// IPRefused counts the requests refused outside a token's allowed
+	// networks; RateLimited those refused over a rate limit; GraceEnded
+	// the uses of a rotated token's previous secret after its grace.
+	IPRefused, RateLimited, GraceEnded uint64
 }
 
 // Stats returns the counters of the Resolver.
 func (r *Resolver) Stats() Stats {
 	s := Stats{CacheHits: r.hits.Load(), CacheMisses: r.misses.Load(),
-		Invalidations: r.invalidations.Load(), CacheOutages: r.outages.Load(), PendingUses: r.usage.len()}
+		Invalidations: r.invalidations.Load(), CacheOutages: r.outages.Load(), PendingUses: r.usage.len(),
+		IPRefused: r.ipRefused.Load(), RateLimited: r.rateLimited.Load(), GraceEnded: r.graceEnded.Load()}
 	if r.cache != nil {
 		s.CacheEntries, s.CacheEnabled = r.cache.len(), r.cache.enabled()
 	}

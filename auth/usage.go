@@ -33,11 +33,19 @@ func newUsageRecorder(db *gorm.DB) *usageRecorder {
 	return &usageRecorder{db: db, waiting: map[uint]models.Usage{}}
 }
 
-// record notes a use of the token. A later use replaces an earlier one.
+// record notes a use of the token. A later use replaces an earlier one;
+// the networks of both are kept.
 func (r *usageRecorder) record(tokenID uint, u models.Usage) {
 	r.mu.Lock()
-	if prev, ok := r.waiting[tokenID]; !ok || u.LastUsedAt.After(prev.LastUsedAt) {
+	if prev, ok := r.waiting[tokenID]; !ok {
 		r.waiting[tokenID] = u
+	} else {
+		networks := prev.Networks.Merge(u.Networks)
+		if u.LastUsedAt.After(prev.LastUsedAt) {
+			prev = u
+		}
+		prev.Networks = networks
+		r.waiting[tokenID] = prev
 	}
 	r.mu.Unlock()
 }

@@ -7,6 +7,8 @@
 #
 # Settings (environment): BENCH_PG, an admin URL of the PostgreSQL server
 # (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable);
+# BENCH_REDIS, the Redis of the per-token rate limit's cost (default
+# redis://127.0.0.1:6379/15; the run flushes nothing, its keys expire);
 # DURATION (measured time per side), WARMUP, SLICE (how long each side of
 # a pair is loaded in turn); KEEP=1 keeps the bench databases.
 # It builds the service from this repository, creates two databases
@@ -19,6 +21,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 
 PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
+REDIS=${BENCH_REDIS:-redis://127.0.0.1:6379/15}
 SCALE=${SCALE:-full}
 if [ "$SCALE" = small ]; then
   BIG=10000; DURATION=${DURATION:-4s}; WARMUP=${WARMUP:-1s}
@@ -152,7 +155,8 @@ say "(the login target times the hash again between its slices of load: this mac
 
 step "targets (requests per second; ratio = measured / baseline)"
 say "instances on 127.0.0.1: cached (${SMALL} tokens, TOKEN_CACHE_TTL=30s) :18081; nocache (${SMALL}, TOKEN_CACHE_TTL=0) :18082;"
-say "onequery baseline (${SMALL}) :18083; nocache-big ($BIG tokens, TOKEN_CACHE_TTL=0) :18084; login (${SMALL}) :18085"
+say "onequery baseline (${SMALL}) :18083; nocache-big ($BIG tokens, TOKEN_CACHE_TTL=0) :18084; login (${SMALL}) :18085;"
+say "limited (${SMALL}, half of them with a per-token rate limit, REDIS_URL=$REDIS) :18086"
 header
 start cached 18081 small
 for c in 32 64; do
@@ -161,6 +165,25 @@ for c in 32 64; do
 done
 AUTH_PEAK=$(peak_mib "$(pid_of cached)")
 stop cached
+
+# The cost of a per-token rate limit kept in Redis: on one instance with
+# REDIS_URL, half the known tokens get a budget they never spend (10^9 a
+# second) and the other half none; the pair loads the same route with each
+# half. Informational (want >= 0): the figure is the cost, stated in
+# docs/BENCHMARKS.md. The tokens without a limit are the same as above.
+head -n $((SMALL / 2)) "$WORK/tokens-small.txt" >"$WORK/tokens-limited.txt"
+tail -n +$((SMALL / 2 + 1)) "$WORK/tokens-small.txt" >"$WORK/tokens-unlimited.txt"
+limited_hashes=$(while read -r t; do printf "'%s'," "$(printf '%s' "$t" | sha256sum | cut -d' ' -f1)"; done <"$WORK/tokens-limited.txt")
+psql -q "$(db_url tokenauth_bench_small)" -c \
+  "UPDATE api_tokens SET rate_limit_requests = 1000000000, rate_limit_seconds = 1 WHERE key_hash IN (${limited_hashes%,})" >/dev/null
+start limited 18086 small REDIS_URL="$REDIS"
+pair "limited tokens (Redis) vs unlimited, 64 conns" 0 64 \
+  http://127.0.0.1:18086/api/profile/ "$WORK/tokens-limited.txt" \
+  http://127.0.0.1:18086/api/profile/ "$WORK/tokens-unlimited.txt"
+pair "unlimited tokens, Redis set, vs healthz, 64 conns" 0.85 64 \
+  http://127.0.0.1:18086/api/profile/ "$WORK/tokens-unlimited.txt" http://127.0.0.1:18086/healthz ""
+stop limited
+psql -q "$(db_url tokenauth_bench_small)" -c "UPDATE api_tokens SET rate_limit_requests = 0, rate_limit_seconds = 0" >/dev/null
 
 start nocache 18082 small TOKEN_CACHE_TTL=0
 start onequery 18083 small

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"tokenauth/config"
 	"tokenauth/internal/testdb"
@@ -198,7 +199,12 @@ func TestOperatorCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	policy := models.TokenPolicy{MaxPerUser: 10}
-	tok, err := models.IssueToken(t.Context(), db, u.ID, models.TokenSpec{Name: "laptop", Kind: models.KindPersonal, Scopes: models.Scopes{"*"}}, policy, false)
+	nets, err := models.ParseIPNets([]string{"203.0.113.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := models.IssueToken(t.Context(), db, u.ID, models.TokenSpec{Name: "laptop", Kind: models.KindPersonal, Scopes: models.Scopes{"*"},
+		AllowedIPs: nets, RateLimit: models.RateLimit{Requests: 100, Period: time.Minute}}, policy, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +213,8 @@ func TestOperatorCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "laptop") || !strings.Contains(out, tok.Prefix) || strings.Contains(out, tok.Secret) || strings.Contains(out, tok.KeyHash) {
+	if !strings.Contains(out, "laptop") || !strings.Contains(out, tok.Prefix) || strings.Contains(out, tok.Secret) || strings.Contains(out, tok.KeyHash) ||
+		!strings.Contains(out, "203.0.113.0/24") || !strings.Contains(out, "100/1m") || !strings.Contains(out, "enabled") {
 		t.Errorf("tokens output: %q", out)
 	}
 

@@ -259,10 +259,23 @@ func listTokens(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tNAME\tKIND\tPREFIX\tSCOPES\tCREATED\tLAST USED\tEXPIRES")
+	fmt.Fprintln(w, "ID\tNAME\tKIND\tPREFIX\tSCOPES\tCREATED\tLAST USED\tLAST FROM\tEXPIRES\tSTATE\tALLOWED IPS\tRATE LIMIT")
 	for _, t := range tokens {
-		fmt.Fprintf(w, "%d\t%q\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Kind, t.Prefix, strings.Join(t.Scopes, " "),
-			t.CreatedAt.UTC().Format(time.RFC3339), formatTime(t.LastUsedAt), formatTime(t.ExpiresAt))
+		state, from, allowed, limit := "enabled", "-", "any", "-"
+		if t.PausedAt != nil {
+			state = "paused"
+		}
+		if t.LastIP != "" {
+			from = t.LastIP
+		}
+		if len(t.AllowedIPs) > 0 {
+			allowed = strings.Join(t.AllowedIPs.Strings(), ",")
+		}
+		if l := t.RateLimit(); !l.IsZero() {
+			limit = l.String()
+		}
+		fmt.Fprintf(w, "%d\t%q\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Kind, t.Prefix, strings.Join(t.Scopes, " "),
+			t.CreatedAt.UTC().Format(time.RFC3339), formatTime(t.LastUsedAt), from, formatTime(t.ExpiresAt), state, allowed, limit)
 	}
 	return w.Flush()
 }

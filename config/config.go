@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"tokenauth/models"
 	"tokenauth/password"
 )
 
@@ -32,6 +33,11 @@ type Config struct {
 	TokenSliding     bool
 	MaxTokensPerUser int
 	TokenCacheTTL    time.Duration
+	// TokenRotationMaxGrace caps the grace_seconds of a rotation.
+	TokenRotationMaxGrace time.Duration
+	// UserRateLimit caps each user's requests across all their tokens
+	// (zero: no cap).
+	UserRateLimit models.RateLimit
 
 	AllowRegistration bool
 	PasswordMinLength int
@@ -87,6 +93,7 @@ func Default() Config {
 		TokenIdleTimeout:       2160 * time.Hour,
 		MaxTokensPerUser:       50,
 		TokenCacheTTL:          30 * time.Second,
+		TokenRotationMaxGrace:  24 * time.Hour,
 		PasswordMinLength:      10,
 		SecurityEventRetention: 2160 * time.Hour,
 		LoginUserFailures:      5,
@@ -141,6 +148,8 @@ func Load(lookupEnv func(string) (string, bool), envFile string) (Config, []Unkn
 	p.boolean("TOKEN_SLIDING", &c.TokenSliding)
 	p.integer("MAX_TOKENS_PER_USER", &c.MaxTokensPerUser, 1, 100000)
 	p.duration("TOKEN_CACHE_TTL", &c.TokenCacheTTL, true)
+	p.duration("TOKEN_ROTATION_MAX_GRACE", &c.TokenRotationMaxGrace, true)
+	p.rateLimit("USER_RATE_LIMIT", &c.UserRateLimit)
 	p.boolean("ALLOW_REGISTRATION", &c.AllowRegistration)
 	p.integer("PASSWORD_MIN_LENGTH", &c.PasswordMinLength, 1, password.MaxLength)
 	p.duration("SECURITY_EVENT_RETENTION", &c.SecurityEventRetention, false)
@@ -346,6 +355,35 @@ func (p *parser) duration(key string, dst *time.Duration, zeroAllowed bool) {
 	default:
 		*dst = d
 	}
+}
+
+// rateLimit reads a budget such as "1000/1h" (requests/period, the period
+// from 1s to 24h, or second, minute, hour, day); empty is none.
+func (p *parser) rateLimit(key string, dst *models.RateLimit) {
+	v, ok := p.get(key)
+	if !ok {
+		return
+	}
+	r, err := ParseRateLimit(v)
+	if err != nil {
+		p.fail(key, v, err.Error())
+		return
+	}
+	*dst = r
+}
+
+// ParseRateLimit reads a budget spelt requests/period, such as "1000/1h".
+func ParseRateLimit(v string) (models.RateLimit, error) {
+	n, per, ok := strings.Cut(v, "/")
+	requests, err := strconv.Atoi(strings.TrimSpace(n))
+	if !ok || err != nil || requests < 1 || requests > 1000000000 {
+		return models.RateLimit{}, errors.New(`a number of requests from 1 and a period, such as "1000/1h"`)
+	}
+	period, err := models.ParsePeriod(strings.TrimSpace(per))
+	if err != nil {
+		return models.RateLimit{}, errors.New(`a number of requests and a period from 1s to 24h, such as "1000/1h"`)
+	}
+	return models.RateLimit{Requests: requests, Period: period}, nil
 }
 
 func (p *parser) boolean(key string, dst *bool) {

@@ -214,3 +214,49 @@ func TestLoadReauthMaxAge(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadTokenPolicySettings(t *testing.T) {
+	t.Parallel()
+	env := func(values map[string]string) func(string) (string, bool) {
+		return func(key string) (string, bool) { v, ok := values[key]; return v, ok }
+	}
+	if d := Default(); d.TokenRotationMaxGrace != 24*time.Hour || !d.UserRateLimit.IsZero() {
+		t.Errorf("defaults: grace %v, user limit %+v", d.TokenRotationMaxGrace, d.UserRateLimit)
+	}
+	good := []struct {
+		value    string
+		requests int
+		period   time.Duration
+	}{
+		{"1000/1h", 1000, time.Hour},
+		{"5 / minute", 5, time.Minute},
+		{"86400/24h", 86400, 24 * time.Hour},
+		{"10/30s", 10, 30 * time.Second},
+	}
+	for _, tc := range good {
+		cfg, _, err := Load(env(map[string]string{"USER_RATE_LIMIT": tc.value, "TOKEN_ROTATION_MAX_GRACE": "0"}), "")
+		if err != nil {
+			t.Fatalf("USER_RATE_LIMIT=%s: %v", tc.value, err)
+		}
+		if cfg.UserRateLimit.Requests != tc.requests || cfg.UserRateLimit.Period != tc.period || cfg.TokenRotationMaxGrace != 0 {
+			t.Errorf("USER_RATE_LIMIT=%s: got %+v, grace %v", tc.value, cfg.UserRateLimit, cfg.TokenRotationMaxGrace)
+		}
+	}
+	bad := []struct{ key, value string }{
+		{"USER_RATE_LIMIT", "1000"},
+		{"USER_RATE_LIMIT", "0/1h"},
+		{"USER_RATE_LIMIT", "-5/1h"},
+		{"USER_RATE_LIMIT", "100/2d"},
+		{"USER_RATE_LIMIT", "100/48h"},
+		{"USER_RATE_LIMIT", "100/500ms"},
+		{"USER_RATE_LIMIT", "lots/1h"},
+		{"TOKEN_ROTATION_MAX_GRACE", "-1h"},
+		{"TOKEN_ROTATION_MAX_GRACE", "a day"},
+	}
+	for _, tc := range bad {
+		_, _, err := Load(env(map[string]string{tc.key: tc.value}), "")
+		if err == nil || !strings.HasPrefix(err.Error(), tc.key+":") {
+			t.Errorf("%s=%s: got %v, want an error naming the setting", tc.key, tc.value, err)
+		}
+	}
+}

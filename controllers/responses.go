@@ -1,8 +1,10 @@
 package controllers
 
 import (
+	"encoding/json"
 	"time"
 
+	"tokenauth/auth"
 	"tokenauth/models"
 )
 
@@ -57,8 +59,20 @@ type tokenResponse struct {
 	Scopes     []string   `json:"scopes"`
 	CreatedAt  time.Time  `json:"created_at"`
 	LastUsedAt *time.Time `json:"last_used_at"`
-	ExpiresAt  *time.Time `json:"expires_at"`
-	Current    bool       `json:"current"`
+	// LastIP and LastUserAgent are the client of the last recorded use;
+	// Networks the last networks it was used from, newest first.
+	LastIP        *string            `json:"last_ip"`
+	LastUserAgent *string            `json:"last_user_agent"`
+	Networks      models.NetworkUses `json:"networks"`
+	ExpiresAt     *time.Time         `json:"expires_at"`
+	// PreviousSecretExpiresAt, after a rotation with grace, is until when
+	// the previous secret still works.
+	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at"`
+	Current                 bool       `json:"current"`
+	Enabled                 bool       `json:"enabled"`
+	AllowedIPs              []string   `json:"allowed_ips"`
+	Metadata                any        `json:"metadata"`
+	RateLimit               *rateLimit `json:"rate_limit"`
 	// Legacy marks a token imported from Django with its old key: the
 	// client should rotate it to get a tka_ token.
 	Legacy bool `json:"legacy"`
@@ -66,10 +80,34 @@ type tokenResponse struct {
 	Token string `json:"token,omitempty"`
 }
 
-func newTokenResponse(t *models.APIToken, lastUsed *time.Time, currentID uint) tokenResponse {
-	return tokenResponse{ID: t.ID, Name: t.Name, Prefix: t.Prefix, Scopes: t.Scopes,
-		CreatedAt: t.CreatedAt.UTC().Truncate(time.Second), LastUsedAt: utc(lastUsed), ExpiresAt: utc(t.ExpiresAt),
-		Current: t.ID == currentID, Legacy: t.Kind == models.KindLegacy, Token: t.Secret}
+// rateLimit is a token's own rate limit as clients read it.
+type rateLimit struct {
+	Requests int    `json:"requests"`
+	Per      string `json:"per"`
+}
+
+func newTokenResponse(t *models.APIToken, activity auth.Activity, currentID uint, now time.Time) tokenResponse {
+	r := tokenResponse{ID: t.ID, Name: t.Name, Prefix: t.Prefix, Scopes: t.Scopes,
+		CreatedAt: t.CreatedAt.UTC().Truncate(time.Second), LastUsedAt: utc(activity.LastUsedAt),
+		Networks: activity.Networks, ExpiresAt: utc(t.ExpiresAt),
+		Current: t.ID == currentID, Enabled: t.PausedAt == nil, AllowedIPs: t.AllowedIPs.Strings(),
+		Legacy: t.Kind == models.KindLegacy, Token: t.Secret}
+	if r.Networks == nil {
+		r.Networks = models.NetworkUses{}
+	}
+	if activity.LastIP != "" {
+		r.LastIP, r.LastUserAgent = &activity.LastIP, &activity.LastUserAgent
+	}
+	if p := t.PreviousExpiresAt; p != nil && p.After(now) {
+		r.PreviousSecretExpiresAt = utc(p)
+	}
+	if t.Metadata != "" {
+		r.Metadata = json.RawMessage(t.Metadata)
+	}
+	if l := t.RateLimit(); !l.IsZero() {
+		r.RateLimit = &rateLimit{Requests: l.Requests, Per: models.FormatPeriod(l.Period)}
+	}
+	return r
 }
 
 func utc(t *time.Time) *time.Time {

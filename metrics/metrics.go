@@ -317,6 +317,10 @@ type TokenCache struct {
 	Invalidations uint64
 	Outages       uint64
 	PendingUses   int
+	// IPRefused, RateLimited and GraceEnded count the live tokens refused
+	// by their policy: outside their allowed networks, over a rate limit,
+	// and previous secrets used after their grace.
+	IPRefused, RateLimited, GraceEnded uint64
 }
 
 // WatchTokenCache has stats read at each scrape, so that the request path
@@ -342,11 +346,14 @@ var (
 		"Times the token cache was switched off because changes made elsewhere could no longer be followed.", nil, nil)
 	pendingDesc = prometheus.NewDesc("tokenauth_token_usage_pending",
 		"Tokens whose last use is not written to the database yet.", nil, nil)
+	policyRefusalsDesc = prometheus.NewDesc("tokenauth_token_policy_refusals_total",
+		"Requests with a live token refused by its policy: ip_not_allowed, rate_limited, grace_ended (a rotated token's previous secret).",
+		[]string{"reason"}, nil)
 )
 
 func (c tokenCacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{cacheHitsDesc, cacheMissesDesc, cacheEntriesDesc, cacheEnabledDesc,
-		invalidationsDesc, outagesDesc, pendingDesc} {
+		invalidationsDesc, outagesDesc, pendingDesc, policyRefusalsDesc} {
 		ch <- d
 	}
 }
@@ -364,4 +371,7 @@ func (c tokenCacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(invalidationsDesc, prometheus.CounterValue, float64(s.Invalidations))
 	ch <- prometheus.MustNewConstMetric(outagesDesc, prometheus.CounterValue, float64(s.Outages))
 	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(s.PendingUses))
+	ch <- prometheus.MustNewConstMetric(policyRefusalsDesc, prometheus.CounterValue, float64(s.IPRefused), "ip_not_allowed")
+	ch <- prometheus.MustNewConstMetric(policyRefusalsDesc, prometheus.CounterValue, float64(s.RateLimited), "rate_limited")
+	ch <- prometheus.MustNewConstMetric(policyRefusalsDesc, prometheus.CounterValue, float64(s.GraceEnded), "grace_ended")
 }

@@ -22,13 +22,26 @@ func Identify(r *auth.Resolver, clk clock.Clock) gin.HandlerFunc {
 		}
 		switch {
 		case err == nil:
+			setRateLimitHeaders(c, id.Limits)
 			setIdentity(c, id)
 		case auth.Refused(err):
+			setRateLimitHeaders(c, auth.LimitsOf(err))
 			c.Set(authErrorKey, err)
 		default:
 			apierror.Abort(c, err)
 		}
 	}
+}
+
+// setRateLimitHeaders tells the client the rate limits its request
+// counted against, if any (draft-ietf-httpapi-ratelimit-headers).
+func setRateLimitHeaders(c *gin.Context, limits auth.Limits) {
+	if len(limits) == 0 {
+		return
+	}
+	h := c.Writer.Header()
+	h.Set("RateLimit-Policy", limits.PolicyHeader())
+	h.Set("RateLimit", limits.StateHeader())
 }
 
 // RequireAuth stops a request that Identify could not authenticate, with

@@ -32,7 +32,8 @@ const ChangeChannelQuery = "SELECT left('tokenauth_' || current_schema(), 63)"
 const changeBatch = 500
 
 // The function announces the rows a statement changed. Only what a cached
-// lookup shows counts: a token's last_used_at never does, nor an expiry
+// lookup shows counts: a token's record of use (last_used_at, last_ip,
+// last_user_agent, networks) never does, nor an expiry
 // that moved later (sliding expiry, written behind every few seconds for
 // every active token, would otherwise flush the caches of all instances);
 // any other column of a token or of a user does, so that columns added
@@ -57,7 +58,8 @@ BEGIN
 	ELSE
 		SELECT count(*), string_agg(o.id::text, ',') INTO n, ids
 		FROM old_rows o JOIN new_rows r ON r.id = o.id
-		WHERE (to_jsonb(o) - 'last_used_at' - 'expires_at') IS DISTINCT FROM (to_jsonb(r) - 'last_used_at' - 'expires_at')
+		WHERE (to_jsonb(o) - 'last_used_at' - 'expires_at' - 'last_ip' - 'last_user_agent' - 'networks')
+			IS DISTINCT FROM (to_jsonb(r) - 'last_used_at' - 'expires_at' - 'last_ip' - 'last_user_agent' - 'networks')
 			OR (r.expires_at IS NOT NULL AND (o.expires_at IS NULL OR r.expires_at < o.expires_at));
 	END IF;
 	IF n > %[1]d THEN

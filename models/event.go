@@ -25,9 +25,24 @@ const (
 	EventAccountActivated   = "account_activated"
 	// EventTokenExpiring is recorded 7 days and 1 day before a token made
 	// with the API or imported expires (Reason says which), and
-	// EventTokenExpired when it has (see RecordExpiryNotices).
+	// EventTokenExpired when it has (see RecordExpiryNotices); also, with
+	// Reason "rotation", when the previous secret of a rotated token was
+	// refused because its grace had ended.
 	EventTokenExpiring = "token_expiring"
 	EventTokenExpired  = "token_expired"
+	// EventTokenPaused and EventTokenResumed: the owner switched a token
+	// off or on again.
+	EventTokenPaused  = "token_paused"
+	EventTokenResumed = "token_resumed"
+	// EventTokenRestricted: a token's allowed networks or rate limit
+	// changed (either way).
+	EventTokenRestricted = "token_restrictions_changed"
+	// EventTokenNewNetwork: a token was used from a network it had not
+	// been used from before (not on its first use).
+	EventTokenNewNetwork = "token_used_from_new_network"
+	// EventTokenIPRefused: a token was refused outside its allowed
+	// networks.
+	EventTokenIPRefused = "token_ip_refused"
 	// EventReauthenticated: a token's holder proved the password again
 	// (POST /api/reauth/), for the sensitive actions that need a recent
 	// proof.
@@ -42,7 +57,8 @@ func EventTypes() []string {
 		EventAccountDeactivated, EventAccountActivated, EventPasswordResetRequested, EventPasswordReset,
 		EventEmailVerificationSent, EventEmailVerified, EventEmailChangeRequested, EventEmailChanged,
 		EventReauthenticated, EventMFAEnabled, EventMFADisabled, EventRecoveryCodesRegenerated, EventRecoveryCodeUsed,
-		EventMFAFailed}
+		EventMFAFailed, EventTokenPaused, EventTokenResumed, EventTokenRestricted, EventTokenNewNetwork,
+		EventTokenIPRefused}
 }
 
 // SecurityEvent records one thing that happened to a user's account. It is

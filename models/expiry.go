@@ -95,7 +95,9 @@ func recordExpiryNotice(ctx context.Context, db *gorm.DB, id uint, now time.Time
 		if err != nil || t.ExpiryNoticeAt == nil || t.ExpiryNoticeAt.After(now) {
 			return Change{}, ignoreNotFound(err)
 		}
-		if t.RevokedAt != nil || t.ExpiresAt == nil {
+		// A revoked token is told nothing more, nor a rotated one's previous
+		// secret: the token that replaced it has notices of its own.
+		if t.RevokedAt != nil || t.RotatedToID != nil || t.ExpiresAt == nil {
 			return Change{}, tx.Model(&t).UpdateColumn("expiry_notice_at", nil).Error
 		}
 		moments := expiryMoments(*t.ExpiresAt)

@@ -64,6 +64,32 @@ type APIToken struct {
 	// sensitive actions need it recent (see auth.Identity.RequireFreshAuth).
 	AuthenticatedAt *time.Time
 
+	// LastIP and LastUserAgent are the client of the last recorded use,
+	// and Networks the last MaxNetworks networks the token was used from,
+	// newest first: all written behind the requests, with LastUsedAt.
+	LastIP        string      `gorm:"size:64;not null;default:''"`
+	LastUserAgent string      `gorm:"size:512;not null;default:''"`
+	Networks      NetworkUses `gorm:"size:1000;not null;default:''"`
+	// PausedAt is when the owner switched the token off; nil while it is
+	// enabled. A paused token still counts toward the limit and expires.
+	PausedAt *time.Time
+	// AllowedIPs, when not empty, are the only networks the token may be
+	// used from.
+	AllowedIPs IPNets `gorm:"size:1000;not null;default:''"`
+	// Metadata is the owner's JSON object, as compact text ("" for none).
+	Metadata string `gorm:"size:2048;not null;default:''"`
+	// RateLimitRequests per RateLimitSeconds is the token's own budget
+	// (0 = none).
+	RateLimitRequests int `gorm:"not null;default:0"`
+	RateLimitSeconds  int `gorm:"not null;default:0"`
+	// RotatedToID is set once the token was rotated: its secret then works
+	// only until its expires_at (the grace), and it is no longer listed or
+	// counted as a token of its own.
+	RotatedToID *uint `gorm:"index"`
+	// PreviousExpiresAt, on a token made by a rotation with grace, is when
+	// the secret it replaced stops working.
+	PreviousExpiresAt *time.Time
+
 	// Secret is the plain token. It exists only in memory, right after the
 	// token is issued or rotated, to be shown to its owner once.
 	Secret string `gorm:"-" json:"-"`
@@ -113,11 +139,11 @@ func (t *APIToken) Activity(noted *Usage) Usage {
 }
 
 // Alive tells whether the token may authenticate at now: not revoked, not
-// expired, not idle longer than idle (0 = no idle limit), judged by its
-// activity.
+// paused, not expired, not idle longer than idle (0 = no idle limit),
+// judged by its activity.
 func (t *APIToken) Alive(now time.Time, activity Usage, idle time.Duration) bool {
 	switch {
-	case t.RevokedAt != nil:
+	case t.RevokedAt != nil, t.PausedAt != nil:
 		return false
 	case activity.ExpiresAt != nil && !now.Before(*activity.ExpiresAt):
 		return false
@@ -127,9 +153,22 @@ func (t *APIToken) Alive(now time.Time, activity Usage, idle time.Duration) bool
 	return true
 }
 
+// RateLimit returns the token's own budget (zero for none).
+func (t *APIToken) RateLimit() RateLimit {
+	return RateLimit{Requests: t.RateLimitRequests, Period: time.Duration(t.RateLimitSeconds) * time.Second}
+}
+
+func (t *APIToken) setRateLimit(r RateLimit) {
+	if r.IsZero() {
+		t.RateLimitRequests, t.RateLimitSeconds = 0, 0
+		return
+	}
+	t.RateLimitRequests, t.RateLimitSeconds = r.Requests, int(r.Period/time.Second)
+}
+
 // liveTokens selects the user's tokens that still work at now.
 func liveTokens(db *gorm.DB, userID uint, now time.Time, idle time.Duration) *gorm.DB {
-	q := db.Model(&APIToken{}).Where("user_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)", userID, now)
+	q := db.Model(&APIToken{}).Where("user_id = ? AND revoked_at IS NULL AND rotated_to_id IS NULL AND (expires_at IS NULL OR expires_at > ?)", userID, now)
 	if idle > 0 {
 		q = q.Where("COALESCE(last_used_at, created_at) > ?", now.Add(-idle))
 	}

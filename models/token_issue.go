@@ -25,6 +25,11 @@ type TokenSpec struct {
 	Kind      string
 	Scopes    Scopes
 	ExpiresAt *time.Time
+	// AllowedIPs, Metadata and RateLimit are the token's policy (see
+	// APIToken); their zero values are none.
+	AllowedIPs IPNets
+	Metadata   string
+	RateLimit  RateLimit
 	// Login is the password check a login token follows (see
 	// Authenticate): the token is issued only if the password is still
 	// the one checked, and the login is recorded with it. A login token is
@@ -48,7 +53,9 @@ func IssueToken(ctx context.Context, db *gorm.DB, userID uint, spec TokenSpec, p
 		return nil, err
 	}
 	tok := &APIToken{UserID: userID, Name: spec.Name, Kind: spec.Kind, Scopes: spec.Scopes,
-		ExpiresAt: spec.ExpiresAt, AuthenticatedAt: spec.AuthenticatedAt, Secret: secret}
+		ExpiresAt: spec.ExpiresAt, AuthenticatedAt: spec.AuthenticatedAt, Secret: secret, AllowedIPs: spec.AllowedIPs,
+		Metadata: spec.Metadata}
+	tok.setRateLimit(spec.RateLimit)
 	err = commit(ctx, db, func(tx *gorm.DB) (Change, error) {
 		now := nowOf(tx)
 		var change Change

@@ -40,6 +40,7 @@ func FindTokenByHash(ctx context.Context, db *gorm.DB, pool *pgxpool.Pool, keyHa
 		u := &t.User
 		err = db.WithContext(ctx).Raw(tokenByHashSQL+"?", keyHash).Row().Scan(&t.ID, &t.UserID, &t.Name, &t.Kind,
 			&t.Prefix, &t.Scopes, &t.CreatedAt, &t.LastUsedAt, &t.ExpiresAt, &t.RevokedAt, &t.AuthenticatedAt,
+			&t.Networks, &t.PausedAt, &t.AllowedIPs, &t.RateLimitRequests, &t.RateLimitSeconds, &t.RotatedToID,
 			&u.Username, &u.Email, &u.IsActive, &u.CreatedAt, &u.LastLoginAt, &u.EmailVerifiedAt, &u.MFAEnabledAt)
 	}
 	if errors.Is(err, sql.ErrNoRows) { // pgx.ErrNoRows is one too
@@ -59,21 +60,37 @@ func FindTokenByHash(ctx context.Context, db *gorm.DB, pool *pgxpool.Pool, keyHa
 func (t *APIToken) scanPgx(row pgx.Row) error {
 	var r struct {
 		id, userID                          int64
-		scopes                              string
+		scopes, networks, allowedIPs        string
 		created, lastUsed, expires, revoked pgtype.Timestamptz
 		authenticated                       pgtype.Timestamptz
+		paused                              pgtype.Timestamptz
+		rateRequests, rateSeconds           int64
+		rotatedTo                           pgtype.Int8
 		userCreated, lastLogin, verified    pgtype.Timestamptz
 		mfaEnabled                          pgtype.Timestamptz
 	}
 	u := &t.User
 	if err := row.Scan(&r.id, &r.userID, &t.Name, &t.Kind, &t.Prefix, &r.scopes, &r.created, &r.lastUsed, &r.expires,
-		&r.revoked, &r.authenticated, &u.Username, &u.Email, &u.IsActive, &r.userCreated, &r.lastLogin, &r.verified, &r.mfaEnabled); err != nil {
+		&r.revoked, &r.authenticated, &r.networks, &r.paused, &r.allowedIPs, &r.rateRequests, &r.rateSeconds, &r.rotatedTo,
+		&u.Username, &u.Email, &u.IsActive, &r.userCreated, &r.lastLogin, &r.verified, &r.mfaEnabled); err != nil {
 		return err
 	}
 	t.ID, t.UserID = uint(r.id), uint(r.userID)
 	if err := t.Scopes.Scan(r.scopes); err != nil {
 		return err
 	}
+	if err := t.Networks.Scan(r.networks); err != nil {
+		return err
+	}
+	if err := t.AllowedIPs.Scan(r.allowedIPs); err != nil {
+		return err
+	}
+	t.RateLimitRequests, t.RateLimitSeconds = int(r.rateRequests), int(r.rateSeconds)
+	if r.rotatedTo.Valid {
+		id := uint(r.rotatedTo.Int64)
+		t.RotatedToID = &id
+	}
+	t.PausedAt = timeOrNil(&r.paused)
 	t.CreatedAt, u.CreatedAt = r.created.Time, r.userCreated.Time
 	t.LastUsedAt, t.ExpiresAt, t.RevokedAt = timeOrNil(&r.lastUsed), timeOrNil(&r.expires), timeOrNil(&r.revoked)
 	t.AuthenticatedAt = timeOrNil(&r.authenticated)
@@ -95,6 +112,7 @@ func timeOrNil(ts *pgtype.Timestamptz) *time.Time {
 // placeholder of the key hash follows.
 const tokenByHashSQL = `SELECT t.id, t.user_id, t.name, t.kind, t.prefix, t.scopes, t.created_at,
 	t.last_used_at, t.expires_at, t.revoked_at, t.authenticated_at,
+	t.networks, t.paused_at, t.allowed_ips, t.rate_limit_requests, t.rate_limit_seconds, t.rotated_to_id,
 	u.username, u.email, u.is_active, u.created_at, u.last_login_at, u.email_verified_at, u.mfa_enabled_at
 FROM api_tokens t JOIN users u ON u.id = t.user_id
 WHERE t.key_hash = `
@@ -102,12 +120,16 @@ WHERE t.key_hash = `
 // lookupSkips are the columns FindTokenByHash leaves out, each with the
 // reason; every other column is read.
 var lookupSkips = map[string]string{
-	"api_tokens.key_hash":         "the caller knows it: it is the argument",
-	"users.id":                    "the same as api_tokens.user_id, which is read",
-	"api_tokens.revoked_reason":   "a revoked token never authenticates",
-	"api_tokens.expiry_notice_at": "read only by the worker that records notices of expiry",
-	"users.password_hash":         "a secret: checked only against a fresh read (see ChangePassword)",
-	"users.username_key":          "used to find users by name, never by a request",
-	"users.email_key":             "used to find users by address, never by a request",
-	"users.updated_at":            "bookkeeping no request reads",
+	"api_tokens.key_hash":            "the caller knows it: it is the argument",
+	"users.id":                       "the same as api_tokens.user_id, which is read",
+	"api_tokens.revoked_reason":      "a revoked token never authenticates",
+	"users.password_hash":            "a secret: checked only against a fresh read (see ChangePassword)",
+	"users.username_key":             "used to find users by name, never by a request",
+	"users.email_key":                "used to find users by address, never by a request",
+	"users.updated_at":               "bookkeeping no request reads",
+	"api_tokens.expiry_notice_at":    "read only by the worker that records notices of expiry",
+	"api_tokens.last_ip":             "a record for the owner, read with the token list",
+	"api_tokens.last_user_agent":     "a record for the owner, read with the token list",
+	"api_tokens.metadata":            "the owner's, read with the token list (up to 2 KiB a token in the cache otherwise)",
+	"api_tokens.previous_expires_at": "shown in the token list; the previous secret's own row decides",
 }

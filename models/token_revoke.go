@@ -30,7 +30,8 @@ func RevokeTokens(ctx context.Context, db *gorm.DB, q RevokeQuery) ([]uint, erro
 func revokeWhere(tx *gorm.DB, q RevokeQuery) ([]uint, error) {
 	sel := tx.Model(&APIToken{}).Where("user_id = ? AND revoked_at IS NULL", q.UserID)
 	if q.TokenID != 0 {
-		sel = sel.Where("id = ?", q.TokenID)
+		// A token's previous secret, still in its grace, goes with it.
+		sel = sel.Where("(id = ? OR rotated_to_id = ?)", q.TokenID, q.TokenID)
 	}
 	if q.ExceptID != 0 {
 		sel = sel.Where("id <> ?", q.ExceptID)

@@ -39,3 +39,16 @@ func loginLimits(cfg config.Config, client *redis.Client, prefix string, m *metr
 // holds its place in the shared lockout, should its instance die: a check
 // ends within its request's deadline and one more password hash.
 const lockoutHoldMargin = 5 * time.Second
+
+// QuotaLimiter returns where the budgets of rate-limited tokens and users
+// are kept: in Redis when there is a client, so that every instance
+// counts together, else in this process's memory.
+func QuotaLimiter(client *redis.Client, prefix string) ratelimit.QuotaLimiter {
+	if client == nil {
+		return ratelimit.NewMemoryQuota()
+	}
+	if prefix == "" {
+		prefix = defaultRedisPrefix
+	}
+	return ratelimit.NewRedisQuota(client, prefix+"quota:")
+}

@@ -25,7 +25,10 @@ func TestFindTokenByHashMatchesTheORM(t *testing.T) {
 	}
 	hash := models.HashToken(tok)
 	if err := s.DB.Model(&models.APIToken{}).Where("key_hash = ?", hash).
-		UpdateColumns(map[string]any{"revoked_at": time.Now().UTC(), "revoked_reason": "user"}).Error; err != nil {
+		UpdateColumns(map[string]any{"revoked_at": time.Now().UTC(), "revoked_reason": "user",
+			"paused_at": time.Now().UTC(), "allowed_ips": "10.0.0.0/8,2001:db8::/32", "rate_limit_requests": 5,
+			"rate_limit_seconds": 60, "rotated_to_id": alice.ID, "metadata": `{"team":"ci"}`,
+			"previous_expires_at": time.Now().UTC()}).Error; err != nil {
 		t.Fatal(err)
 	}
 	got, err := models.FindTokenByHash(t.Context(), s.DB, s.Pool, hash)
@@ -36,12 +39,14 @@ func TestFindTokenByHashMatchesTheORM(t *testing.T) {
 	if err := s.DB.Joins("User").Where("api_tokens.key_hash = ?", hash).Take(&want).Error; err != nil {
 		t.Fatal(err)
 	}
-	if want.LastUsedAt == nil || want.RevokedAt == nil || want.User.LastLoginAt == nil || want.User.EmailVerifiedAt == nil {
+	if want.LastUsedAt == nil || want.RevokedAt == nil || want.User.LastLoginAt == nil || want.User.EmailVerifiedAt == nil ||
+		want.PausedAt == nil || want.RotatedToID == nil || len(want.AllowedIPs) == 0 || len(want.Networks) == 0 {
 		t.Fatalf("fixture leaves nullable columns empty: %+v", want)
 	}
 	// The columns the lookup leaves out on purpose (models.lookupSkips).
 	want.RevokedReason, want.User.PasswordHash, want.User.UsernameKey, want.User.UpdatedAt = "", "", "", time.Time{}
 	want.User.EmailKey = ""
+	want.LastIP, want.LastUserAgent, want.Metadata, want.PreviousExpiresAt = "", "", "", nil
 	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("FindTokenByHash:\n got %+v\nwant %+v", *got, want)
 	}

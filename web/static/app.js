@@ -229,6 +229,10 @@
           : 'Too many attempts. Wait a little and try again.';
       case 'invalid_reset_token':
         return 'This link is invalid, used, replaced by a newer one, or expired. Ask for a new one.';
+      case 'reauthentication_required':
+        return 'This change needs your password again.';
+      case 'ip_not_allowed':
+        return 'This token may not be used from your address.';
       case 'invalid_verification_token':
         return 'This link is invalid, used, replaced by a newer one, or expired. Sign in and send a new one from your account.';
       default:
@@ -354,6 +358,7 @@
     $('whoami').textContent = session.username;
     $('password-username').value = session.username;
     $('tokens-title').focus();
+    activityPage = 1;
     await loadTokens();
     await loadProfile();
   }
@@ -566,6 +571,53 @@
     return td;
   }
 
+  function timeElement(iso) {
+    const t = document.createElement('time');
+    t.dateTime = iso;
+    t.textContent = dateFormat.format(new Date(iso));
+    return t;
+  }
+
+  // lastUsedCell says when, from where and with which client the token was
+  // last used.
+  function lastUsedCell(tok) {
+    const td = timeCell('Last used', tok.last_used_at, 'Never');
+    if (tok.last_used_at && tok.last_ip) {
+      const where = document.createElement('p');
+      where.className = 'muted';
+      where.textContent = 'from ' + tok.last_ip;
+      td.append(where);
+      if (tok.last_user_agent) {
+        // The whole User-Agent is in the tooltip; the cell shows its start.
+        const agent = document.createElement('p');
+        agent.className = 'muted';
+        agent.title = tok.last_user_agent;
+        agent.textContent = tok.last_user_agent.length > 32 ? tok.last_user_agent.slice(0, 31) + '…' : tok.last_user_agent;
+        td.append(agent);
+      }
+    }
+    if (tok.networks && tok.networks.length > 1) {
+      const nets = document.createElement('p');
+      nets.className = 'muted';
+      nets.textContent = 'Recent networks: ' + tok.networks.map((n) => n.network).join(', ');
+      td.append(nets);
+    }
+    return td;
+  }
+
+  const periodNames = { '1s': 'second', '1m': 'minute', '1h': 'hour', '24h': 'day' };
+
+  function limitText(tok) {
+    const parts = [];
+    if (tok.allowed_ips && tok.allowed_ips.length > 0) {
+      parts.push('Only from ' + tok.allowed_ips.join(', '));
+    }
+    if (tok.rate_limit) {
+      parts.push(tok.rate_limit.requests + ' requests per ' + (periodNames[tok.rate_limit.per] || tok.rate_limit.per));
+    }
+    return parts.join('; ');
+  }
+
   function tokenRow(tok) {
     const tr = document.createElement('tr');
     tr.dataset.tokenId = String(tok.id);
@@ -585,6 +637,19 @@
       name.append(' ', badge);
     }
 
+    if (!tok.enabled) {
+      const badge = document.createElement('span');
+      badge.className = 'badge warn';
+      badge.textContent = 'paused';
+      name.append(' ', badge);
+    }
+    if (tok.previous_secret_expires_at) {
+      const grace = document.createElement('p');
+      grace.className = 'muted';
+      grace.append('Previous secret works until ', timeElement(tok.previous_secret_expires_at));
+      name.append(grace);
+    }
+
     const scopes = document.createElement('td');
     scopes.dataset.label = 'Scopes';
     for (const s of tok.scopes) {
@@ -592,6 +657,13 @@
       code.className = 'scope';
       code.textContent = s === '*' ? '* (full access)' : s;
       scopes.append(code, ' ');
+    }
+    const limits = limitText(tok);
+    if (limits) {
+      const p = document.createElement('p');
+      p.className = 'muted limits';
+      p.textContent = limits;
+      scopes.append(p);
     }
 
     const actions = document.createElement('td');
@@ -602,6 +674,19 @@
       note.textContent = 'Sign out to revoke';
       actions.append(note);
     } else {
+      const pause = document.createElement('button');
+      pause.type = 'button';
+      pause.className = 'small';
+      pause.textContent = tok.enabled ? 'Pause' : 'Resume';
+      pause.setAttribute('aria-label', (tok.enabled ? 'Pause' : 'Resume') + ' token ' + tok.name);
+      pause.addEventListener('click', () => setEnabled(tok, !tok.enabled, pause));
+      const edit = document.createElement('button');
+      edit.type = 'button';
+      edit.className = 'small';
+      edit.textContent = 'Limits';
+      edit.setAttribute('aria-label', 'Edit the limits of token ' + tok.name);
+      edit.addEventListener('click', () => openEdit(tok, edit));
+      actions.append(pause, ' ', edit, ' ');
       const revoke = document.createElement('button');
       revoke.type = 'button';
       revoke.className = 'danger small';
@@ -613,7 +698,7 @@
 
     tr.append(name, scopes,
       timeCell('Created', tok.created_at, ''),
-      timeCell('Last used', tok.last_used_at, 'Never'),
+      lastUsedCell(tok),
       timeCell('Expires', tok.expires_at, 'Never'),
       actions);
     return tr;
@@ -626,6 +711,8 @@
       const data = await authed('GET', '/api/tokens/');
       $('token-rows').replaceChildren(...data.tokens.map(tokenRow));
       $('token-empty').hidden = data.tokens.length > 0;
+      // What was just done to a token shows in the activity too.
+      await loadActivity(activityPage);
     } catch (err) {
       if (!(err instanceof SessionEnded)) {
         error.textContent = messageFor(err);
@@ -660,6 +747,178 @@
     $('list-title').focus();
   }
 
+  // ---- pausing and limiting a token -----------------------------------
+
+  function splitIPs(text) {
+    return text.split(/[\s,]+/).map((x) => x.trim()).filter((x) => x !== '');
+  }
+
+  async function setEnabled(tok, enabled, button) {
+    const error = $('list-error');
+    error.textContent = '';
+    $('list-ok').textContent = '';
+    try {
+      await authed('PATCH', '/api/tokens/' + encodeURIComponent(tok.id) + '/', { enabled });
+      done($('list-ok'), 'Token “' + tok.name + '” ' + (enabled ? 'resumed.' : 'paused: it is refused until you resume it.'));
+    } catch (err) {
+      if (err instanceof SessionEnded) {
+        return;
+      }
+      error.textContent = messageFor(err);
+    }
+    await loadTokens();
+    const again = document.querySelector('#token-rows tr[data-token-id="' + tok.id + '"] .actions button');
+    (again || button).focus();
+  }
+
+  let editing = null;
+
+  function openEdit(tok, button) {
+    editing = { tok, button };
+    const form = $('edit-form');
+    clearErrors(form);
+    $('edit-name').textContent = tok.name;
+    $('edit-ips').value = (tok.allowed_ips || []).join('\n');
+    $('edit-limit-requests').value = tok.rate_limit ? String(tok.rate_limit.requests) : '';
+    $('edit-limit-per').value = tok.rate_limit && periodNames[tok.rate_limit.per] ? tok.rate_limit.per : '1m';
+    $('edit-panel').hidden = false;
+    $('edit-title').focus();
+  }
+
+  function closeEdit() {
+    $('edit-panel').hidden = true;
+    if (editing && editing.button.isConnected) {
+      editing.button.focus();
+    }
+    editing = null;
+  }
+
+  async function saveEdit(event) {
+    event.preventDefault();
+    if (!editing) {
+      return;
+    }
+    const form = $('edit-form');
+    clearErrors(form);
+    const requests = $('edit-limit-requests');
+    const body = { allowed_ips: splitIPs($('edit-ips').value), rate_limit: null };
+    if (requests.value !== '') {
+      const n = Number(requests.value);
+      if (!Number.isInteger(n) || n < 1) {
+        fieldError(requests, $('edit-limit-error'), 'The rate limit must be a whole number of requests, at least 1.');
+        requests.focus();
+        return;
+      }
+      body.rate_limit = { requests: n, per: $('edit-limit-per').value };
+    }
+    const fields = {
+      allowed_ips: [$('edit-ips'), $('edit-ips-error'), 'Allowed IP addresses:'],
+      'rate_limit.per': [$('edit-limit-per'), $('edit-limit-error'), 'Rate limit:'],
+      requests: [requests, $('edit-limit-error'), 'Rate limit:'],
+    };
+    const tok = editing.tok;
+    const submit = $('edit-submit');
+    submit.disabled = true;
+    try {
+      await authed('PATCH', '/api/tokens/' + encodeURIComponent(tok.id) + '/', body);
+      $('edit-panel').hidden = true;
+      editing = null;
+      await loadTokens();
+      done($('list-ok'), 'Limits of “' + tok.name + '” saved.');
+      $('list-title').focus();
+    } catch (err) {
+      if (!(err instanceof SessionEnded)) {
+        showErrors(err, fields, $('edit-error'));
+      }
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
+  // ---- recent activity ------------------------------------------------
+
+  const eventNames = {
+    login_succeeded: 'Signed in',
+    login_failed: 'Failed sign-in',
+    login_rate_limited: 'Sign-in refused: too many attempts',
+    token_created: 'Token created',
+    token_rotated: 'Token rotated',
+    token_renamed: 'Token renamed',
+    token_revoked: 'Token revoked',
+    token_paused: 'Token paused',
+    token_resumed: 'Token resumed',
+    token_restrictions_changed: 'Token limits changed',
+    token_used_from_new_network: 'Token used from a new network',
+    token_ip_refused: 'Token refused: address not allowed',
+    token_expired: 'Old token secret refused after its grace',
+    password_changed: 'Password changed',
+    password_reset_requested: 'Password reset requested',
+    password_reset: 'Password reset',
+    email_verification_sent: 'Verification link sent',
+    email_verified: 'Email address verified',
+    email_change_requested: 'Email change requested',
+    email_changed: 'Email address changed',
+    reauthenticated: 'Password confirmed',
+    mfa_enabled: 'Two-factor authentication turned on',
+    mfa_disabled: 'Two-factor authentication turned off',
+    recovery_codes_regenerated: 'New recovery codes made',
+    recovery_code_used: 'Recovery code used',
+    mfa_failed: 'Wrong two-factor code',
+    account_deactivated: 'Account deactivated',
+    account_activated: 'Account activated',
+  };
+
+  let activityPage = 1;
+
+  function eventItem(e) {
+    const li = document.createElement('li');
+    const what = document.createElement('strong');
+    what.textContent = eventNames[e.type] || e.type.replaceAll('_', ' ');
+    li.append(timeElement(e.created_at), ' ', what);
+    if (e.new_client) {
+      const badge = document.createElement('span');
+      badge.className = 'badge warn';
+      badge.textContent = 'new device';
+      li.append(' ', badge);
+    }
+    const detail = [];
+    if (e.reason) {
+      detail.push('reason: ' + e.reason.replaceAll('_', ' '));
+    }
+    if (e.ip) {
+      detail.push('from ' + e.ip);
+    }
+    if (e.user_agent) {
+      detail.push(e.user_agent);
+    }
+    if (detail.length > 0) {
+      const p = document.createElement('p');
+      p.className = 'muted';
+      p.textContent = detail.join(' · ');
+      li.append(p);
+    }
+    return li;
+  }
+
+  async function loadActivity(page) {
+    const error = $('activity-error');
+    error.textContent = '';
+    try {
+      const data = await authed('GET', '/api/security-events/?page=' + page + '&page_size=10');
+      activityPage = page;
+      $('activity-list').replaceChildren(...data.events.map(eventItem));
+      $('activity-empty').hidden = data.events.length > 0;
+      $('activity-newer').disabled = page <= 1;
+      $('activity-older').disabled = !data.next_page;
+      const pages = Math.max(1, Math.ceil(data.total / data.page_size));
+      $('activity-page').textContent = 'Page ' + page + ' of ' + pages;
+    } catch (err) {
+      if (!(err instanceof SessionEnded)) {
+        error.textContent = messageFor(err);
+      }
+    }
+  }
+
   // ---- creating a token -----------------------------------------------
 
   function syncScopes() {
@@ -676,6 +935,9 @@
       name: [name, $('create-name-error'), 'Name'],
       scopes: [$('create-limited'), $('create-scopes-error'), 'Scopes'],
       expires_in_days: [days, $('create-days-error'), 'Expiry'],
+      allowed_ips: [$('create-ips'), $('create-ips-error'), 'Allowed IP addresses:'],
+      'rate_limit.per': [$('create-limit-per'), $('create-limit-error'), 'Rate limit:'],
+      requests: [$('create-limit-requests'), $('create-limit-error'), 'Rate limit:'],
     };
     const body = { name: name.value.trim() };
     if (body.name === '') {
@@ -690,6 +952,20 @@
         $('create-limited').focus();
         return;
       }
+    }
+    const ips = splitIPs($('create-ips').value);
+    if (ips.length > 0) {
+      body.allowed_ips = ips;
+    }
+    const requests = $('create-limit-requests');
+    if (requests.value !== '') {
+      const n = Number(requests.value);
+      if (!Number.isInteger(n) || n < 1) {
+        fieldError(requests, $('create-limit-error'), 'The rate limit must be a whole number of requests, at least 1.');
+        requests.focus();
+        return;
+      }
+      body.rate_limit = { requests: n, per: $('create-limit-per').value };
     }
     if (days.value !== '') {
       const n = Number(days.value);
@@ -1173,6 +1449,11 @@
     announce('Token list refreshed.');
   });
   $('create-form').addEventListener('submit', createToken);
+  $('edit-form').addEventListener('submit', saveEdit);
+  $('edit-cancel').addEventListener('click', closeEdit);
+  $('activity-refresh').addEventListener('click', () => loadActivity(activityPage));
+  $('activity-newer').addEventListener('click', () => loadActivity(Math.max(1, activityPage - 1)));
+  $('activity-older').addEventListener('click', () => loadActivity(activityPage + 1));
   $('create-full').addEventListener('change', syncScopes);
   $('create-limited').addEventListener('change', syncScopes);
   $('secret-copy').addEventListener('click', copySecret);
