@@ -1,8 +1,9 @@
 // Package app is the composition root of tokenauth: New builds the whole
 // application (router, token resolver, change feed, usage flusher, rate
-// limits, metrics, mail outbox) from a configuration, a database and a logger, and
-// returns it ready to start and shut down. The serve command and the tests
-// both build the service here, so what the tests run is what serves.
+// limits, metrics, mail outbox, webhooks, expiry notices) from a
+// configuration, a database and a logger, and returns it ready to start
+// and shut down. The serve command and the tests both build the service
+// here, so what the tests run is what serves.
 package app
 
 import (
@@ -23,12 +24,15 @@ import (
 	"tokenauth/auth"
 	"tokenauth/clock"
 	"tokenauth/config"
+	"tokenauth/expiry"
 	"tokenauth/keyring"
 	"tokenauth/mail"
 	"tokenauth/metrics"
 	"tokenauth/models"
 	"tokenauth/password"
 	"tokenauth/routes"
+	"tokenauth/secretscanning"
+	"tokenauth/webhooks"
 )
 
 // defaultUsageFlushInterval is how often pending last-used times are
@@ -57,6 +61,11 @@ type App struct {
 	// Mail sends the mail of the outbox and answers password reset
 	// requests in the background.
 	Mail *mail.Outbox
+	// Webhooks delivers security events to the operator's endpoints in
+	// the background.
+	Webhooks *webhooks.Dispatcher
+	// Expiry records the notices of tokens about to expire.
+	Expiry *expiry.Notifier
 	// Router serves every route; it is the app's HTTP handler.
 	Router *gin.Engine
 
@@ -180,11 +189,23 @@ func New(ctx context.Context, cfg config.Config, db *config.Database, log *slog.
 	}
 	composer := mail.NewComposer(a.Keyring, cfg.PublicURL)
 	a.Mail = mail.NewOutbox(a.DB, composer, sender, a.Metrics, cfg.PasswordResetTTL, mail.MailPolicy, log)
-	if err := models.ListenForQueued(a.DB, a.Mail.Wake); err != nil {
+	a.Webhooks = webhooks.NewDispatcher(a.DB, a.Keyring, a.Metrics, webhooks.Policy, log)
+	a.Expiry = expiry.NewNotifier(a.DB, expiryMail(cfg, composer), log)
+	if err := models.ListenForQueued(a.DB, func(table string) {
+		a.Mail.Wake(table)
+		a.Webhooks.Wake(table)
+	}); err != nil {
 		a.closeRedis()
 		return nil, fmt.Errorf("following the outbox: %w", err)
 	}
-	router, err := routes.New(routes.Deps{DB: a.DB, Config: cfg, Clock: a.Clock, Logger: log, Passwords: a.Passwords,
+	var scanKeys *secretscanning.Keys
+	if cfg.GitHubSecretScanningKeys != "" {
+		if scanKeys, err = secretscanning.Load(cfg.GitHubSecretScanningKeys, o.clock.Now); err != nil {
+			a.closeRedis()
+			return nil, err
+		}
+	}
+	router, err := routes.New(routes.Deps{SecretScanning: scanKeys, DB: a.DB, Config: cfg, Clock: a.Clock, Logger: log, Passwords: a.Passwords,
 		Keyring: a.Keyring, Resolver: a.Resolver, Redis: a.redis, RedisPrefix: o.redisPrefix, Metrics: a.Metrics, Mail: composer,
 		OAuthClientPerMinute: o.oauthLimit, Resources: append(routes.Resources(), o.resources...)})
 	if err != nil {
@@ -207,7 +228,8 @@ func (a *App) MetricsHandler() http.Handler {
 
 // Start runs the background work until Shutdown: writing last-used times
 // behind the requests, following the changes other processes make (the
-// token cache is on only while they are followed), and the mail outbox.
+// token cache is on only while they are followed), the mail outbox, the
+// webhooks and the notices of expiry.
 func (a *App) Start(ctx context.Context) {
 	ctx, a.stop = context.WithCancel(context.WithoutCancel(ctx))
 	a.workers.Go(func() {
@@ -217,6 +239,18 @@ func (a *App) Start(ctx context.Context) {
 	})
 	a.workers.Go(func() { a.Feed.Run(ctx) })
 	a.workers.Go(func() { a.Mail.Run(ctx) })
+	a.workers.Go(func() { a.Webhooks.Run(ctx) })
+	a.workers.Go(func() { a.Expiry.Run(ctx) })
+}
+
+// expiryMail is the composer of the expiry notices' mail: none unless a
+// mail server is configured (with SMTP_URL empty, mail goes to the log,
+// and three notices per token there would be noise).
+func expiryMail(cfg config.Config, composer *mail.Composer) *mail.Composer {
+	if cfg.SMTPURL == "" {
+		return nil
+	}
+	return composer
 }
 
 // Shutdown stops the background work, writing what is pending (unsent

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/term"
 
+	"tokenauth/expiry"
 	"tokenauth/keyring"
 	"tokenauth/mail"
 	"tokenauth/models"
@@ -67,8 +68,9 @@ var commands = map[string]command{
 	"tokens":        {args: "USERNAME", nargs: 1, summary: "List a user's live tokens (never their secrets).", setup: noFlags(listTokens)},
 	"events": {args: "USERNAME", nargs: 1, summary: "Print a user's security events, newest first.",
 		help: "For a username no account has, the events of the logins refused for it.", setup: noFlags(listEvents)},
-	"prune": {summary: "Delete revoked, expired and idle tokens, old security events, expired links and old mail.",
-		help:  "Security events older than SECURITY_EVENT_RETENTION are deleted, with expired links and\nmail sent or given up before SECURITY_EVENT_RETENTION.",
+	"prune": {summary: "Delete revoked, expired and idle tokens, old security events, expired links, old mail and webhook deliveries.",
+		help: "Security events older than SECURITY_EVENT_RETENTION are deleted, with expired links and\n" +
+			"mail and webhook deliveries made or given up before SECURITY_EVENT_RETENTION.",
 		setup: noFlags(prune)},
 	"mail": {summary: "List the mail waiting to be sent and the mail given up (never a link).",
 		setup: noFlags(listMail)},
@@ -83,6 +85,12 @@ var commands = map[string]command{
 		help: "create prints the new client's id and secret, once: only the secret's SHA-256 is kept.\n" +
 			"revoke stops a client from authenticating at once. See docs/GATEWAY.md.",
 		setup: noFlags(clientCommand)},
+	"webhook": {args: "add URL [--events a,b] | list | deliveries ID | remove ID | test ID", subcommands: true,
+		summary: "Manage the endpoints told of security events (signed webhooks).",
+		help: "add prints the endpoint's signing secret, once. list shows each endpoint with its deliveries\n" +
+			"waiting, made and given up; deliveries lists those waiting and given up. test sends a signed\n" +
+			"webhook_test event at once. See docs/WEBHOOKS.md.",
+		setup: noFlags(webhookCommand)},
 	"import-django": {args: "--from DSN [--token-kind apitoken|authtoken] [--token-table NAME] [--dry-run] [...]",
 		summary: "Import users and tokens from a Django database.",
 		help:    "One transaction; running it again changes nothing. See docs/DJANGO.md.",
@@ -345,6 +353,23 @@ func listEvents(ctx context.Context, e *env, args []string) error {
 }
 
 func prune(ctx context.Context, e *env, _ []string) error {
+	// The notices due are recorded first: an expired token leaves its
+	// token_expired event before it is deleted.
+	var composer *mail.Composer
+	if e.cfg.SMTPURL != "" {
+		kr, err := keyring.Load(ctx, e.db, e.cfg.SecretKey)
+		if err != nil {
+			return err
+		}
+		composer = mail.NewComposer(kr, e.cfg.PublicURL)
+	}
+	notices, err := expiry.NewNotifier(e.db, composer, e.log).RecordDue(ctx)
+	if err != nil {
+		return err
+	}
+	if notices > 0 {
+		fmt.Fprintf(e.stdout, "recorded %d notice(s) of token expiry\n", notices)
+	}
 	n, err := models.PruneTokens(ctx, e.db, e.cfg.TokenIdleTimeout)
 	if err != nil {
 		return err
@@ -362,7 +387,11 @@ func prune(ctx context.Context, e *env, _ []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "deleted %d expired link(s) and %d old mail(s)\n", links, mails)
+	hooks, err := models.PruneWebhookDeliveries(ctx, e.db, time.Now().Add(-e.cfg.SecurityEventRetention))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "deleted %d expired link(s), %d old mail(s) and %d old webhook delivery(ies)\n", links, mails, hooks)
 	challenges, err := models.PruneMFAChallenges(ctx, e.db, time.Now())
 	if err != nil {
 		return err

@@ -63,6 +63,9 @@ type Config struct {
 
 	// PublicURL is the base of every link in a mail.
 	PublicURL string
+	// GitHubSecretScanningKeys is a file or URL of GitHub's secret-scanning
+	// public keys; empty turns the receiver off.
+	GitHubSecretScanningKeys string
 	// SMTPURL names the mail server; empty, mail goes to the log.
 	SMTPURL  string
 	MailFrom string
@@ -176,6 +179,7 @@ func Load(lookupEnv func(string) (string, bool), envFile string) (Config, []Unkn
 	p.str("REDIS_URL", &c.RedisURL)
 	p.str("PUBLIC_URL", &c.PublicURL)
 	p.str("SMTP_URL", &c.SMTPURL)
+	p.str("GITHUB_SECRET_SCANNING_KEYS", &c.GitHubSecretScanningKeys)
 	p.str("MAIL_FROM", &c.MailFrom)
 	p.duration("PASSWORD_RESET_TTL", &c.PasswordResetTTL, false)
 	p.boolean("REQUIRE_VERIFIED_EMAIL", &c.RequireVerifiedEmail)

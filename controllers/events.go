@@ -25,6 +25,7 @@ type eventResponse struct {
 	ID        uint      `json:"id"`
 	Type      string    `json:"type"`
 	Reason    string    `json:"reason,omitempty"`
+	Detail    string    `json:"detail,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	IP        string    `json:"ip"`
 	UserAgent string    `json:"user_agent"`
@@ -57,7 +58,7 @@ func (ec *EventController) List(c *gin.Context) error {
 	events = events[:min(len(events), p.Size)]
 	out := eventsResponse{Events: make([]eventResponse, len(events)), pageInfo: newCappedPageInfo(p, total, models.MaxCountedEvents, more)}
 	for i, e := range events {
-		out.Events[i] = eventResponse{ID: e.ID, Type: e.Type, Reason: e.Reason, CreatedAt: e.CreatedAt.UTC().Truncate(time.Second),
+		out.Events[i] = eventResponse{ID: e.ID, Type: e.Type, Reason: e.Reason, Detail: e.Detail, CreatedAt: e.CreatedAt.UTC().Truncate(time.Second),
 			IP: e.IP, UserAgent: e.UserAgent, TokenID: e.TokenID, NewClient: e.NewClient}
 	}
 	c.JSON(http.StatusOK, out)

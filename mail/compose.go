@@ -116,6 +116,20 @@ func (c *Composer) ChangeLink(u *models.User, email string, now time.Time, ttl t
 	return link, notice, nil
 }
 
+// ExpiryNotice writes the mail of a notice of a token's expiry to u, or
+// nil when u has no verified address.
+func (c *Composer) ExpiryNotice(u *models.User, n models.ExpiryNotice) (*models.Mail, error) {
+	if u.Email == "" || !u.EmailVerified() || n.Token.ExpiresAt == nil {
+		return nil, nil
+	}
+	kind := models.MailTokenExpiring
+	if n.Type == models.EventTokenExpired {
+		kind = models.MailTokenExpired
+	}
+	return c.compose(kind, u.Email, content{Username: u.Username, TokenName: n.Token.Name,
+		Expires: timeText(*n.Token.ExpiresAt)})
+}
+
 // MFANotice is the notice (without a link) that tells u of a change to
 // their second factor: models.MailMFADisabled or
 // models.MailRecoveryCodeUsed. It is nil when u has no address to tell.

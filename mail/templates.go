@@ -24,6 +24,8 @@ var subjects = map[string]string{
 	models.MailVerifyEmail:       "Verify your email address for " + Product,
 	models.MailEmailChange:       "Confirm your new email address for " + Product,
 	models.MailEmailChangeNotice: "Your " + Product + " email address is being changed",
+	models.MailTokenExpiring:     "A " + Product + " token of yours expires soon",
+	models.MailTokenExpired:      "A " + Product + " token of yours has expired",
 	models.MailMFADisabled:       "Two-factor authentication was turned off for your " + Product + " account",
 	models.MailRecoveryCodeUsed:  "A recovery code was used to sign in to your " + Product + " account",
 	kindTest:                     Product + " test mail",
@@ -65,6 +67,8 @@ type content struct {
 	// Expires and ValidFor say when the link stops working.
 	Expires, ValidFor string
 	SentAt            string
+	// TokenName is the name of the token a notice of expiry is about.
+	TokenName string
 }
 
 // Message is a mail to send.

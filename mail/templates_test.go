@@ -12,7 +12,7 @@ func TestTemplatesRenderEveryKind(t *testing.T) {
 	for kind, subject := range subjects {
 		c := content{PublicURL: "https://app.example.com", Username: `<script>alert("x")</script>`,
 			Email: "a&b@example.com", Link: "https://app.example.com/reset#token=tkr_x", Expires: "then", ValidFor: "1 hour",
-			SentAt: "now"}
+			SentAt: "now", TokenName: `<script>alert("t")</script>`}
 		m, err := render(kind, "to@example.com", c)
 		if err != nil {
 			t.Fatalf("%s: %v", kind, err)

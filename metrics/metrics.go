@@ -1,7 +1,8 @@
 // Package metrics holds the service's Prometheus metrics: HTTP requests by
 // route and status, login outcomes, rate-limit hits, the token cache, the
-// pending last-used writes and the mail outbox. It is a leaf: the places that count report
-// to it, and it imports none of them. Each Metrics has its own registry
+// pending last-used writes, the mail outbox, webhooks and leak reports. It
+// is a leaf: the places that count report to it, and it imports none of
+// them. Each Metrics has its own registry
 // (never the global default), so that two apps in one process, as in the
 // tests, do not share counters.
 package metrics
@@ -37,6 +38,11 @@ type Metrics struct {
 	mailFailed    prometheus.Counter
 	mailPending   prometheus.Gauge
 	mailGivenUp   prometheus.Gauge
+
+	webhookAttempts *prometheus.CounterVec
+	webhookPending  prometheus.Gauge
+	webhookGivenUp  prometheus.Gauge
+	leakReports     *prometheus.CounterVec
 
 	// series holds the request counter and latency histogram of each
 	// seriesKey seen, so that a request finds its two series in one map
@@ -135,11 +141,34 @@ func New() *Metrics {
 			Name: "tokenauth_mail_given_up",
 			Help: "Mails in the outbox given up and not pruned yet, as last counted by the outbox worker.",
 		}),
+		webhookAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenauth_webhook_attempts_total",
+			Help: "Attempts to deliver a webhook, by outcome: delivered, retried (failed, will be tried again), failed (given up).",
+		}, []string{"outcome"}),
+		webhookPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tokenauth_webhook_pending",
+			Help: "Webhook deliveries waiting to be made, as last counted by the webhook worker.",
+		}),
+		webhookGivenUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tokenauth_webhook_given_up",
+			Help: "Webhook deliveries given up and not pruned yet (tokenauth webhook list), as last counted.",
+		}),
+		leakReports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenauth_leak_reports_total",
+			Help: "Tokens reported by GitHub secret scanning, by label: true_positive (a live token, revoked), false_positive.",
+		}, []string{"label"}),
+	}
+	for _, outcome := range []string{WebhookDelivered, WebhookRetried, WebhookFailed} {
+		m.webhookAttempts.WithLabelValues(outcome)
+	}
+	for _, label := range []string{LeakTruePositive, LeakFalsePositive} {
+		m.leakReports.WithLabelValues(label)
 	}
 	m.checksAllowed = m.checks.WithLabelValues(CheckAllowed)
 	m.registry.MustRegister(m.requests, m.latency, m.logins, m.reauths, m.mfaChanges, m.rateLimited, m.loginWaits,
 		m.checks, m.introspects,
 		m.mailSent, m.mailRetries, m.mailFailed, m.mailPending, m.mailGivenUp,
+		m.webhookAttempts, m.webhookPending, m.webhookGivenUp, m.leakReports,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -299,6 +328,33 @@ func (m *Metrics) MailOutbox(pending, givenUp int64) {
 	m.mailPending.Set(float64(pending))
 	m.mailGivenUp.Set(float64(givenUp))
 }
+
+// Outcomes of an attempt to deliver a webhook, for WebhookAttempt.
+const (
+	WebhookDelivered = "delivered"
+	WebhookRetried   = "retried"
+	WebhookFailed    = "failed"
+)
+
+// WebhookAttempt counts an attempt to deliver a webhook by its outcome
+// (one of the Webhook... constants).
+func (m *Metrics) WebhookAttempt(outcome string) { m.webhookAttempts.WithLabelValues(outcome).Inc() }
+
+// WebhookOutbox records how many webhook deliveries wait and how many were
+// given up.
+func (m *Metrics) WebhookOutbox(pending, givenUp int64) {
+	m.webhookPending.Set(float64(pending))
+	m.webhookGivenUp.Set(float64(givenUp))
+}
+
+// Labels of a reported leak, for LeakReport: GitHub's own.
+const (
+	LeakTruePositive  = "true_positive"
+	LeakFalsePositive = "false_positive"
+)
+
+// LeakReport counts a token reported by GitHub secret scanning.
+func (m *Metrics) LeakReport(label string) { m.leakReports.WithLabelValues(label).Inc() }
 
 // TokenCache is what the token cache reports at each scrape.
 type TokenCache struct {

@@ -52,13 +52,16 @@ func enqueue(tx *gorm.DB, row any, state *Delivery) error {
 	if stmt.Error != nil {
 		return stmt.Error
 	}
-	if q, ok := tx.Statement.Context.Value(queuedKey{}).(*queuedTables); ok {
-		table := stmt.Statement.Table
-		if !slices.Contains(q.tables, table) {
-			q.tables = append(q.tables, table)
-		}
-	}
+	announceQueued(tx, stmt.Statement.Table)
 	return nil
+}
+
+// announceQueued has table announced once the transaction tx of commit
+// commits (nothing outside commit).
+func announceQueued(tx *gorm.DB, table string) {
+	if q, ok := tx.Statement.Context.Value(queuedKey{}).(*queuedTables); ok && !slices.Contains(q.tables, table) {
+		q.tables = append(q.tables, table)
+	}
 }
 
 const queueListenerName = "tokenauth:queue-listener"

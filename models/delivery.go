@@ -62,10 +62,22 @@ const dueSQL = "delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <
 // row claimed by another process meanwhile is not taken twice. A cheap read
 // comes first on both: an idle worker polls without taking a write lock.
 func ClaimDue[T any](ctx context.Context, db *gorm.DB, table string, lease time.Duration) ([]T, string, error) {
+	return ClaimDueWhere[T](ctx, db, table, lease, "")
+}
+
+// ClaimDueWhere is ClaimDue of the rows that also meet cond, an SQL
+// condition on the row (its columns named after table), such as
+// WebhookInOrder; empty for none. cond is checked in the same statement
+// that claims the row.
+func ClaimDueWhere[T any](ctx context.Context, db *gorm.DB, table string, lease time.Duration, cond string) ([]T, string, error) {
 	db = db.WithContext(ctx)
 	now := nowOf(db)
+	due := dueSQL
+	if cond != "" {
+		due += " AND " + cond
+	}
 	var ids []uint
-	if err := db.Raw("SELECT id FROM "+table+" WHERE "+dueSQL+" ORDER BY next_attempt_at, id LIMIT 1", now, now).
+	if err := db.Raw("SELECT id FROM "+table+" WHERE "+due+" ORDER BY next_attempt_at, id LIMIT 1", now, now).
 		Scan(&ids).Error; err != nil {
 		return nil, "", translate(err)
 	}
@@ -79,11 +91,11 @@ func ClaimDue[T any](ctx context.Context, db *gorm.DB, table string, lease time.
 	set := "UPDATE " + table + " SET claimed_until = ?, claimed_by = ?, attempts = attempts + 1 WHERE "
 	var claimed []uint
 	if db.Dialector.Name() == "postgres" {
-		err = db.Raw(set+"id IN (SELECT id FROM "+table+" WHERE "+dueSQL+
+		err = db.Raw(set+"id IN (SELECT id FROM "+table+" WHERE "+due+
 			" ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id",
 			now.Add(lease), claim, now, now).Scan(&claimed).Error
 	} else {
-		err = db.Raw(set+"id IN ? AND "+dueSQL+" RETURNING id", now.Add(lease), claim, ids, now, now).Scan(&claimed).Error
+		err = db.Raw(set+"id IN ? AND "+due+" RETURNING id", now.Add(lease), claim, ids, now, now).Scan(&claimed).Error
 	}
 	if err != nil || len(claimed) == 0 {
 		return nil, "", translate(err)

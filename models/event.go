@@ -23,6 +23,13 @@ const (
 	EventPasswordChanged    = "password_changed"
 	EventAccountDeactivated = "account_deactivated"
 	EventAccountActivated   = "account_activated"
+	// EventTokenExpiring is recorded 7 days and 1 day before a token made
+	// with the API or imported expires (Reason says which), and
+	// EventTokenExpired when it has (see RecordExpiryNotices); also, with
+	// Reason "rotation", when the previous secret of a rotated token was
+	// refused because its grace had ended.
+	EventTokenExpiring = "token_expiring"
+	EventTokenExpired  = "token_expired"
 	// EventTokenPaused and EventTokenResumed: the owner switched a token
 	// off or on again.
 	EventTokenPaused  = "token_paused"
@@ -36,15 +43,23 @@ const (
 	// EventTokenIPRefused: a token was refused outside its allowed
 	// networks.
 	EventTokenIPRefused = "token_ip_refused"
-	// EventTokenExpired: a token's secret was refused because it had
-	// expired; Reason "rotation" when it was the previous secret of a
-	// rotated token and its grace had ended.
-	EventTokenExpired = "token_expired"
 	// EventReauthenticated: a token's holder proved the password again
 	// (POST /api/reauth/), for the sensitive actions that need a recent
 	// proof.
 	EventReauthenticated = "reauthenticated"
 )
+
+// EventTypes returns every type of security event, for the operator to
+// choose from (tokenauth webhook add --events).
+func EventTypes() []string {
+	return []string{EventLoginSucceeded, EventLoginFailed, EventLoginRateLimited, EventTokenCreated, EventTokenRotated,
+		EventTokenRenamed, EventTokenRevoked, EventTokenExpiring, EventTokenExpired, EventPasswordChanged,
+		EventAccountDeactivated, EventAccountActivated, EventPasswordResetRequested, EventPasswordReset,
+		EventEmailVerificationSent, EventEmailVerified, EventEmailChangeRequested, EventEmailChanged,
+		EventReauthenticated, EventMFAEnabled, EventMFADisabled, EventRecoveryCodesRegenerated, EventRecoveryCodeUsed,
+		EventMFAFailed, EventTokenPaused, EventTokenResumed, EventTokenRestricted, EventTokenNewNetwork,
+		EventTokenIPRefused}
+}
 
 // SecurityEvent records one thing that happened to a user's account. It is
 // written in the same transaction as the change it records, and holds
@@ -70,6 +85,12 @@ type SecurityEvent struct {
 	UserAgent string    `gorm:"size:512;not null;default:'';index:idx_security_events_known_client,priority:3"`
 	NewClient bool      `gorm:"not null;default:false"`
 	CreatedAt time.Time `gorm:"index:idx_security_events_user_created,priority:2;index;index:idx_security_events_known_client,priority:4;index:idx_security_events_username,priority:2"`
+	// Detail says more where there is more to say: where a leaked token
+	// was found (the source and URL of a secret-scanning report).
+	Detail string `gorm:"size:500;not null;default:''"`
+	// WebhooksQueued says the event has been made into webhook deliveries
+	// (QueueWebhooks). The index holds only the events still to look at.
+	WebhooksQueued bool `gorm:"not null;default:false;index:idx_security_events_webhooks_pending,where:webhooks_queued = false" json:"-"`
 }
 
 // Client is who made a request, as recorded in security events.
@@ -109,6 +130,14 @@ func recordEvent(tx *gorm.DB, e SecurityEvent) error {
 	client := clientOf(tx.Statement.Context)
 	e.IP, e.UserAgent = client.IP, client.UserAgent
 	return tx.Create(&e).Error
+}
+
+// AfterCreate has the event announced once its transaction commits (see
+// commit): the events are the webhooks' outbox, and their worker starts on
+// it at once. It only notes the table in memory.
+func (e *SecurityEvent) AfterCreate(tx *gorm.DB) error {
+	announceQueued(tx, EventTable)
+	return nil
 }
 
 func truncate(s string, n int) string {

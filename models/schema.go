@@ -12,7 +12,7 @@ package models
 func All() []any {
 	return []any{
 		&User{}, &APIToken{}, &SecurityEvent{}, &ImportedUser{}, &ImportedToken{}, &ServerSecret{},
-		&LinkToken{}, &Mail{}, &PasswordResetRequest{},
+		&LinkToken{}, &Mail{}, &PasswordResetRequest{}, &WebhookEndpoint{}, &WebhookDelivery{},
 		&TOTPCredential{}, &RecoveryCode{}, &MFAChallenge{}, &ResourceServer{},
 		&Article{},
 	}

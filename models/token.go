@@ -56,6 +56,10 @@ type APIToken struct {
 	ExpiresAt     *time.Time
 	RevokedAt     *time.Time
 	RevokedReason string `gorm:"size:32;not null;default:''"`
+	// ExpiryNoticeAt is when the next notice of the token's expiry is due
+	// (see RecordExpiryNotices); nil when none is to come. The index holds
+	// only the tokens with a notice to come.
+	ExpiryNoticeAt *time.Time `gorm:"index:idx_api_tokens_expiry_notice,where:expiry_notice_at IS NOT NULL" json:"-"`
 	// AuthenticatedAt is when the token's holder last proved the password
 	// (and second factor): the login that made it, a re-authentication
 	// through it, or, for a token made with the API, its creator's. Nil
@@ -98,11 +102,15 @@ type APIToken struct {
 }
 
 // BeforeCreate stores the hash and display prefix of a freshly issued
-// secret. It only computes; a token without a plain secret is left alone.
-func (t *APIToken) BeforeCreate(*gorm.DB) error {
+// secret, and when the first notice of the token's expiry is due. It only
+// computes; a token without a plain secret keeps its hash.
+func (t *APIToken) BeforeCreate(tx *gorm.DB) error {
 	if t.Secret != "" {
 		t.KeyHash = HashToken(t.Secret)
 		t.Prefix = t.Secret[:DisplayPrefixLength]
+	}
+	if t.ExpiresAt != nil && t.ExpiryNoticeAt == nil && wantsExpiryNotices(t.Kind) {
+		t.ExpiryNoticeAt = firstExpiryNotice(*t.ExpiresAt, nowOf(tx))
 	}
 	return nil
 }

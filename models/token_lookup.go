@@ -127,6 +127,7 @@ var lookupSkips = map[string]string{
 	"users.username_key":             "used to find users by name, never by a request",
 	"users.email_key":                "used to find users by address, never by a request",
 	"users.updated_at":               "bookkeeping no request reads",
+	"api_tokens.expiry_notice_at":    "read only by the worker that records notices of expiry",
 	"api_tokens.last_ip":             "a record for the owner, read with the token list",
 	"api_tokens.last_user_agent":     "a record for the owner, read with the token list",
 	"api_tokens.metadata":            "the owner's, read with the token list (up to 2 KiB a token in the cache otherwise)",

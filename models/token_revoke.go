@@ -94,6 +94,69 @@ func RevokeByHashes(ctx context.Context, db *gorm.DB, keyHashes []string, reason
 	return revoked, err
 }
 
+// LeakReport is a token reported leaked by a secret scanner.
+type LeakReport struct {
+	// KeyHash is HashToken of the reported string.
+	KeyHash string
+	// Detail says where it was found; it is recorded with the revocation.
+	Detail string
+}
+
+// eventDetailMaxLength is the size of SecurityEvent's Detail column.
+const eventDetailMaxLength = 500
+
+// RevokeReported revokes the live tokens among the reports, each with a
+// token_revoked event (reason leak_report) that says where it was found,
+// and returns the key hashes of the reports that are tokens of this
+// service, live or not.
+func RevokeReported(ctx context.Context, db *gorm.DB, reports []LeakReport) (map[string]bool, error) {
+	known := map[string]bool{}
+	if len(reports) == 0 {
+		return known, nil
+	}
+	hashes := make([]string, len(reports))
+	for i, r := range reports {
+		hashes[i] = r.KeyHash
+	}
+	err := commit(ctx, db, func(tx *gorm.DB) (Change, error) {
+		var found []APIToken
+		if err := tx.Select("id", "user_id", "key_hash", "revoked_at").Where("key_hash IN ?", hashes).
+			Find(&found).Error; err != nil {
+			return Change{}, err
+		}
+		now := nowOf(tx)
+		var change Change
+		for _, t := range found {
+			known[t.KeyHash] = true
+			if t.RevokedAt != nil {
+				continue
+			}
+			res := tx.Model(&APIToken{}).Where("id = ? AND revoked_at IS NULL", t.ID).
+				UpdateColumns(map[string]any{"revoked_at": now, "revoked_reason": RevokedByLeakReport})
+			if res.Error != nil {
+				return change, res.Error
+			}
+			if res.RowsAffected == 0 {
+				continue
+			}
+			detail := ""
+			for _, r := range reports {
+				if r.KeyHash == t.KeyHash {
+					detail = storableText(r.Detail, eventDetailMaxLength)
+					break
+				}
+			}
+			if err := recordEvent(tx, SecurityEvent{UserID: idRef(t.UserID), Type: EventTokenRevoked,
+				Reason: RevokedByLeakReport, TokenID: idRef(t.ID), Detail: detail}); err != nil {
+				return change, err
+			}
+			change.TokenIDs = append(change.TokenIDs, t.ID)
+		}
+		return change, nil
+	})
+	return known, err
+}
+
 func idsByUser(tokens []APIToken) map[uint][]uint {
 	out := map[uint][]uint{}
 	for _, t := range tokens {
@@ -105,8 +168,21 @@ func idsByUser(tokens []APIToken) map[uint][]uint {
 // PruneTokens deletes tokens that can never work again: revoked, expired,
 // or idle longer than idle (0 = no idle limit). A token that dies of
 // idleness leaves a token_revoked event with reason idle, so its owner
-// learns why it stopped. It returns how many tokens were deleted.
+// learns why it stopped; an expired token leaves its token_expired notice
+// first (recorded here without mail when the caller has not recorded it
+// with its mail: see RecordExpiryNotices). It returns how many tokens were
+// deleted.
 func PruneTokens(ctx context.Context, db *gorm.DB, idle time.Duration) (int64, error) {
+	const noticeBatch = 500
+	for {
+		n, err := RecordExpiryNotices(ctx, db, noticeBatch, nil)
+		if err != nil {
+			return 0, err
+		}
+		if n < noticeBatch {
+			break
+		}
+	}
 	var deleted int64
 	err := commit(ctx, db, func(tx *gorm.DB) (Change, error) {
 		now := nowOf(tx)
@@ -125,7 +201,10 @@ func PruneTokens(ctx context.Context, db *gorm.DB, idle time.Duration) (int64, e
 				change.TokenIDs = append(change.TokenIDs, ids...)
 			}
 		}
-		res := tx.Where("revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ?)", now).Delete(&APIToken{})
+		// An expired token whose notice came due since the notices above
+		// were recorded stays for the next prune.
+		res := tx.Where("revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ? AND "+
+			"(expiry_notice_at IS NULL OR expiry_notice_at > ?))", now, now).Delete(&APIToken{})
 		deleted = res.RowsAffected
 		return change, res.Error
 	})

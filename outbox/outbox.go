@@ -1,9 +1,9 @@
 // Package outbox delivers the rows of a table that its writers fill in the
-// same transaction as their cause (models.Delivery): mail now, webhooks
-// later. A Worker claims one due row at a time under a lease, hands it to
-// a delivery function, and records the outcome: delivered; retried after
-// a backoff that doubles each time; or, after a bounded number of
-// attempts, given up and left for the operator to see.
+// same transaction as their cause (models.Delivery): mail, and webhooks
+// (models.WebhookDelivery). A Worker claims one due row at a time under a
+// lease, hands it to a delivery function, and records the outcome:
+// delivered; retried after a backoff that doubles each time; or, after a
+// bounded number of attempts, given up and left for the operator to see.
 //
 // Nothing is lost on the way. A row is claimed before it is delivered and
 // settled after: a crash between the two leaves a lease that runs out,
@@ -98,8 +98,13 @@ type Worker[T any, P interface {
 	onGiveUp map[string]any
 	// afterPass, when set, runs after each look for due rows.
 	afterPass func(ctx context.Context)
-	wake      chan struct{}
-	passes    atomic.Uint64
+	// cond, when set, is a further condition a row must meet to be
+	// claimed (models.ClaimDueWhere).
+	cond string
+	// onRetry, when set, hears of every row that will be tried again.
+	onRetry func(ctx context.Context, row *T, at time.Time)
+	wake    chan struct{}
+	passes  atomic.Uint64
 }
 
 // NewWorker returns a worker for table on db (whose clock decides what is
@@ -122,6 +127,15 @@ func (w *Worker[T, P]) OnGiveUp(columns map[string]any) { w.onGiveUp = columns }
 // AfterPass has fn run after each look for due rows, on the worker's
 // goroutine (to count what is left, say).
 func (w *Worker[T, P]) AfterPass(fn func(ctx context.Context)) { w.afterPass = fn }
+
+// Where has the worker claim only the due rows that meet cond, an SQL
+// condition on the row such as models.WebhookInOrder.
+func (w *Worker[T, P]) Where(cond string) { w.cond = cond }
+
+// OnRetry has fn called, on the worker's goroutine, with every row whose
+// attempt failed and that will be tried again at at, once that is
+// recorded (rows queued behind it can wait as long: see package webhooks).
+func (w *Worker[T, P]) OnRetry(fn func(ctx context.Context, row *T, at time.Time)) { w.onRetry = fn }
 
 // Passes returns how many times the worker has looked for due rows (and
 // delivered what it found) since it started.
@@ -178,7 +192,7 @@ func (w *Worker[T, P]) Run(ctx context.Context) {
 // RunOnce claims the row due the longest, if any, delivers it and settles
 // it. It reports whether there was one.
 func (w *Worker[T, P]) RunOnce(ctx context.Context) (bool, error) {
-	rows, claim, err := models.ClaimDue[T](ctx, w.db, w.table, w.policy.Lease())
+	rows, claim, err := models.ClaimDueWhere[T](ctx, w.db, w.table, w.policy.Lease(), w.cond)
 	if err != nil || len(rows) == 0 {
 		return false, err
 	}
@@ -199,6 +213,9 @@ func (w *Worker[T, P]) RunOnce(ctx context.Context) (bool, error) {
 	}
 	if w.observe != nil {
 		w.observe(result)
+	}
+	if result == Retrying && w.onRetry != nil {
+		w.onRetry(settleCtx, &rows[0], outcome.RetryAt)
 	}
 	switch result {
 	case Retrying:

@@ -24,6 +24,7 @@ import (
 	"tokenauth/middlewares"
 	"tokenauth/models"
 	"tokenauth/password"
+	"tokenauth/secretscanning"
 	"tokenauth/web"
 )
 
@@ -50,6 +51,9 @@ type Deps struct {
 	// OAuthClientPerMinute is each resource-server client's budget on the
 	// OAuth routes (DefaultOAuthClientPerMinute when 0).
 	OAuthClientPerMinute int
+	// SecretScanning holds GitHub's secret-scanning keys; nil turns the
+	// receiver off.
+	SecretScanning *secretscanning.Keys
 	// Resources are served under /api beside accounts and tokens
 	// (Resources() for the service's own).
 	Resources []Resource
@@ -152,6 +156,9 @@ func New(d Deps) (*gin.Engine, error) {
 	api.DELETE("/tokens/:id", FullScope, tokens.Revoke)
 	leaks := controllers.NewLeakController(d.DB)
 	api.With(limitIP("revoke-leaked")).POST("/tokens/revoke-leaked", Public, leaks.Revoke)
+	// Public to tokens: GitHub proves itself by signing the body.
+	scanning := controllers.NewSecretScanningController(d.DB, d.SecretScanning, d.Metrics)
+	api.POST("/github/secret-scanning", Public, scanning.Receive)
 
 	events := controllers.NewEventController(d.DB)
 	api.GET("/security-events", FullScope, events.List)

@@ -243,6 +243,8 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	// The outbox's first look runs at start; waiting for it keeps it out of
 	// what a test counts (statements) or changes (GORM's callbacks) next.
 	waitFor(t, "the outbox's first look", a.Mail.Started)
+	waitFor(t, "the webhooks' first look", a.Webhooks.Started)
+	waitFor(t, "the expiry notices' first look", a.Expiry.Started)
 	ts := httptest.NewUnstartedServer(a.Router)
 	ts.Config = routes.NewHTTPServer(setup.cfg, a.Router, nil)
 	ts.Start()
