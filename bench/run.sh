@@ -16,11 +16,11 @@
 # a pair is loaded in turn); HASH_SLOTS (PASSWORD_HASH_CONCURRENCY of the
 # instances, default the service's: the number of cores); BENCH_DB (the
 # prefix of the databases' names, default tokenauth_bench) and BENCH_PORT
-# (the first port, default $P_CACHED), so that two runs can share a server and
+# (the first port, default 18081), so that two runs can share a server and
 # a machine; KEEP=1 keeps the bench databases.
 # It builds the service from this repository, creates its databases
 # (BENCH_DB_small, and BENCH_DB_big for the tokens target), starts the
-# instances on 127.0.0.1 ports BENCH_PORT to BENCH_PORT+7, loads them from a
+# instances on 127.0.0.1 ports BENCH_PORT to BENCH_PORT+10, loads them from a
 # second process on loopback only, prints every target with its ratio and
 # PASS/FAIL and the latency of every load (p50, p99, p99.9), and exits 1 if
 # a target failed. Every load is bounded in time.
@@ -56,9 +56,10 @@ HISTORY_EVENTS=100000
 MAX_TOKENS=50
 HASH_SLOTS=${HASH_SLOTS:-$(nproc)}
 DB=${BENCH_DB:-tokenauth_bench}
-PORT=${BENCH_PORT:-$P_CACHED}
+PORT=${BENCH_PORT:-18081}
 P_CACHED=$PORT P_NOCACHE=$((PORT + 1)) P_ONEQUERY=$((PORT + 2)) P_BIG=$((PORT + 3)) P_LOGIN=$((PORT + 4))
 P_FLOOD=$((PORT + 5)) P_PROBE=$((PORT + 6)) P_LIMITED=$((PORT + 7))
+P_GATEWAY=$((PORT + 8)) P_NGINX_AUTH=$((PORT + 9)) P_NGINX=$((PORT + 10))
 WORK=$(mktemp -d /tmp/tokenauth-bench.XXXXXX)
 PIDS=()
 FAILED=0
@@ -374,12 +375,12 @@ ref_row "onequery baseline (for reference)" "$ONEQUERY_PEAK"
 
 if wants gateway; then
 step "forward-auth (requests per second; ratio = measured / baseline)"
-say "the same binary, cached (${SMALL} tokens, TOKEN_CACHE_TTL=30s) :18086; nginx in front of it :18090 (auth_request) and :18091 (none)"
+say "the same binary, cached (${SMALL} tokens, TOKEN_CACHE_TTL=30s) :$P_GATEWAY; nginx in front of it :$P_NGINX_AUTH (auth_request) and :$P_NGINX (none)"
 header
-start gateway 18086 small
+start gateway $P_GATEWAY small
 for c in 32 64; do
   pair "cached check vs healthz, $c conns" 0.85 "$c" \
-    "http://127.0.0.1:18086/api/auth/check?scope=profile:read" "$WORK/tokens-small.txt" http://127.0.0.1:18086/healthz ""
+    "http://127.0.0.1:$P_GATEWAY/api/auth/check?scope=profile:read" "$WORK/tokens-small.txt" http://127.0.0.1:$P_GATEWAY/healthz ""
 done
 GATEWAY_PEAK=$(peak_mib "$(pid_of gateway)")
 
@@ -400,9 +401,9 @@ http {
     fastcgi_temp_path $WORK/nginx/fastcgi;
     uwsgi_temp_path $WORK/nginx/uwsgi;
     scgi_temp_path $WORK/nginx/scgi;
-    upstream tokenauth { server 127.0.0.1:18086; keepalive 64; }
+    upstream tokenauth { server 127.0.0.1:$P_GATEWAY; keepalive 64; }
     server {
-        listen 127.0.0.1:18090;
+        listen 127.0.0.1:$P_NGINX_AUTH;
         location = /_tokenauth {
             internal;
             proxy_pass http://tokenauth/api/auth/check?scope=profile:read;
@@ -421,7 +422,7 @@ http {
         }
     }
     server {
-        listen 127.0.0.1:18091;
+        listen 127.0.0.1:$P_NGINX;
         location / {
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -434,11 +435,11 @@ NGINX
 PIDS+=($!)
 PID_nginx=$!
 for _ in $(seq 1 100); do
-  if (exec 3<>/dev/tcp/127.0.0.1/18091) 2>/dev/null; then break; fi
+  if (exec 3<>/dev/tcp/127.0.0.1/$P_NGINX) 2>/dev/null; then break; fi
   sleep 0.1
 done
-out=$(timeout 900 "$WORK/loadgen" -url http://127.0.0.1:18090/ -tokens "$WORK/tokens-small.txt" \
-  -vs http://127.0.0.1:18091/ -vs-tokens "$WORK/tokens-small.txt" -c 64 -d "$DURATION" -warmup "$WARMUP" -slice "$SLICE")
+out=$(timeout 900 "$WORK/loadgen" -url http://127.0.0.1:$P_NGINX_AUTH/ -tokens "$WORK/tokens-small.txt" \
+  -vs http://127.0.0.1:$P_NGINX/ -vs-tokens "$WORK/tokens-small.txt" -c 64 -d "$DURATION" -warmup "$WARMUP" -slice "$SLICE")
 printf 'nginx\n%s\n' "$out" >>"$WORK/loadgen.log"
 printf 'nginx auth_request vs none, 64 conns: %s\n' "$(head -1 <<<"$out")" >>"$WORK/rounds.log"
 printf '%-44s %12.1f %12.1f %7.3f %7s  %s\n' "nginx auth_request vs none, 64 conns" \
