@@ -149,46 +149,4 @@ func decodeScanReports(body []byte) ([]scanReport, error) {
 
 // badListText is badText for a body that is a list of objects: it names
 // each string that is not text by the key it is the value of.
-func badListText(body []byte) map[string]string {
-	if utf8.Valid(body) && !bytes.Contains(body, []byte(`\u`)) {
-		return nil
-	}
-	var fields map[string]string
-	dec := json.NewDecoder(bytes.NewReader(body))
-	depth, expectKey, field := 0, false, ""
-	for {
-		start := dec.InputOffset()
-		tok, err := dec.Token()
-		if err != nil {
-			return fields
-		}
-		switch tok := tok.(type) {
-		case json.Delim:
-			if tok == '{' || tok == '[' {
-				depth++
-			} else {
-				depth--
-			}
-			expectKey = depth == 2
-			continue
-		case string:
-			if depth == 2 && expectKey {
-				field, expectKey = tok, false
-				continue
-			}
-			literal := body[start:dec.InputOffset()]
-			literal = literal[bytes.IndexByte(literal, '"'):]
-			if msg := textProblem(literal); msg != "" {
-				if fields == nil {
-					fields = map[string]string{}
-				}
-				if _, seen := fields[field]; !seen {
-					fields[field] = msg
-				}
-			}
-		}
-		if depth == 2 {
-			expectKey = true
-		}
-	}
-}
+func badListText(body []byte) map[string]string { return badTextAt(body, 2) }

@@ -17,7 +17,12 @@ import (
 // decoding has already replaced what it looks for; so every string of
 // every request is checked, whatever its type, with no tag to remember.
 // body must be one JSON object that has decoded.
-func badText(body []byte) map[string]string {
+func badText(body []byte) map[string]string { return badTextAt(body, 1) }
+
+// badTextAt is badText for the objects at depth keyDepth of the body: 1
+// for a body that is one object, 2 for a list of objects, whose strings
+// are named by the key of the object they sit in.
+func badTextAt(body []byte, keyDepth int) map[string]string {
 	// JSON writes NUL and surrogates only as \u escapes: a body that has
 	// none and is UTF-8, as nearly all are, has nothing to find.
 	if utf8.Valid(body) && !bytes.Contains(body, []byte(`\u`)) {
@@ -25,8 +30,9 @@ func badText(body []byte) map[string]string {
 	}
 	var fields map[string]string
 	dec := json.NewDecoder(bytes.NewReader(body))
-	// depth counts the open objects and lists; at depth 1, inside the
-	// top-level object, a string token alternates between key and value.
+	// depth counts the open objects and lists; at keyDepth, inside an
+	// object whose keys name the fields, a string token alternates between
+	// key and value.
 	depth, expectKey, field := 0, false, ""
 	for {
 		start := dec.InputOffset()
@@ -41,10 +47,10 @@ func badText(body []byte) map[string]string {
 			} else {
 				depth--
 			}
-			expectKey = depth == 1
+			expectKey = depth == keyDepth
 			continue
 		case string:
-			if depth == 1 && expectKey {
+			if depth == keyDepth && expectKey {
 				field, expectKey = tok, false
 				continue
 			}
@@ -61,8 +67,8 @@ func badText(body []byte) map[string]string {
 				}
 			}
 		}
-		if depth == 1 {
-			expectKey = true // a value of the top-level object ended
+		if depth == keyDepth {
+			expectKey = true // a value of a named object ended
 		}
 	}
 }
