@@ -18,7 +18,9 @@ import (
 // header (400), a rate limit (429) or a database that cannot answer (503)
 // leave here as a 401 or 403. Every refusal names its reason's code in
 // X-Auth-Error, keeps its Retry-After, and a 401 keeps the
-// WWW-Authenticate challenge of the API. It counts each answer in m.
+// WWW-Authenticate challenge of the API, and the security headers of the
+// API's answers (SecurityHeaders leaves the check's 200 without them). It
+// counts each answer in m.
 //
 // It acts on the routes whose pattern starts with path and leaves the
 // others alone. It goes inside Errors and ahead of every other middleware
@@ -57,6 +59,7 @@ func ForwardAuthAnswer(path string, m *metrics.Metrics, log *slog.Logger) gin.Ha
 			out = out.WithHeader("WWW-Authenticate", `Bearer realm="api"`)
 		}
 		m.GatewayCheck(e.Code)
+		SetSecurityHeaders(c.Writer.Header())
 		// The error middleware, which runs after this one, renders the last
 		// error: the refusal in its proxy-safe form.
 		_ = c.Error(out)

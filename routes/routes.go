@@ -84,7 +84,7 @@ func New(d Deps) (*gin.Engine, error) {
 		// rendered, and ahead of every middleware that may refuse.
 		middlewares.ForwardAuthAnswer(forwardAuthPath, d.Metrics, d.Logger),
 		middlewares.Deadline(d.Config.RequestTimeout),
-		middlewares.SecurityHeaders(),
+		middlewares.SecurityHeaders(forwardAuthPath),
 		middlewares.CORS(d.Config.CORSAllowedOrigins, forwardAuthPath),
 		middlewares.RejectTokenInURL(),
 		middlewares.LimitBody(d.Config.MaxBodyBytes),

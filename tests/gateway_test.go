@@ -81,6 +81,14 @@ func TestForwardAuthCheckAnswers(t *testing.T) {
 				}
 				return
 			}
+			// A refusal may reach the proxy's client (Traefik, Caddy and
+			// Envoy pass it on): it carries the API's security headers.
+			if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+				t.Errorf("X-Content-Type-Options: got %q, want nosniff", got)
+			}
+			if got := resp.Header.Get("Content-Security-Policy"); got != "default-src 'none'; frame-ancestors 'none'" {
+				t.Errorf("Content-Security-Policy: got %q", got)
+			}
 			if tc.wantStatus == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), `Bearer realm="api"`) {
 				t.Errorf("WWW-Authenticate: got %q, want the API's Bearer challenge", resp.Header.Get("WWW-Authenticate"))
 			}

@@ -184,6 +184,11 @@ func TestTokenInURLIsRefused(t *testing.T) {
 		{"/api/profile/?access_token=", false},
 		{"/api/profile/?token=" + token, false},
 		{"/api/profile/?q=x&key=" + strings.Replace(token, "_", "%5F", 1), false},
+		// A malformed escape elsewhere in the value does not hide the token.
+		{"/api/profile/?key=" + strings.Replace(token, "_", "%5f", 1) + "%zz", false},
+		{"/api/profile/?key=%" + strings.Replace(token, "_", "%5F", 1), false},
+		{"/api/profile/?access%5Ftoken=x", false},
+		{"/api/profile/?q=a+b&" + strings.Replace(token, "_", "%5F", 1) + "=1", false},
 		{"/healthz?t=" + token, false},
 		{"/api/tokens/" + token + "/", true},
 		{"/nowhere/" + token, true},
@@ -200,6 +205,7 @@ func TestTokenInURLIsRefused(t *testing.T) {
 	}
 	// Ordinary query strings are fine.
 	s.Do(t, Request{Path: "/healthz?probe=1", Token: token}).Expect(t, http.StatusOK)
+	s.Do(t, Request{Path: "/healthz?probe=%zz&q=a+b%2F&=&&x", Token: token}).Expect(t, http.StatusOK)
 	if logs := s.Logs.String(); strings.Contains(logs, token) || strings.Contains(logs, token[4:20]) {
 		t.Errorf("the token reached the logs:\n%s", logs)
 	}
