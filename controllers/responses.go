@@ -67,12 +67,12 @@ type tokenResponse struct {
 	ExpiresAt     *time.Time         `json:"expires_at"`
 	// PreviousSecretExpiresAt, after a rotation with grace, is until when
 	// the previous secret still works.
-	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at"`
-	Current                 bool       `json:"current"`
-	Enabled                 bool       `json:"enabled"`
-	AllowedIPs              []string   `json:"allowed_ips"`
-	Metadata                any        `json:"metadata"`
-	RateLimit               *rateLimit `json:"rate_limit"`
+	PreviousSecretExpiresAt *time.Time      `json:"previous_secret_expires_at"`
+	Current                 bool            `json:"current"`
+	Enabled                 bool            `json:"enabled"`
+	AllowedIPs              []string        `json:"allowed_ips"`
+	Metadata                json.RawMessage `json:"metadata"`
+	RateLimit               *rateLimit      `json:"rate_limit"`
 	// Legacy marks a token imported from Django with its old key: the
 	// client should rotate it to get a tka_ token.
 	Legacy bool `json:"legacy"`

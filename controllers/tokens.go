@@ -41,16 +41,15 @@ func (tc *TokenController) List(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	tokens, err := models.ListTokens(requestContext(c), tc.db, cur.UserID, tc.cfg.TokenIdleTimeout)
+	now := tc.clock.Now()
+	list := newTokenList()
+	err = models.EachLiveToken(requestContext(c), tc.db, cur.UserID, tc.cfg.TokenIdleTimeout, func(t *models.APIToken) {
+		list.add(newTokenResponse(t, tc.resolver.Activity(t), cur.ID, now))
+	})
 	if err != nil {
 		return err
 	}
-	now := tc.clock.Now()
-	out := make([]tokenResponse, len(tokens))
-	for i := range tokens {
-		out[i] = newTokenResponse(&tokens[i], tc.resolver.Activity(&tokens[i]), cur.ID, now)
-	}
-	c.JSON(http.StatusOK, gin.H{"tokens": out})
+	list.render(c, http.StatusOK)
 	return nil
 }
 
@@ -65,7 +64,7 @@ func (tc *TokenController) Current(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, newTokenResponse(tok, tc.resolver.Activity(tok), cur.ID, tc.clock.Now()))
+	renderToken(c, http.StatusOK, newTokenResponse(tok, tc.resolver.Activity(tok), cur.ID, tc.clock.Now()))
 	return nil
 }
 
@@ -132,7 +131,7 @@ func (tc *TokenController) Create(c *gin.Context) error {
 		return err
 	}
 	middlewares.NoStore(c)
-	c.JSON(http.StatusCreated, newTokenResponse(tok, auth.Activity{}, cur.ID, tc.clock.Now()))
+	renderToken(c, http.StatusCreated, newTokenResponse(tok, auth.Activity{}, cur.ID, tc.clock.Now()))
 	return nil
 }
 
@@ -206,7 +205,7 @@ func (tc *TokenController) Update(c *gin.Context) error {
 	if err := models.UpdateToken(requestContext(c), tc.db, tok, patch); err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, newTokenResponse(tok, tc.resolver.Activity(tok), cur.ID, tc.clock.Now()))
+	renderToken(c, http.StatusOK, newTokenResponse(tok, tc.resolver.Activity(tok), cur.ID, tc.clock.Now()))
 	return nil
 }
 
@@ -264,7 +263,7 @@ func (tc *TokenController) rotate(c *gin.Context, tok, cur *models.APIToken) err
 		currentID = next.ID // the caller's key, renewed
 	}
 	middlewares.NoStore(c)
-	c.JSON(http.StatusCreated, newTokenResponse(next, auth.Activity{}, currentID, tc.clock.Now()))
+	renderToken(c, http.StatusCreated, newTokenResponse(next, auth.Activity{}, currentID, tc.clock.Now()))
 	return nil
 }
 

@@ -43,11 +43,7 @@ func (u userResponse) appendJSON(b []byte) []byte {
 	b = append(b, `,"created_at":`...)
 	b = appendJSONTime(b, u.CreatedAt)
 	b = append(b, `,"last_login_at":`...)
-	if u.LastLoginAt == nil {
-		b = append(b, "null"...)
-	} else {
-		b = appendJSONTime(b, *u.LastLoginAt)
-	}
+	b = appendJSONTimePtr(b, u.LastLoginAt)
 	return append(b, '}')
 }
 

@@ -8,11 +8,51 @@ import (
 	"gorm.io/gorm"
 )
 
-// ListTokens returns the user's live tokens, newest first.
+// listedColumns are the columns of a token that a listing shows, in the
+// order listedFields gives their fields. The others (the hash above all)
+// stay in the database.
+const listedColumns = "id, user_id, name, kind, prefix, scopes, created_at, last_used_at, expires_at, " +
+	"previous_expires_at, paused_at, last_ip, last_user_agent, networks, allowed_ips, metadata, " +
+	"rate_limit_requests, rate_limit_seconds"
+
+// listedFields are where the listedColumns of a row go in t.
+func listedFields(t *APIToken) []any {
+	return []any{&t.ID, &t.UserID, &t.Name, &t.Kind, &t.Prefix, &t.Scopes, &t.CreatedAt, &t.LastUsedAt, &t.ExpiresAt,
+		&t.PreviousExpiresAt, &t.PausedAt, &t.LastIP, &t.LastUserAgent, &t.Networks, &t.AllowedIPs, &t.Metadata,
+		&t.RateLimitRequests, &t.RateLimitSeconds}
+}
+
+// ListTokens returns the user's live tokens, newest first, with only the
+// fields a listing shows (listedColumns): no hash, no revocation, no
+// authentication time.
 func ListTokens(ctx context.Context, db *gorm.DB, userID uint, idle time.Duration) ([]APIToken, error) {
 	tokens := []APIToken{}
-	err := liveTokens(db.WithContext(ctx), userID, nowOf(db), idle).Order("created_at DESC, id DESC").Find(&tokens).Error
-	return tokens, translate(err)
+	err := EachLiveToken(ctx, db, userID, idle, func(t *APIToken) { tokens = append(tokens, *t) })
+	return tokens, err
+}
+
+// EachLiveToken calls f with each of the user's live tokens, newest first,
+// as ListTokens returns them, without keeping them: f's token is reused
+// for the next row. A user may hold MAX_TOKENS_PER_USER tokens, and GORM's
+// scanning by reflection and a slice of every token were most of the cost
+// of listing them.
+func EachLiveToken(ctx context.Context, db *gorm.DB, userID uint, idle time.Duration, f func(*APIToken)) error {
+	rows, err := liveTokens(db.WithContext(ctx), userID, nowOf(db), idle).Select(listedColumns).
+		Order("created_at DESC, id DESC").Rows()
+	if err != nil {
+		return translate(err)
+	}
+	defer rows.Close()
+	var t APIToken
+	fields := listedFields(&t)
+	for rows.Next() {
+		t = APIToken{}
+		if err := rows.Scan(fields...); err != nil {
+			return translate(err)
+		}
+		f(&t)
+	}
+	return translate(rows.Err())
 }
 
 // FindUserToken returns the user's live token with that id. Another user's

@@ -175,10 +175,15 @@ type networkUseJSON struct {
 	LastUsedAt time.Time `json:"last_used_at"`
 }
 
-// MarshalJSON writes the network as NetworkString spells it.
+// MarshalJSON writes the network as NetworkString spells it, and its last
+// use as ShownLastUsedAt.
 func (u NetworkUse) MarshalJSON() ([]byte, error) {
-	return json.Marshal(networkUseJSON{Network: NetworkString(u.Network), LastUsedAt: u.LastUsedAt.UTC().Truncate(time.Second)})
+	return json.Marshal(networkUseJSON{Network: NetworkString(u.Network), LastUsedAt: u.ShownLastUsedAt()})
 }
+
+// ShownLastUsedAt is the network's last use as the API shows it: in UTC,
+// to the second.
+func (u NetworkUse) ShownLastUsedAt() time.Time { return u.LastUsedAt.UTC().Truncate(time.Second) }
 
 // UnmarshalJSON reads what MarshalJSON wrote.
 func (u *NetworkUse) UnmarshalJSON(b []byte) error {

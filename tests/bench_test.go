@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -26,6 +27,34 @@ func BenchmarkRouter(b *testing.B) {
 				if bc.token != "" {
 					req.Header.Set("Authorization", "Bearer "+bc.token)
 				}
+				for pb.Next() {
+					w := httptest.NewRecorder()
+					s.Router.ServeHTTP(w, req)
+					if w.Code != http.StatusOK {
+						b.Fatalf("status %d: %s", w.Code, w.Body)
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkTokenList lists the tokens of a user with the most tokens a
+// user may hold (MAX_TOKENS_PER_USER) and of one with 10: the growth
+// target of bench/run.sh, without the network. Run with -benchmem.
+func BenchmarkTokenList(b *testing.B) {
+	s := NewServer(b, withoutLogs())
+	for _, n := range []int{10, s.Config.MaxTokensPerUser} {
+		user := s.CreateUser(b, fmt.Sprintf("holder%d", n), testPassword)
+		tok := s.IssueToken(b, user)
+		for range n - 1 {
+			s.IssueToken(b, user)
+		}
+		b.Run(fmt.Sprintf("tokens=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				req := httptest.NewRequest(http.MethodGet, "/api/tokens/", nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
 				for pb.Next() {
 					w := httptest.NewRecorder()
 					s.Router.ServeHTTP(w, req)
