@@ -56,6 +56,9 @@ type cacheEntry struct {
 	// memo holds what a caller derived from the token once, for every
 	// request that hits the entry (see Identity.Memo).
 	memo atomic.Value
+	// promoted is when a hit last moved the entry to the front of the LRU
+	// (Unix nanoseconds; 0: never).
+	promoted atomic.Int64
 }
 
 func newTokenCache(size int, ttl time.Duration) *tokenCache {
@@ -73,12 +76,22 @@ func (c *tokenCache) get(key cacheKey, now time.Time) (*cacheEntry, bool) {
 	if c.off.Load() {
 		return nil, false
 	}
-	e, ok := c.entries.Get(key)
+	e, ok := c.entries.Peek(key)
 	if !ok || !now.Before(e.until) {
 		return nil, false
 	}
+	// Moving the entry to the front of the LRU takes the LRU's write lock,
+	// which every request on every core would otherwise contend for; once
+	// a second keeps the eviction order as good.
+	if at := now.UnixNano(); at-e.promoted.Load() >= int64(promoteEvery) {
+		e.promoted.Store(at)
+		c.entries.Get(key)
+	}
 	return e, true
 }
+
+// promoteEvery is how often a hit moves its entry to the front of the LRU.
+const promoteEvery = time.Second
 
 // begin returns the generation a lookup starts in.
 func (c *tokenCache) begin() uint64 { return c.generation.Load() }
