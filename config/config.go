@@ -106,10 +106,12 @@ func Default() Config {
 		TokenCacheTTL:         30 * time.Second,
 		TokenRotationMaxGrace: 24 * time.Hour,
 		PasswordMinLength:     10,
-		// One hash per core: the hashes run at a low priority, so they use
-		// what the requests leave of every core, and more at once would
-		// add their memory but no throughput (docs/HASHING.md).
-		PasswordHashConcurrency: runtime.NumCPU(),
+		// One hash per core but one: the core left over serves what a
+		// login does besides its hash, and every request that checks no
+		// password. Measured on 2 cores, 1 slot gave 0.95 of its hashes'
+		// ceiling and kept 0.84 of the API's throughput during a login
+		// flood; 2 slots, 0.73 and 0.79 (docs/HASHING.md).
+		PasswordHashConcurrency: max(1, runtime.NumCPU()-1),
 		HashQueueTimeout:        2 * time.Second,
 		SecurityEventRetention:  2160 * time.Hour,
 		LoginUserFailures:       5,

@@ -27,7 +27,7 @@ func TestLoadHardeningSettings(t *testing.T) {
 		t.Errorf("got %+v", cfg)
 	}
 	if d := Default(); d.RequestTimeout != 15*time.Second || d.LoginIPPerMinute != 20 || d.LoginUserFailures != 5 ||
-		d.HashQueueTimeout != 2*time.Second || d.PasswordHashConcurrency != runtime.NumCPU() {
+		d.HashQueueTimeout != 2*time.Second || d.PasswordHashConcurrency != max(1, runtime.NumCPU()-1) {
 		t.Errorf("defaults: %+v", d)
 	}
 

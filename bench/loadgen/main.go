@@ -65,7 +65,7 @@ func run() error {
 	vsHash := flag.Bool("vs-hash", false, "compare the load with the ceiling cores / time of one argon2id hash, timed alone between slices")
 	slice := flag.Duration("slice", 400*time.Millisecond, "with -vs or -vs-hash: how long each slice of load lasts")
 	hashTime := flag.Bool("hash-time", false, "print the median time of one argon2id hash with the service's parameters, alone and with -hash-slots at once, and exit")
-	hashSlots := flag.Int("hash-slots", runtime.NumCPU(), "the server's PASSWORD_HASH_CONCURRENCY: the ceiling of -vs-hash is this many hashes at once")
+	hashSlots := flag.Int("hash-slots", max(1, runtime.NumCPU()-1), "the server's PASSWORD_HASH_CONCURRENCY: the ceiling of -vs-hash is this many hashes at once")
 	flood := flag.String("flood", "", "a login URL to flood with failed logins while the -url load runs, in every other slice")
 	floodConns := flag.Int("flood-c", 64, "connections of the flood")
 	probeUser := flag.String("probe-user", "", "time logins of this user with a wrong password against logins of unknown usernames, one at a time")
