@@ -65,9 +65,13 @@ func CurrentUser(c *gin.Context) (*models.User, error) {
 var noStore = []string{"no-store"}
 
 // setIdentity attaches id, which must be the request's own (a handler may
-// change it freely), and the headers every authenticated response carries.
-func setIdentity(c *gin.Context, id *auth.Identity) {
+// change it freely), and, with clientHeaders, the headers every
+// authenticated response to a client carries.
+func setIdentity(c *gin.Context, id *auth.Identity, clientHeaders bool) {
 	c.Set(identityKey, id)
+	if !clientHeaders {
+		return
+	}
 	h := c.Writer.Header()
 	h["Cache-Control"] = noStore
 	if v := id.ExpiresHeader(); v != nil {

@@ -12,7 +12,17 @@ import (
 // the context. A request it cannot authenticate gets nothing but the
 // reason, which RequireAuth reports; only a database that cannot answer
 // stops the request here.
-func Identify(r *auth.Resolver, clk clock.Clock) gin.HandlerFunc {
+func Identify(r *auth.Resolver, clk clock.Clock) gin.HandlerFunc { return identify(r, clk, true) }
+
+// IdentifyForProxy is Identify for a forward-auth route: its answer is
+// read by a proxy, which passes on what the X-Auth-* headers say, so the
+// headers of an authenticated response to a client (Cache-Control,
+// Token-Expires-At, which X-Auth-Expires-At says again) are left out.
+func IdentifyForProxy(r *auth.Resolver, clk clock.Clock) gin.HandlerFunc {
+	return identify(r, clk, false)
+}
+
+func identify(r *auth.Resolver, clk clock.Clock, clientHeaders bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		secret, err := auth.ParseBearer(c.Request.Header.Values("Authorization"))
 		var id *auth.Identity
@@ -23,7 +33,7 @@ func Identify(r *auth.Resolver, clk clock.Clock) gin.HandlerFunc {
 		switch {
 		case err == nil:
 			setRateLimitHeaders(c, id.Limits)
-			setIdentity(c, id)
+			setIdentity(c, id, clientHeaders)
 		case auth.Refused(err):
 			setRateLimitHeaders(c, auth.LimitsOf(err))
 			c.Set(authErrorKey, err)

@@ -67,8 +67,11 @@ type Resource func(api API, db *gorm.DB)
 type API struct {
 	engine   *gin.Engine
 	identify gin.HandlerFunc
-	scopes   *models.ScopeCatalogue
-	errs     *[]error
+	// identifyForProxy identifies on the forward-auth routes, whose
+	// answers a proxy reads (middlewares.IdentifyForProxy).
+	identifyForProxy gin.HandlerFunc
+	scopes           *models.ScopeCatalogue
+	errs             *[]error
 	// before runs ahead of the handler of every route registered through
 	// this API (see With).
 	before []gin.HandlerFunc
@@ -147,6 +150,7 @@ var forwardAuthMethods = []string{http.MethodGet, http.MethodPost, http.MethodPu
 // are shaped for a proxy by middlewares.ForwardAuthAnswer, which the
 // router runs ahead of everything that may refuse a request.
 func (a API) ForwardAuth(path string, access Access, h apierror.HandlerFunc) {
+	a.identify = a.identifyForProxy
 	for _, method := range forwardAuthMethods {
 		chain, ok := a.chain(method, path, access, h)
 		if !ok {

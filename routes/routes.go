@@ -97,7 +97,8 @@ func New(d Deps) (*gin.Engine, error) {
 	}
 	var errs []error
 	scopes := &models.ScopeCatalogue{}
-	api := API{engine: r, identify: middlewares.Identify(d.Resolver, d.Clock), scopes: scopes, errs: &errs}
+	api := API{engine: r, identify: middlewares.Identify(d.Resolver, d.Clock),
+		identifyForProxy: middlewares.IdentifyForProxy(d.Resolver, d.Clock), scopes: scopes, errs: &errs}
 	ipLimit, loginCounter := loginLimits(d.Config, d.Redis, d.RedisPrefix, d.Metrics)
 	lockout := controllers.NewLockout(loginCounter, d.Keyring, d.Metrics)
 	limitIP := func(budget string) gin.HandlerFunc { return middlewares.LimitByClientIP(ipLimit, budget, d.Metrics) }

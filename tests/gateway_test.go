@@ -79,6 +79,17 @@ func TestForwardAuthCheckAnswers(t *testing.T) {
 				if got := resp.Header.Get("X-Auth-Username"); got != "alice" {
 					t.Errorf("X-Auth-Username: got %q, want alice", got)
 				}
+				// The answer is for the proxy, which passes X-Auth-* on:
+				// none of the headers of an answer to a client.
+				for _, name := range []string{"Token-Expires-At", "Cache-Control", "Content-Security-Policy",
+					"X-Content-Type-Options", "Referrer-Policy"} {
+					if got := resp.Header.Values(name); len(got) != 0 {
+						t.Errorf("%s: got %q, want none", name, got)
+					}
+				}
+				if resp.Header.Get("X-Auth-Expires-At") == "" {
+					t.Error("no X-Auth-Expires-At")
+				}
 				return
 			}
 			// A refusal may reach the proxy's client (Traefik, Caddy and
