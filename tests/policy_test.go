@@ -3,6 +3,7 @@ package tests
 import (
 	"fmt"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -773,4 +774,67 @@ func TestRateLimitWithoutRedis(t *testing.T) {
 	}
 	s.Do(t, Request{Path: "/api/tokens/current/", Token: admin}).Expect(t, http.StatusOK)
 	s.Do(t, Request{Path: "/api/tokens/current/", Token: limited}).ExpectError(t, http.StatusServiceUnavailable, "unavailable")
+}
+
+// The list reads only the columns it shows (models.EachLiveToken) and
+// writes its own JSON: each token in it is, field for field, what the
+// routes that read the whole row answer for it (a PATCH, and
+// /api/tokens/current/), with every optional field set: a rotation's
+// grace, a pause, allowed networks, metadata, a rate limit, the networks
+// used and the last client.
+func TestListShowsWhatEachTokenShows(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(time.Now().Truncate(time.Second))
+	s := NewServer(t, withFakeClock(clk))
+	_, admin := s.UserWithToken(t, "alice")
+	name := `ci <deploy> & "friends"`
+	var made tokenView
+	s.Do(t, Request{Method: "POST", Path: "/api/tokens/", Token: admin, Body: map[string]any{
+		"name": name, "scopes": []string{"profile:read"}, "expires_in_days": 7,
+		"allowed_ips": []string{"127.0.0.0/8", "2001:db8::/32"}, "metadata": map[string]any{"team": "<web>", "n": 3},
+		"rate_limit": map[string]any{"requests": 100, "per": "minute"},
+	}}).Expect(t, http.StatusCreated).Decode(t, &made)
+	var rotated tokenView
+	s.Do(t, Request{Method: "POST", Path: "/api/tokens/" + itoa(made.ID) + "/rotate/", Token: admin,
+		Body: map[string]int{"grace_seconds": 3600}}).Expect(t, http.StatusCreated).Decode(t, &rotated)
+	s.Do(t, Request{Path: "/api/profile/", Token: rotated.Token, Header: map[string]string{"User-Agent": "deploy/1.0"}}).
+		Expect(t, http.StatusOK)
+	path := "/api/tokens/" + itoa(rotated.ID) + "/"
+	s.Do(t, Request{Method: "PATCH", Path: path, Token: admin, Body: map[string]bool{"enabled": false}}).
+		Expect(t, http.StatusOK)
+	if err := s.Resolver.FlushUsage(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	own := map[float64]map[string]any{}
+	for _, body := range []map[string]any{
+		s.Do(t, Request{Method: "PATCH", Path: path, Token: admin, Body: map[string]string{"name": name}}).
+			Expect(t, http.StatusOK).JSON(t),
+		s.Do(t, Request{Path: "/api/tokens/current/", Token: admin}).Expect(t, http.StatusOK).JSON(t),
+	} {
+		id, _ := body["id"].(float64)
+		own[id] = body
+	}
+	list := s.Do(t, Request{Path: "/api/tokens/", Token: admin}).Expect(t, http.StatusOK).JSON(t)
+	items, _ := list["tokens"].([]any)
+	if len(items) != 2 {
+		t.Fatalf("tokens listed: got %d, want 2 (%v)", len(items), list)
+	}
+	for _, item := range items {
+		listed, _ := item.(map[string]any)
+		id, _ := listed["id"].(float64)
+		if !reflect.DeepEqual(listed, own[id]) {
+			t.Errorf("token %v:\nlisted %v\nown    %v", id, listed, own[id])
+		}
+	}
+	paused := own[float64(rotated.ID)]
+	for _, field := range []string{"previous_secret_expires_at", "metadata", "rate_limit", "allowed_ips", "last_ip",
+		"last_user_agent", "last_used_at"} {
+		if paused[field] == nil {
+			t.Errorf("%s: not shown: %v", field, paused)
+		}
+	}
+	if nets, _ := paused["networks"].([]any); len(nets) == 0 || paused["enabled"] != false {
+		t.Errorf("networks %v and enabled %v: want a network, and false", paused["networks"], paused["enabled"])
+	}
 }
