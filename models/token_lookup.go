@@ -40,7 +40,7 @@ func FindTokenByHash(ctx context.Context, db *gorm.DB, pool *pgxpool.Pool, keyHa
 		u := &t.User
 		err = db.WithContext(ctx).Raw(tokenByHashSQL+"?", keyHash).Row().Scan(&t.ID, &t.UserID, &t.Name, &t.Kind,
 			&t.Prefix, &t.Scopes, &t.CreatedAt, &t.LastUsedAt, &t.ExpiresAt, &t.RevokedAt, &t.AuthenticatedAt,
-			&t.Networks, &t.PausedAt, &t.AllowedIPs, &t.RateLimitRequests, &t.RateLimitSeconds, &t.RotatedToID,
+			&t.PausedAt, &t.AllowedIPs, &t.RateLimitRequests, &t.RateLimitSeconds, &t.RotatedToID,
 			&u.Username, &u.Email, &u.IsActive, &u.CreatedAt, &u.LastLoginAt, &u.EmailVerifiedAt, &u.MFAEnabledAt)
 	}
 	if errors.Is(err, sql.ErrNoRows) { // pgx.ErrNoRows is one too
@@ -60,7 +60,7 @@ func FindTokenByHash(ctx context.Context, db *gorm.DB, pool *pgxpool.Pool, keyHa
 func (t *APIToken) scanPgx(row pgx.Row) error {
 	var r struct {
 		id, userID                          int64
-		scopes, networks, allowedIPs        string
+		scopes, allowedIPs                  string
 		created, lastUsed, expires, revoked pgtype.Timestamptz
 		authenticated                       pgtype.Timestamptz
 		paused                              pgtype.Timestamptz
@@ -71,15 +71,12 @@ func (t *APIToken) scanPgx(row pgx.Row) error {
 	}
 	u := &t.User
 	if err := row.Scan(&r.id, &r.userID, &t.Name, &t.Kind, &t.Prefix, &r.scopes, &r.created, &r.lastUsed, &r.expires,
-		&r.revoked, &r.authenticated, &r.networks, &r.paused, &r.allowedIPs, &r.rateRequests, &r.rateSeconds, &r.rotatedTo,
+		&r.revoked, &r.authenticated, &r.paused, &r.allowedIPs, &r.rateRequests, &r.rateSeconds, &r.rotatedTo,
 		&u.Username, &u.Email, &u.IsActive, &r.userCreated, &r.lastLogin, &r.verified, &r.mfaEnabled); err != nil {
 		return err
 	}
 	t.ID, t.UserID = uint(r.id), uint(r.userID)
 	if err := t.Scopes.Scan(r.scopes); err != nil {
-		return err
-	}
-	if err := t.Networks.Scan(r.networks); err != nil {
 		return err
 	}
 	if err := t.AllowedIPs.Scan(r.allowedIPs); err != nil {
@@ -112,7 +109,7 @@ func timeOrNil(ts *pgtype.Timestamptz) *time.Time {
 // placeholder of the key hash follows.
 const tokenByHashSQL = `SELECT t.id, t.user_id, t.name, t.kind, t.prefix, t.scopes, t.created_at,
 	t.last_used_at, t.expires_at, t.revoked_at, t.authenticated_at,
-	t.networks, t.paused_at, t.allowed_ips, t.rate_limit_requests, t.rate_limit_seconds, t.rotated_to_id,
+	t.paused_at, t.allowed_ips, t.rate_limit_requests, t.rate_limit_seconds, t.rotated_to_id,
 	u.username, u.email, u.is_active, u.created_at, u.last_login_at, u.email_verified_at, u.mfa_enabled_at
 FROM api_tokens t JOIN users u ON u.id = t.user_id
 WHERE t.key_hash = `
@@ -132,4 +129,5 @@ var lookupSkips = map[string]string{
 	"api_tokens.last_user_agent":     "a record for the owner, read with the token list",
 	"api_tokens.metadata":            "the owner's, read with the token list (up to 2 KiB a token in the cache otherwise)",
 	"api_tokens.previous_expires_at": "shown in the token list; the previous secret's own row decides",
+	"api_tokens.networks":            "a record for the owner, read with the token list and merged by the write of each use",
 }

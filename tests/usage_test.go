@@ -13,11 +13,11 @@ import (
 // storedToken reads the token's row as the database has it.
 func (s *Server) storedToken(t *testing.T, secret string) *models.APIToken {
 	t.Helper()
-	tok, err := models.FindTokenByHash(t.Context(), s.DB, s.Pool, models.HashToken(secret))
-	if err != nil {
+	var tok models.APIToken
+	if err := s.DB.WithContext(t.Context()).Where("key_hash = ?", models.HashToken(secret)).Take(&tok).Error; err != nil {
 		t.Fatalf("reading the token: %v", err)
 	}
-	return tok
+	return &tok
 }
 
 func TestLastUsedReachesTheDatabaseAfterAFlush(t *testing.T) {
