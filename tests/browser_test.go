@@ -146,6 +146,9 @@ func (b *Browser) Type(id, text string) {
 // Click clicks the element that the CSS selector finds.
 func (b *Browser) Click(css string) {
 	b.t.Helper()
+	// Bounded like every wait: chromedp's own wait for a visible node has
+	// none but the test's, and says nothing of the page when it gives up.
+	b.WaitVisible(css)
 	b.Do(chromedp.Click(chromedp.CSS(css), chromedp.NodeVisible))
 }
 

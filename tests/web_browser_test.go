@@ -326,6 +326,11 @@ func signIn(b *Browser, username, password string) {
 	b.Click("#signin-submit")
 	b.WaitVisible("#tokens-view")
 	b.WaitVisible(`#token-rows tr`)
+	// The page goes on to load the activity and the profile: a test that
+	// ends the session through the API before those calls are answered
+	// would see the page sign out on its own.
+	b.Until(`document.querySelector('#activity-page').textContent !== '' &&
+  document.querySelector('#twofa-state').textContent !== ''`, "the activity and the profile to load")
 }
 
 // TestWebPageSaysHowToGetAnAccount: without registration the sign-in form
