@@ -250,14 +250,10 @@ func TestGracefulStopLeavesUnsentMail(t *testing.T) {
 // running tests (TestMain): a process the test can kill.
 const childEnv = "TOKENAUTH_TEST_CHILD"
 
-// A kill -9 between the commit of a mail and its delivery loses nothing.
-// The service runs in another process (this test binary, see serveChild);
-// it commits a reset link's mail and starts sending it, and the mail
-// server holds the mail without answering while the process is killed.
-// The mail's claim outlives the process, so the next start sends it once
-// the claim's lease has run out.
-func TestKilledServiceLosesNoMail(t *testing.T) {
-	t.Parallel()
+// childDatabase is a fresh, migrated database for a service in a child
+// process, with the user frank, and the test's own handle on it.
+func childDatabase(t *testing.T) (string, *config.Database) {
+	t.Helper()
 	dbURL := testdb.URL(t)
 	database, err := config.OpenDatabase(dbURL)
 	if err != nil {
@@ -275,29 +271,37 @@ func TestKilledServiceLosesNoMail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms := NewMailServer(t)
-	ms.Hold(true)
-	caFile := t.TempDir() + "/ca.pem"
-	if err := os.WriteFile(caFile, ms.CAPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	return dbURL, database
+}
 
-	child := osexec.Command(os.Args[0])
-	child.Env = append(os.Environ(), childEnv+"=serve", "CHILD_DATABASE_URL="+dbURL, "CHILD_SMTP_URL="+ms.URL,
-		"CHILD_SMTP_CA="+caFile)
-	stdout, err := child.StdoutPipe()
+// childService is the service running in a child process (this test
+// binary, see serveChild), which the test can kill.
+type childService struct {
+	cmd    *osexec.Cmd
+	addr   string
+	killed bool
+}
+
+// startChild starts the service on dbURL in a child process, with env
+// added to its environment, and waits for the address it listens on. The
+// child is killed when the test ends, if the test has not killed it.
+func startChild(t *testing.T, dbURL string, env ...string) *childService {
+	t.Helper()
+	cmd := osexec.Command(os.Args[0])
+	cmd.Env = append(append(os.Environ(), childEnv+"=serve", "CHILD_DATABASE_URL="+dbURL), env...)
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	child.Stderr = io.Discard
-	if err := child.Start(); err != nil {
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	killed := false
+	c := &childService{cmd: cmd}
 	t.Cleanup(func() {
-		if !killed {
-			_ = child.Process.Kill()
-			_ = child.Wait()
+		if !c.killed {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
 		}
 	})
 	line, err := bufio.NewReader(stdout).ReadString('\n')
@@ -308,7 +312,38 @@ func TestKilledServiceLosesNoMail(t *testing.T) {
 	if !ok {
 		t.Fatalf("the child said %q", line)
 	}
-	resp, err := http.Post("http://"+addr+"/api/password-reset/", "application/json",
+	c.addr = addr
+	return c
+}
+
+// kill ends the child at once: SIGKILL, so that no shutdown runs.
+func (c *childService) kill(t *testing.T) {
+	t.Helper()
+	if err := c.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.cmd.Wait()
+	c.killed = true
+}
+
+// A kill -9 between the commit of a mail and its delivery loses nothing.
+// The service runs in another process (this test binary, see serveChild);
+// it commits a reset link's mail and starts sending it, and the mail
+// server holds the mail without answering while the process is killed.
+// The mail's claim outlives the process, so the next start sends it once
+// the claim's lease has run out.
+func TestKilledServiceLosesNoMail(t *testing.T) {
+	t.Parallel()
+	dbURL, database := childDatabase(t)
+	ms := NewMailServer(t)
+	ms.Hold(true)
+	caFile := t.TempDir() + "/ca.pem"
+	if err := os.WriteFile(caFile, ms.CAPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	child := startChild(t, dbURL, "CHILD_SMTP_URL="+ms.URL, "CHILD_SMTP_CA="+caFile)
+	resp, err := http.Post("http://"+child.addr+"/api/password-reset/", "application/json",
 		strings.NewReader(`{"email": "frank@example.com"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -318,11 +353,7 @@ func TestKilledServiceLosesNoMail(t *testing.T) {
 		t.Fatalf("reset request to the child: %d", resp.StatusCode)
 	}
 	waitFor(t, "the mail to reach the server", func() bool { return ms.Held() == 1 })
-	if err := child.Process.Kill(); err != nil { // SIGKILL: no shutdown runs
-		t.Fatal(err)
-	}
-	_ = child.Wait()
-	killed = true
+	child.kill(t)
 	ms.Hold(false)
 
 	var rows []models.Mail

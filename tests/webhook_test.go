@@ -1,15 +1,12 @@
 package tests
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	osexec "os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -21,9 +18,7 @@ import (
 	"tokenauth/cli"
 	"tokenauth/clock"
 	"tokenauth/config"
-	"tokenauth/internal/testdb"
 	"tokenauth/models"
-	"tokenauth/password"
 	"tokenauth/webhooks"
 	"tokenauth/webhooks/verifier"
 )
@@ -482,23 +477,7 @@ func TestWebhookEventFilter(t *testing.T) {
 // lease has run out, the next start delivers it.
 func TestKilledServiceLosesNoWebhook(t *testing.T) {
 	t.Parallel()
-	dbURL := testdb.URL(t)
-	database, err := config.OpenDatabase(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { database.Close() })
-	if err := config.Migrate(database.ORM); err != nil {
-		t.Fatal(err)
-	}
-	u, err := models.NewUser(t.Context(), password.NewHasher(testPasswordParams, 1), models.PasswordPolicy{MinLength: 1},
-		"frank", "frank@example.com", testPassword)
-	if err == nil {
-		err = models.CreateUser(t.Context(), database.ORM, u)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	dbURL, database := childDatabase(t)
 	r := newHookReceiver(t, clock.System{})
 	addHookOn(t, dbURL, r)
 	release := r.holdRequests()
@@ -509,32 +488,8 @@ func TestKilledServiceLosesNoWebhook(t *testing.T) {
 		}
 	})
 
-	child := osexec.Command(os.Args[0])
-	child.Env = append(os.Environ(), childEnv+"=serve", "CHILD_DATABASE_URL="+dbURL)
-	stdout, err := child.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	child.Stderr = io.Discard
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	killed := false
-	t.Cleanup(func() {
-		if !killed {
-			_ = child.Process.Kill()
-			_ = child.Wait()
-		}
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading the child's address: %v", err)
-	}
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
-	if !ok {
-		t.Fatalf("the child said %q", line)
-	}
-	resp, err := http.Post("http://"+addr+"/api/login/", "application/json",
+	child := startChild(t, dbURL)
+	resp, err := http.Post("http://"+child.addr+"/api/login/", "application/json",
 		strings.NewReader(`{"username": "frank", "password": "`+testPassword+`"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -544,11 +499,7 @@ func TestKilledServiceLosesNoWebhook(t *testing.T) {
 		t.Fatalf("login at the child: %d", resp.StatusCode)
 	}
 	waitFor(t, "the delivery to reach the receiver", func() bool { return r.heldRequests() == 1 })
-	if err := child.Process.Kill(); err != nil { // SIGKILL: no shutdown runs
-		t.Fatal(err)
-	}
-	_ = child.Wait()
-	killed = true
+	child.kill(t)
 	release()
 	released = true
 
