@@ -14,6 +14,19 @@ import (
 	"tokenauth/models"
 )
 
+// deliveryState is a queued row's state and next attempt as the listings
+// print them: waiting (in the listing's word), sending while a worker's
+// claim on it holds, or given up (in its word), with no next attempt.
+func deliveryState(d *models.Delivery, waiting, givenUp string) (state, next string) {
+	switch {
+	case d.FailedAt != nil:
+		return givenUp, "-"
+	case d.ClaimedUntil != nil && d.ClaimedUntil.After(time.Now()):
+		return "sending", d.NextAttemptAt.UTC().Format(time.RFC3339)
+	}
+	return waiting, d.NextAttemptAt.UTC().Format(time.RFC3339)
+}
+
 // listMail prints the mail still to send and the mail given up.
 func listMail(ctx context.Context, e *env, _ []string) error {
 	const limit = 1000
@@ -28,13 +41,7 @@ func listMail(ctx context.Context, e *env, _ []string) error {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tSTATE\tKIND\tTO\tCREATED\tATTEMPTS\tNEXT ATTEMPT\tLAST ERROR")
 	for _, m := range mails {
-		state, next := "pending", m.NextAttemptAt.UTC().Format(time.RFC3339)
-		switch {
-		case m.FailedAt != nil:
-			state, next = "failed", "-"
-		case m.ClaimedUntil != nil && m.ClaimedUntil.After(time.Now()):
-			state = "sending"
-		}
+		state, next := deliveryState(&m.Delivery, "pending", "failed")
 		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%q\n", m.ID, state, m.Kind, m.Recipient,
 			m.CreatedAt.UTC().Format(time.RFC3339), m.Attempts, next, m.LastError)
 	}

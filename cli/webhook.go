@@ -133,13 +133,7 @@ func listWebhookDeliveries(ctx context.Context, e *env, id uint) error {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tSTATE\tEVENT\tTYPE\tUSER\tCREATED\tATTEMPTS\tNEXT ATTEMPT\tLAST ERROR")
 	for _, d := range rows {
-		state, next := "waiting", d.NextAttemptAt.UTC().Format(time.RFC3339)
-		switch {
-		case d.FailedAt != nil:
-			state, next = "given up", "-"
-		case d.ClaimedUntil != nil && d.ClaimedUntil.After(time.Now()):
-			state = "sending"
-		}
+		state, next := deliveryState(&d.Delivery, "waiting", "given up")
 		fmt.Fprintf(w, "%d\t%s\t%d\t%s\t%d\t%s\t%d\t%s\t%q\n", d.ID, state, d.EventID, d.EventType, d.UserKey,
 			d.CreatedAt.UTC().Format(time.RFC3339), d.Attempts, next, d.LastError)
 	}
