@@ -2,13 +2,9 @@ package models
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"math/big"
-	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -71,32 +67,11 @@ type Link struct {
 
 // NewLinkSecret returns a fresh secret for a link, with prefix
 // (ResetSecretPrefix or EmailSecretPrefix).
-func NewLinkSecret(prefix string) (string, error) {
-	entropy := make([]byte, tokenEntropyBytes)
-	if _, err := rand.Read(entropy); err != nil {
-		return "", fmt.Errorf("reading link entropy: %w", err)
-	}
-	body := prefix + base62(new(big.Int).SetBytes(entropy), tokenBodyLength)
-	return body + tokenChecksum(body), nil
-}
+func NewLinkSecret(prefix string) (string, error) { return newPrefixedSecret(prefix) }
 
-// wellFormedLinkSecret tells whether s has the shape and checksum of a
-// link secret with prefix.
-func wellFormedLinkSecret(s, prefix string) bool {
-	if len(s) != TokenLength || !strings.HasPrefix(s, prefix) {
-		return false
-	}
-	for i := len(prefix); i < len(s); i++ {
-		if !isBase62(s[i]) {
-			return false
-		}
-	}
-	body := s[:len(s)-tokenChecksumChars]
-	return tokenChecksum(body) == s[len(body):]
-}
-
-// passwordStamp is what a reset link keeps of the password hash it
-// replaces.
+// passwordStamp is what a reset link, and the second step of a login,
+// keep of the password hash they were made under: a change of password
+// voids them.
 func passwordStamp(hash string) string {
 	sum := sha256.Sum256([]byte(hash))
 	return hex.EncodeToString(sum[:])
@@ -116,7 +91,7 @@ func storeLinkToken(tx *gorm.DB, userID uint, purpose, email, stamp string, link
 // findLinkToken returns the live token of secret for one of purposes,
 // with its user, or ErrInvalidLink.
 func findLinkToken(ctx context.Context, db *gorm.DB, secret, prefix string, purposes ...string) (*LinkToken, error) {
-	if !wellFormedLinkSecret(secret, prefix) {
+	if !wellFormedSecret(secret, prefix) {
 		return nil, ErrInvalidLink
 	}
 	var t LinkToken

@@ -2,7 +2,6 @@ package models
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"strconv"
@@ -379,16 +378,11 @@ func NewMFAChallenge(ctx context.Context, db *gorm.DB, userID uint, check *Passw
 	}
 	expires := nowOf(db).Add(MFAChallengeTTL)
 	ch := MFAChallenge{UserID: userID, KeyHash: HashToken(secret), TokenName: tokenName,
-		PasswordDigest: passwordDigest(check.hash), ExpiresAt: expires}
+		PasswordDigest: passwordStamp(check.hash), ExpiresAt: expires}
 	if err := db.WithContext(ctx).Create(&ch).Error; err != nil {
 		return "", time.Time{}, translate(err)
 	}
 	return secret, expires, nil
-}
-
-func passwordDigest(hash string) string {
-	sum := sha256.Sum256([]byte(hash))
-	return hex.EncodeToString(sum[:])
 }
 
 // FindMFAChallenge returns the live challenge of the mfa_token secret with
@@ -396,7 +390,7 @@ func passwordDigest(hash string) string {
 // user whose password is still the one the login checked. Anything else
 // is ErrInvalidMFAToken.
 func FindMFAChallenge(ctx context.Context, db *gorm.DB, secret string) (*MFAChallenge, *User, error) {
-	if !wellFormedLinkSecret(secret, MFATokenPrefix) {
+	if !wellFormedSecret(secret, MFATokenPrefix) {
 		return nil, nil, ErrInvalidMFAToken
 	}
 	var ch MFAChallenge
@@ -415,7 +409,7 @@ func FindMFAChallenge(ctx context.Context, db *gorm.DB, secret string) (*MFAChal
 		}
 		return nil, nil, err
 	}
-	if !u.IsActive || passwordDigest(u.PasswordHash) != ch.PasswordDigest {
+	if !u.IsActive || passwordStamp(u.PasswordHash) != ch.PasswordDigest {
 		return nil, nil, ErrInvalidMFAToken
 	}
 	return &ch, &u, nil

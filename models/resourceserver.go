@@ -2,13 +2,9 @@ package models
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/big"
 	"strings"
 	"time"
 
@@ -61,16 +57,8 @@ func NewResourceServer(name string) (*ResourceServer, error) {
 		return nil, err
 	}
 	c := &ResourceServer{ClientID: ClientIDPrefix + id, Name: name, Secret: ClientSecretPrefix + secret}
-	c.SecretHash = hashClientSecret(c.Secret)
+	c.SecretHash = HashToken(c.Secret)
 	return c, nil
-}
-
-func randomBase62(entropyBytes, chars int) (string, error) {
-	entropy := make([]byte, entropyBytes)
-	if _, err := rand.Read(entropy); err != nil {
-		return "", fmt.Errorf("reading entropy: %w", err)
-	}
-	return base62(new(big.Int).SetBytes(entropy), chars), nil
 }
 
 // clientIDShape tells whether id could be a client id: the prefix, then 1
@@ -86,11 +74,6 @@ func clientIDShape(id string) bool {
 		}
 	}
 	return true
-}
-
-func hashClientSecret(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:])
 }
 
 // CreateClient stores c.
@@ -121,7 +104,7 @@ func RevokeClient(ctx context.Context, db *gorm.DB, clientID string) error {
 
 // unknownClientHash is compared against when no client has the id asked
 // for, so that an unknown id costs the same work as a wrong secret.
-var unknownClientHash = hashClientSecret("")
+var unknownClientHash = HashToken("")
 
 // AuthenticateClient returns the live client with that id and secret, or
 // ErrInvalidCredentials. The secret is hashed and compared in constant
@@ -143,7 +126,7 @@ func AuthenticateClient(ctx context.Context, db *gorm.DB, clientID, secret strin
 	if err != nil {
 		want = unknownClientHash
 	}
-	got := hashClientSecret(secret)
+	got := HashToken(secret)
 	if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 || err != nil {
 		return nil, ErrInvalidCredentials
 	}

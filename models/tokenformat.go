@@ -31,22 +31,42 @@ const base62Digits = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV
 
 // NewTokenSecret returns a fresh secret from crypto/rand, in the token
 // format. Tokens are issued with it; bench/ seeds known secrets with it.
-func NewTokenSecret() (string, error) {
-	entropy := make([]byte, tokenEntropyBytes)
-	if _, err := rand.Read(entropy); err != nil {
-		return "", fmt.Errorf("reading token entropy: %w", err)
+func NewTokenSecret() (string, error) { return newPrefixedSecret(TokenPrefix) }
+
+// newPrefixedSecret returns a fresh secret in the token format with
+// another prefix of the same length: the secrets of links and of the
+// second step of a login are made like tokens, and told apart by it.
+func newPrefixedSecret(prefix string) (string, error) {
+	body, err := randomBase62(tokenEntropyBytes, tokenBodyLength)
+	if err != nil {
+		return "", err
 	}
-	body := TokenPrefix + base62(new(big.Int).SetBytes(entropy), tokenBodyLength)
+	body = prefix + body
 	return body + tokenChecksum(body), nil
+}
+
+// randomBase62 returns entropyBytes from crypto/rand as chars base62
+// digits.
+func randomBase62(entropyBytes, chars int) (string, error) {
+	entropy := make([]byte, entropyBytes)
+	if _, err := rand.Read(entropy); err != nil {
+		return "", fmt.Errorf("reading entropy: %w", err)
+	}
+	return base62(new(big.Int).SetBytes(entropy), chars), nil
 }
 
 // WellFormedToken tells whether s has the shape and checksum of a token,
 // without any database work.
-func WellFormedToken(s string) bool {
-	if len(s) != TokenLength || !strings.HasPrefix(s, TokenPrefix) {
+func WellFormedToken(s string) bool { return wellFormedSecret(s, TokenPrefix) }
+
+// wellFormedSecret tells whether s has the shape and checksum of a secret
+// made by newPrefixedSecret with prefix. It allocates nothing: every
+// request's token passes through it.
+func wellFormedSecret(s, prefix string) bool {
+	if len(s) != TokenLength || !strings.HasPrefix(s, prefix) {
 		return false
 	}
-	for i := len(TokenPrefix); i < len(s); i++ {
+	for i := len(prefix); i < len(s); i++ {
 		if !isBase62(s[i]) {
 			return false
 		}
@@ -56,8 +76,9 @@ func WellFormedToken(s string) bool {
 	return string(sum[:]) == s[len(body):]
 }
 
-// HashToken is the lookup key stored for a secret: SHA-256, hex. The secret
-// has 256 random bits, so a fast hash is enough: nobody can try them all.
+// HashToken is the lookup key stored for a secret (a token, a client's
+// secret): SHA-256, hex. The secret has 256 random bits, so a fast hash is
+// enough: nobody can try them all.
 func HashToken(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
