@@ -266,11 +266,9 @@ func (r *Resolver) Resolve(ctx context.Context, req Request) (*Identity, error) 
 // noted is recorded at once, not at the next granularity, and the write of
 // the use merges it with the networks stored (which the lookup does not
 // read: decoding them cost a twentieth of an uncached request). The same
-// address as the last noted use settles it without parsing.
+// address as the last noted use settles it without parsing. noted is the
+// last use noted, not nil.
 func knownNetwork(noted *models.Usage, ip string) bool {
-	if noted == nil {
-		return false
-	}
 	if noted.IP == ip {
 		return true
 	}

@@ -41,17 +41,11 @@ func (l *tokenList) add(r tokenResponse) {
 func (l *tokenList) json() []byte { return append(l.b, "]}"...) }
 
 // render answers with code and the list.
-func (l *tokenList) render(c *gin.Context, code int) {
-	c.Writer.Header()["Content-Type"] = jsonContentType
-	c.Status(code)
-	_, _ = c.Writer.Write(l.json())
-}
+func (l *tokenList) render(c *gin.Context, code int) { writeJSON(c, code, l.json()) }
 
 // renderToken answers with code and t as JSON.
 func renderToken(c *gin.Context, code int, t tokenResponse) {
-	c.Writer.Header()["Content-Type"] = jsonContentType
-	c.Status(code)
-	_, _ = c.Writer.Write(t.appendJSON(make([]byte, 0, 512)))
+	writeJSON(c, code, t.appendJSON(make([]byte, 0, 512)))
 }
 
 // appendJSON appends r as encoding/json marshals it.

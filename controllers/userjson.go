@@ -21,9 +21,14 @@ var jsonContentType = []string{"application/json; charset=utf-8"}
 // renderUser answers with code and u as JSON.
 func renderUser(c *gin.Context, code int, u userResponse) {
 	var buf [256]byte
+	writeJSON(c, code, u.appendJSON(buf[:0]))
+}
+
+// writeJSON answers with code and body, JSON written by hand.
+func writeJSON(c *gin.Context, code int, body []byte) {
 	c.Writer.Header()["Content-Type"] = jsonContentType
 	c.Status(code)
-	_, _ = c.Writer.Write(u.appendJSON(buf[:0]))
+	_, _ = c.Writer.Write(body)
 }
 
 // appendJSON appends u as encoding/json marshals it.
